@@ -1,0 +1,275 @@
+//! Start-up: the directories, the database, the root key and everything derived from it,
+//! gathered in one [`App`] that the server, the command line and the tests share.
+
+use std::fs;
+use std::io::Write;
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::access::AccessTable;
+use crate::audit::AuditLog;
+use crate::auth::SessionKeys;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::{constant_time_eq, random_token, KeyRing, PasswordHasher, Purpose, RootKeys};
+use crate::db::models::{key_check, PageGrant, Setting, User};
+use crate::db::Db;
+
+#[derive(Debug, thiserror::Error)]
+#[error("medvault cannot start: {0}")]
+pub struct StartupError(pub String);
+
+/// Settings an admin switches at `/admin/security`, kept in memory so that no request pays a
+/// query for them; saved to the database by the page that changes them.
+pub struct SecuritySettings {
+    pub bind_ip: AtomicBool,
+    pub bind_user_agent: AtomicBool,
+}
+
+impl SecuritySettings {
+    pub fn bind_ip(&self) -> bool {
+        self.bind_ip.load(Ordering::Relaxed)
+    }
+
+    pub fn bind_user_agent(&self) -> bool {
+        self.bind_user_agent.load(Ordering::Relaxed)
+    }
+}
+
+/// The single-use token of the first-run setup link, while no admin exists.
+#[derive(Default)]
+pub struct SetupToken(Mutex<Option<String>>);
+
+impl SetupToken {
+    /// Takes the token if `offered` matches it: it works once.
+    pub fn redeem(&self, offered: &str) -> bool {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_deref() {
+            Some(token) if constant_time_eq(token.as_bytes(), offered.as_bytes()) => {
+                *slot = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `offered` is the current token, without using it up.
+    pub fn matches(&self, offered: &str) -> bool {
+        let slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_deref()
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), offered.as_bytes()))
+    }
+
+    /// Puts a token back after a failed attempt to use it (a form error, say).
+    pub fn restore(&self, token: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+    }
+
+    pub fn current(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+pub struct AppInner {
+    pub config: Config,
+    pub db: Db,
+    pub keys: KeyRing,
+    pub passwords: PasswordHasher,
+    pub sessions: SessionKeys,
+    pub access: AccessTable,
+    pub audit: AuditLog,
+    pub security: SecuritySettings,
+    pub setup: SetupToken,
+    pub clock: Clock,
+    /// Whether the server runs under TLS, so that cookies are marked Secure.
+    pub tls: AtomicBool,
+}
+
+/// Everything a request handler needs, cheap to clone into a blocking task.
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+impl Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    /// Opens medvault's home: creates the folders, migrates the database, loads or creates the
+    /// root key and checks it against the database.
+    pub fn open(config: Config) -> Result<App, StartupError> {
+        config.validate().map_err(|e| StartupError(e.to_string()))?;
+        for dir in [
+            config.database_dir(),
+            config.backups_dir(),
+            config.storage_dir(),
+        ] {
+            fs::create_dir_all(&dir)
+                .map_err(|e| StartupError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let db = Db::open(&config.database_file()).map_err(StartupError)?;
+        let mut conn = db.conn().map_err(|e| StartupError(e.to_string()))?;
+        let recorded = key_check::all(&mut conn).map_err(db_error)?;
+
+        let root = load_root_keys(&config, !recorded.is_empty())?;
+        let keys = KeyRing::new(root);
+        let now = config.clock.now();
+        check_root_keys(&keys, &recorded)?;
+        for version in keys.root_versions() {
+            if !recorded.iter().any(|(v, _)| *v as u32 == version) {
+                let kcv = keys
+                    .key_check_value(version)
+                    .ok_or_else(|| StartupError("key check value".into()))?;
+                key_check::insert(version as i32, &kcv, now, &mut conn).map_err(db_error)?;
+            }
+        }
+
+        PageGrant::insert_missing_defaults(&mut conn).map_err(db_error)?;
+        let access = AccessTable::default();
+        access.replace(PageGrant::load_granted(&mut conn).map_err(db_error)?);
+        let security = SecuritySettings {
+            bind_ip: AtomicBool::new(
+                Setting::get_bool(Setting::BIND_SESSION_IP, true, &mut conn).map_err(db_error)?,
+            ),
+            bind_user_agent: AtomicBool::new(
+                Setting::get_bool(Setting::BIND_SESSION_USER_AGENT, true, &mut conn)
+                    .map_err(db_error)?,
+            ),
+        };
+        let setup = SetupToken::default();
+        if !User::exists_active_admin(&mut conn).map_err(db_error)? {
+            setup.restore(random_token());
+        }
+        drop(conn);
+
+        let passwords = PasswordHasher::new(keys.purpose_key(Purpose::PasswordPepper))
+            .map_err(|e| StartupError(e.to_string()))?;
+        let sessions = SessionKeys::new(
+            keys.purpose_key(Purpose::SessionSeed),
+            config.session_key_interval,
+        );
+        let audit = AuditLog::new(keys.purpose_key(Purpose::AuditChain));
+        let clock = config.clock.clone();
+        Ok(App(Arc::new(AppInner {
+            config,
+            db,
+            keys,
+            passwords,
+            sessions,
+            access,
+            audit,
+            security,
+            setup,
+            clock,
+            tls: AtomicBool::new(false),
+        })))
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.tls.load(Ordering::Relaxed)
+    }
+}
+
+fn db_error(e: diesel::result::Error) -> StartupError {
+    StartupError(format!("database: {e}"))
+}
+
+/// The root key from `MEDVAULT_MASTER_KEY`, else the key file; a missing key file is created
+/// with a new key, unless the database already holds data written under some key.
+fn load_root_keys(config: &Config, database_has_keys: bool) -> Result<RootKeys, StartupError> {
+    if let Some(text) = config.master_key.as_deref() {
+        return RootKeys::parse(text)
+            .map_err(|e| StartupError(format!("MEDVAULT_MASTER_KEY: {e}")));
+    }
+    let path = config.key_file_path();
+    if path.exists() {
+        warn_if_readable_by_others(&path);
+        let text = fs::read_to_string(&path)
+            .map_err(|e| StartupError(format!("cannot read the key file {}: {e}", path.display())))?;
+        return RootKeys::parse(&text)
+            .map_err(|e| StartupError(format!("key file {}: {e}", path.display())));
+    }
+    if database_has_keys {
+        return Err(StartupError(format!(
+            "the database was written under a root key, but there is no key file at {} and \
+             MEDVAULT_MASTER_KEY is not set. Restore the key file or set MEDVAULT_MASTER_KEY.",
+            path.display()
+        )));
+    }
+    let keys = RootKeys::generate();
+    write_key_file(&path, &keys.to_provider_text())?;
+    tracing::info!(path = %path.display(), "created a new root key file");
+    Ok(keys)
+}
+
+fn check_root_keys(keys: &KeyRing, recorded: &[(i32, String)]) -> Result<(), StartupError> {
+    for (version, check_value) in recorded {
+        match keys.key_check_value(*version as u32) {
+            Some(kcv) if constant_time_eq(kcv.as_bytes(), check_value.as_bytes()) => {}
+            Some(_) => {
+                return Err(StartupError(format!(
+                    "the root key given for version {version} is not the key this database was \
+                     written with (key check value mismatch). Start with the right key file or \
+                     MEDVAULT_MASTER_KEY."
+                )))
+            }
+            None => {
+                return Err(StartupError(format!(
+                    "this database was written with root key version {version}, which the key \
+                     provider does not hold. Add it to the key file or MEDVAULT_MASTER_KEY."
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_key_file(path: &Path, text: &str) -> Result<(), StartupError> {
+    let fail = |e: std::io::Error| {
+        StartupError(format!("cannot create the key file {}: {e}", path.display()))
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(fail)?;
+        restrict_permissions(dir, 0o700).map_err(fail)?;
+    }
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), "the key file can be read by other users; chmod 600 it");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}

@@ -1,0 +1,236 @@
+//! The audit trail: append-only events, each with an HMAC over the event and the previous
+//! event's HMAC, so that an edited, inserted or deleted row breaks the chain at that row.
+
+use std::sync::Mutex;
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::crypto::{constant_time_eq, keyed_digest_hex, SecretKey};
+use crate::db::models::{AuditEvent, NewAuditEvent, Setting};
+use crate::db::Conn;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+/// Who did it and from where. A guest has an empty id.
+#[derive(Clone, Debug, Default)]
+pub struct Actor {
+    pub id: String,
+    pub name: String,
+    pub ip: String,
+}
+
+/// One event, before it is chained. `detail` never holds a password, key, token or clinical value.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub actor: Actor,
+    pub action: &'static str,
+    pub target: String,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+impl Entry {
+    pub fn new(actor: &Actor, action: &'static str, outcome: Outcome) -> Self {
+        Entry {
+            actor: actor.clone(),
+            action,
+            target: String::new(),
+            outcome,
+            detail: String::new(),
+        }
+    }
+
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = target.into();
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+}
+
+/// The first link of the chain that does not hold, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BrokenLink {
+    pub id: i64,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub checked: i64,
+    pub first_broken: Option<BrokenLink>,
+}
+
+pub struct AuditLog {
+    key: SecretKey,
+    /// Serialises appends within this process so two events never chain to the same parent.
+    append_lock: Mutex<()>,
+}
+
+impl AuditLog {
+    pub fn new(key: SecretKey) -> Self {
+        AuditLog {
+            key,
+            append_lock: Mutex::new(()),
+        }
+    }
+
+    /// The HMAC of one event: its id and time, every text column, and the previous event's HMAC.
+    fn mac(&self, id: i64, at: i64, columns: [&str; 8]) -> String {
+        let (id, at) = (id.to_string(), at.to_string());
+        let mut parts: Vec<&[u8]> = vec![id.as_bytes(), at.as_bytes()];
+        parts.extend(columns.iter().map(|c| c.as_bytes()));
+        keyed_digest_hex(&self.key, &parts)
+    }
+
+    /// Appends `entry` at time `now`. Inside a caller's transaction it commits with the change it
+    /// records; otherwise it takes SQLite's write lock for itself.
+    pub fn append(&self, conn: &mut Conn, now: i64, entry: &Entry) -> QueryResult<()> {
+        let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
+        conn.immediate_transaction(|conn| {
+            let (last_id, prev_mac) = AuditEvent::last(conn)?.unwrap_or((0, String::new()));
+            let id = last_id + 1;
+            let mac = self.mac(
+                id,
+                now,
+                [
+                    &entry.actor.id,
+                    &entry.actor.name,
+                    &entry.actor.ip,
+                    entry.action,
+                    &entry.target,
+                    entry.outcome.as_str(),
+                    &entry.detail,
+                    &prev_mac,
+                ],
+            );
+            AuditEvent::insert(
+                &NewAuditEvent {
+                    id,
+                    at: now,
+                    actor_id: &entry.actor.id,
+                    actor_name: &entry.actor.name,
+                    ip: &entry.actor.ip,
+                    action: entry.action,
+                    target: &entry.target,
+                    outcome: entry.outcome.as_str(),
+                    detail: &entry.detail,
+                    prev_mac: &prev_mac,
+                    mac: &mac,
+                },
+                conn,
+            )?;
+            Setting::set(Setting::AUDIT_HEAD, &format!("{id}:{mac}"), conn)
+        })
+    }
+
+    /// Walks the whole chain and names the first event that does not hold.
+    pub fn verify(&self, conn: &mut Conn) -> QueryResult<VerifyReport> {
+        let mut checked = 0;
+        let (mut last_id, mut last_mac) = (0i64, String::new());
+        let broken = |id: i64, reason: &str, checked| VerifyReport {
+            checked,
+            first_broken: Some(BrokenLink {
+                id,
+                reason: reason.to_string(),
+            }),
+        };
+        loop {
+            let batch = AuditEvent::batch_after(last_id, 1000, conn)?;
+            if batch.is_empty() {
+                break;
+            }
+            for row in batch {
+                if row.id != last_id + 1 {
+                    return Ok(broken(
+                        last_id + 1,
+                        "this event is missing: it was deleted",
+                        checked,
+                    ));
+                }
+                if !constant_time_eq(row.prev_mac.as_bytes(), last_mac.as_bytes()) {
+                    return Ok(broken(
+                        row.id,
+                        "this event does not follow the one before it: an event was deleted or inserted",
+                        checked,
+                    ));
+                }
+                let expected = self.mac(
+                    row.id,
+                    row.at,
+                    [
+                        &row.actor_id,
+                        &row.actor_name,
+                        &row.ip,
+                        &row.action,
+                        &row.target,
+                        &row.outcome,
+                        &row.detail,
+                        &row.prev_mac,
+                    ],
+                );
+                if !constant_time_eq(expected.as_bytes(), row.mac.as_bytes()) {
+                    return Ok(broken(row.id, "this event was edited after it was written", checked));
+                }
+                checked += 1;
+                last_id = row.id;
+                last_mac = row.mac;
+            }
+        }
+        // The chain cannot show that events were cut off its end; the stored head can.
+        if let Some(head) = Setting::get(Setting::AUDIT_HEAD, conn)? {
+            if head != format!("{last_id}:{last_mac}") {
+                return Ok(broken(
+                    last_id + 1,
+                    "events after this point were deleted",
+                    checked,
+                ));
+            }
+        }
+        Ok(VerifyReport {
+            checked,
+            first_broken: None,
+        })
+    }
+}
+
+/// Every action medvault records, named once.
+pub mod action {
+    pub const LOGIN_SUCCESS: &str = "login.success";
+    pub const LOGIN_FAILURE: &str = "login.failure";
+    pub const LOGOUT: &str = "logout";
+    pub const SESSION_ENDED: &str = "session.ended";
+    pub const ACCESS_DENIED: &str = "access.denied";
+    pub const CSRF_REFUSED: &str = "csrf.refused";
+    pub const SETUP_ADMIN_CREATED: &str = "setup.admin_created";
+    pub const PASSWORD_CHANGED: &str = "account.password_changed";
+    pub const USER_CREATED: &str = "user.created";
+    pub const USER_UPDATED: &str = "user.updated";
+    pub const USER_ACTIVATED: &str = "user.activated";
+    pub const USER_DEACTIVATED: &str = "user.deactivated";
+    pub const USER_DELETED: &str = "user.deleted";
+    pub const USER_PASSWORD_RESET: &str = "user.password_reset";
+    pub const USER_SESSIONS_ENDED: &str = "user.sessions_ended";
+    pub const ACCESS_TABLE_SAVED: &str = "admin.access_saved";
+    pub const SECURITY_SETTINGS_SAVED: &str = "admin.security_saved";
+    pub const AUDIT_VERIFIED: &str = "admin.audit_verified";
+}

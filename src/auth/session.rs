@@ -1,0 +1,286 @@
+//! Server-side sessions bound to the browser that opened them.
+//!
+//! The cookie (private, HttpOnly, SameSite=Strict) holds only a random 256-bit token. The row
+//! stores the token's HMAC under a session key that is renewed every interval; at renewal the old
+//! digests stop matching and every session ends.
+
+use rocket::http::{Cookie, CookieJar, SameSite};
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::State;
+
+use crate::app::App;
+use crate::audit::{action, Actor, Entry, Outcome as AuditOutcome};
+use crate::auth::ClientInfo;
+use crate::crypto::{keyed_digest_hex, random_id, random_token, SecretKey};
+use crate::db::models::{NewSession, SessionRow, User};
+use crate::db::Conn;
+use crate::error::AppError;
+
+pub const SESSION_COOKIE: &str = "mv_session";
+
+/// Sessions are re-checked against the database on every request, but `last_seen_at` is only
+/// written when it is this many seconds old, so reading a page does not always cost a write.
+const TOUCH_AFTER_SECONDS: i64 = 10;
+
+pub struct SessionKeys {
+    seed: SecretKey,
+    interval: i64,
+}
+
+impl SessionKeys {
+    pub fn new(seed: SecretKey, interval: i64) -> Self {
+        SessionKeys {
+            seed,
+            interval: interval.max(1),
+        }
+    }
+
+    pub fn epoch(&self, now: i64) -> i64 {
+        now.div_euclid(self.interval)
+    }
+
+    /// The stored form of `token` under the session key of `epoch`.
+    pub fn digest(&self, token: &str, epoch: i64) -> String {
+        let epoch = epoch.to_string();
+        keyed_digest_hex(
+            &self.seed,
+            &[b"session token", epoch.as_bytes(), token.as_bytes()],
+        )
+    }
+}
+
+/// The person behind a request.
+pub enum Viewer {
+    Guest {
+        /// A session cookie came with the request but its session has ended.
+        session_ended: bool,
+    },
+    SignedIn(Box<SignedInSession>),
+}
+
+pub struct SignedInSession {
+    pub user: User,
+    pub session: SessionRow,
+}
+
+impl Viewer {
+    pub fn signed_in(&self) -> Option<&SignedInSession> {
+        match self {
+            Viewer::SignedIn(s) => Some(s),
+            Viewer::Guest { .. } => None,
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for &'r Viewer {
+    type Error = AppError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, AppError> {
+        let viewer = req
+            .local_cache_async(async {
+                match resolve(req).await {
+                    Ok(viewer) => Some(viewer),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot resolve the session");
+                        None
+                    }
+                }
+            })
+            .await;
+        match viewer {
+            Some(viewer) => Outcome::Success(viewer),
+            None => Outcome::Error((
+                rocket::http::Status::InternalServerError,
+                AppError::Internal("session lookup failed".into()),
+            )),
+        }
+    }
+}
+
+/// Why a session was ended on a request, for the audit trail.
+fn binding_problem(app: &App, row: &SessionRow, client: &ClientInfo, now: i64) -> Option<String> {
+    if now - row.last_seen_at > app.config.session_idle_timeout {
+        return Some("idle timeout".into());
+    }
+    if now - row.created_at > app.config.session_lifetime {
+        return Some("lifetime reached".into());
+    }
+    if app.security.bind_ip() && row.ip != client.ip {
+        return Some(format!("address changed from {} to {}", row.ip, client.ip));
+    }
+    if app.security.bind_user_agent() && row.user_agent != client.user_agent {
+        return Some("browser (user agent) changed".into());
+    }
+    None
+}
+
+async fn resolve(req: &Request<'_>) -> Result<Viewer, AppError> {
+    let Some(cookie) = req.cookies().get_private(SESSION_COOKIE) else {
+        return Ok(Viewer::Guest {
+            session_ended: false,
+        });
+    };
+    let token = cookie.value().to_string();
+    let app = match req.guard::<&State<App>>().await {
+        Outcome::Success(app) => app.inner().clone(),
+        _ => return Err(AppError::Internal("application state missing".into())),
+    };
+    let client = match req.guard::<&ClientInfo>().await {
+        Outcome::Success(c) => c.clone(),
+        _ => return Err(AppError::Internal("client info missing".into())),
+    };
+    let viewer = app
+        .db
+        .clone()
+        .run(move |conn| resolve_token(&app, &token, &client, conn))
+        .await?;
+    if let Viewer::Guest { .. } = viewer {
+        remove_session_cookie(req.cookies());
+    }
+    Ok(viewer)
+}
+
+fn resolve_token(
+    app: &App,
+    token: &str,
+    client: &ClientInfo,
+    conn: &mut Conn,
+) -> Result<Viewer, AppError> {
+    let now = app.now();
+    let epoch = app.sessions.epoch(now);
+    let ended = Viewer::Guest {
+        session_ended: true,
+    };
+    let Some(row) = SessionRow::find_by_digest(&app.sessions.digest(token, epoch), conn)? else {
+        // A digest under the previous key means the session key was renewed under it.
+        if let Some(old) = SessionRow::find_by_digest(&app.sessions.digest(token, epoch - 1), conn)? {
+            end_with_audit(app, &old, client, "session key renewed", conn)?;
+        }
+        return Ok(ended);
+    };
+    let Some(user) = User::find(&row.user_id, conn)?.filter(|u| u.active) else {
+        end_with_audit(app, &row, client, "account deactivated", conn)?;
+        return Ok(ended);
+    };
+    if let Some(problem) = binding_problem(app, &row, client, now) {
+        end_with_audit(app, &row, client, &problem, conn)?;
+        return Ok(ended);
+    }
+    let mut session = row;
+    if now - session.last_seen_at >= TOUCH_AFTER_SECONDS {
+        SessionRow::touch(&session.id, now, conn)?;
+        session.last_seen_at = now;
+    }
+    Ok(Viewer::SignedIn(Box::new(SignedInSession { user, session })))
+}
+
+fn end_with_audit(
+    app: &App,
+    row: &SessionRow,
+    client: &ClientInfo,
+    reason: &str,
+    conn: &mut Conn,
+) -> Result<(), AppError> {
+    let actor_name = User::find(&row.user_id, conn)?
+        .map(|u| u.username)
+        .unwrap_or_default();
+    conn.immediate_transaction(|conn| {
+        SessionRow::delete(&row.id, conn)?;
+        let actor = Actor {
+            id: row.user_id.clone(),
+            name: actor_name,
+            ip: client.ip.clone(),
+        };
+        app.audit.append(
+            conn,
+            app.now(),
+            &Entry::new(&actor, action::SESSION_ENDED, AuditOutcome::Success)
+                .target(format!("session {}", row.id))
+                .detail(reason),
+        )
+    })?;
+    Ok(())
+}
+
+/// Signs `user` in from `client`: sweeps dead sessions, ends the session the browser had (a
+/// fresh token at every sign-in), writes the new row and the audit event. Returns the token.
+pub fn start_session(
+    app: &App,
+    user: &User,
+    client: &ClientInfo,
+    previous_token: Option<&str>,
+    conn: &mut Conn,
+) -> Result<String, AppError> {
+    let now = app.now();
+    let epoch = app.sessions.epoch(now);
+    let token = random_token();
+    conn.immediate_transaction(|conn| {
+        SessionRow::delete_stale(
+            epoch,
+            now - app.config.session_idle_timeout,
+            now - app.config.session_lifetime,
+            conn,
+        )?;
+        if let Some(previous) = previous_token {
+            if let Some(old) = SessionRow::find_by_digest(&app.sessions.digest(previous, epoch), conn)? {
+                SessionRow::delete(&old.id, conn)?;
+            }
+        }
+        let id = random_id(app.config.id_length);
+        SessionRow::insert(
+            &NewSession {
+                id: &id,
+                token_digest: &app.sessions.digest(&token, epoch),
+                key_epoch: epoch,
+                user_id: &user.id,
+                csrf_token: &random_token(),
+                ip: &client.ip,
+                user_agent: &client.user_agent,
+                created_at: now,
+                last_seen_at: now,
+            },
+            conn,
+        )?;
+        let actor = Actor {
+            id: user.id.clone(),
+            name: user.username.clone(),
+            ip: client.ip.clone(),
+        };
+        app.audit.append(
+            conn,
+            now,
+            &Entry::new(&actor, action::LOGIN_SUCCESS, AuditOutcome::Success)
+                .target(format!("session {id}")),
+        )
+    })?;
+    Ok(token)
+}
+
+/// Ends `session` on sign-out.
+pub fn end_session(app: &App, session: &SessionRow, actor: &Actor, conn: &mut Conn) -> Result<(), AppError> {
+    conn.immediate_transaction(|conn| {
+        SessionRow::delete(&session.id, conn)?;
+        app.audit.append(
+            conn,
+            app.now(),
+            &Entry::new(actor, action::LOGOUT, AuditOutcome::Success)
+                .target(format!("session {}", session.id)),
+        )
+    })?;
+    Ok(())
+}
+
+pub fn set_session_cookie(cookies: &CookieJar<'_>, token: String, secure: bool) {
+    let cookie = Cookie::build((SESSION_COOKIE, token))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .path("/")
+        .expires(None);
+    cookies.add_private(cookie);
+}
+
+pub fn remove_session_cookie(cookies: &CookieJar<'_>) {
+    cookies.remove_private(Cookie::build(SESSION_COOKIE).path("/"));
+}

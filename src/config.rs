@@ -1,0 +1,188 @@
+//! One typed configuration, loaded once from Rocket.toml and the environment
+//! (`ROCKET_*` for the web server, `MEDVAULT_*` for medvault) and checked before anything starts.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rocket::figment::{providers::Env, Figment};
+use serde::Deserialize;
+
+use crate::clock::Clock;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Where medvault keeps everything it writes: `database/`, `secrets/`, `storage/`.
+    pub home: PathBuf,
+    /// The root key, base64 (`MEDVAULT_MASTER_KEY`); when unset, the key file is used.
+    pub master_key: Option<String>,
+    /// The key file, created at first start with mode 0600; default `secrets/master.key`.
+    pub key_file: Option<PathBuf>,
+    /// Seconds of inactivity after which a session ends.
+    pub session_idle_timeout: i64,
+    /// Seconds after sign-in after which a session ends whatever the activity.
+    pub session_lifetime: i64,
+    /// Seconds between session-key renewals; every session ends at a renewal.
+    pub session_key_interval: i64,
+    /// Peers whose `X-Forwarded-For` is believed; every other peer is the client itself.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Origins (`https://records.example.org`) accepted on form posts besides the request's Host.
+    pub allowed_origins: Vec<String>,
+    /// Length of new random ids.
+    pub id_length: usize,
+    /// Where the page templates are; default the `templates/` folder of the source tree.
+    pub template_dir: Option<PathBuf>,
+    #[serde(skip)]
+    pub clock: Clock,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            home: PathBuf::from("."),
+            master_key: None,
+            key_file: None,
+            session_idle_timeout: 15 * 60,
+            session_lifetime: 8 * 60 * 60,
+            session_key_interval: 24 * 60 * 60,
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
+            id_length: 16,
+            template_dir: None,
+            clock: Clock::System,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Rocket.toml and `ROCKET_*` as Rocket reads them, then `MEDVAULT_*` on top.
+    pub fn figment() -> Figment {
+        rocket::Config::figment().merge(Env::prefixed("MEDVAULT_").global())
+    }
+
+    pub fn load() -> Result<Config, ConfigError> {
+        let config: Config = Self::figment()
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A configuration rooted at `home` with every other setting at its default.
+    pub fn for_home(home: impl Into<PathBuf>) -> Config {
+        Config {
+            home: home.into(),
+            ..Config::default()
+        }
+    }
+
+    /// Every setting checked once, with a message that tells the operator what to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.session_idle_timeout < 60 {
+            return Err(ConfigError(
+                "session_idle_timeout must be at least 60 seconds".into(),
+            ));
+        }
+        if self.session_lifetime < self.session_idle_timeout {
+            return Err(ConfigError(
+                "session_lifetime must be at least session_idle_timeout".into(),
+            ));
+        }
+        if self.session_key_interval < 300 {
+            return Err(ConfigError(
+                "session_key_interval must be at least 300 seconds".into(),
+            ));
+        }
+        if !(8..=64).contains(&self.id_length) {
+            return Err(ConfigError("id_length must be between 8 and 64".into()));
+        }
+        for origin in &self.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.trim_end_matches('/') != origin
+            {
+                return Err(ConfigError(format!(
+                    "allowed_origins entry {origin:?} must look like https://host[:port] with no path"
+                )));
+            }
+        }
+        let key_file = self.key_file_path();
+        if let Ok(relative) = absolute(&key_file).strip_prefix(absolute(&self.database_dir())) {
+            return Err(ConfigError(format!(
+                "key_file must live outside the database folder (it would be {}); backups copy that folder",
+                relative.display()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn database_dir(&self) -> PathBuf {
+        self.home.join("database")
+    }
+
+    pub fn database_file(&self) -> PathBuf {
+        self.database_dir().join("medvault.sqlite")
+    }
+
+    pub fn backups_dir(&self) -> PathBuf {
+        self.database_dir().join("backups")
+    }
+
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.home.join("secrets")
+    }
+
+    pub fn storage_dir(&self) -> PathBuf {
+        self.home.join("storage")
+    }
+
+    pub fn key_file_path(&self) -> PathBuf {
+        match &self.key_file {
+            Some(path) if path.is_absolute() => path.clone(),
+            Some(path) => self.home.join(path),
+            None => self.secrets_dir().join("master.key"),
+        }
+    }
+
+    pub fn template_dir(&self) -> PathBuf {
+        self.template_dir
+            .clone()
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"))
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_key_file_inside_the_database_folder_is_refused() {
+        let config = Config {
+            key_file: Some("database/master.key".into()),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("outside the database folder"), "{err}");
+    }
+
+    #[test]
+    fn a_lifetime_shorter_than_the_idle_timeout_is_refused() {
+        let config = Config {
+            session_lifetime: 100,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,258 @@
+//! The versioned root key and the keys derived from it, one per purpose (HKDF, RFC 5869).
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use hkdf::Hkdf;
+use rand::{rngs::OsRng, RngCore};
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// Key material that is wiped from memory when dropped and never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct SecretKey(Vec<u8>);
+
+impl SecretKey {
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        SecretKey(bytes.to_vec())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("the root key is empty")]
+    Empty,
+    #[error("root key version {0:?} is not a positive whole number")]
+    BadVersion(String),
+    #[error("root key version {0} is not valid base64")]
+    BadBase64(u32),
+    #[error("root key version {0} is {1} bytes long; it must be exactly 32 bytes (256 bits)")]
+    BadLength(u32, usize),
+    #[error("root key version {0} is given twice")]
+    DuplicateVersion(u32),
+}
+
+/// Every root key version the key provider holds; the newest encrypts, older ones only open.
+pub struct RootKeys {
+    /// Sorted by version, ascending; never empty.
+    versions: Vec<(u32, Zeroizing<[u8; 32]>)>,
+}
+
+impl RootKeys {
+    /// A new random root key, version 1.
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(key.as_mut());
+        RootKeys { versions: vec![(1, key)] }
+    }
+
+    /// Parses the key provider's text: entries separated by newlines or commas, each either
+    /// `VERSION:BASE64` or a bare `BASE64` (version 1).
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let mut versions: Vec<(u32, Zeroizing<[u8; 32]>)> = Vec::new();
+        for entry in text.split([',', '\n']).map(str::trim).filter(|e| !e.is_empty()) {
+            let (version, encoded) = match entry.split_once(':') {
+                Some((v, k)) => {
+                    let version = v
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|v| *v > 0)
+                        .ok_or_else(|| KeyError::BadVersion(v.to_string()))?;
+                    (version, k.trim())
+                }
+                None => (1, entry),
+            };
+            let bytes = Zeroizing::new(
+                STANDARD
+                    .decode(encoded)
+                    .map_err(|_| KeyError::BadBase64(version))?,
+            );
+            let key: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| KeyError::BadLength(version, bytes.len()))?;
+            if versions.iter().any(|(v, _)| *v == version) {
+                return Err(KeyError::DuplicateVersion(version));
+            }
+            versions.push((version, Zeroizing::new(key)));
+        }
+        if versions.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        versions.sort_by_key(|(v, _)| *v);
+        Ok(RootKeys { versions })
+    }
+
+    /// The text [`RootKeys::parse`] reads back, for the key file.
+    pub fn to_provider_text(&self) -> Zeroizing<String> {
+        let mut text = String::new();
+        for (version, key) in &self.versions {
+            text.push_str(&format!("{version}:{}\n", STANDARD.encode(key.as_ref())));
+        }
+        Zeroizing::new(text)
+    }
+
+    pub fn versions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.versions.iter().map(|(v, _)| *v)
+    }
+
+    pub fn current_version(&self) -> u32 {
+        self.versions.last().map(|(v, _)| *v).unwrap_or(1)
+    }
+
+    fn key(&self, version: u32) -> Option<&[u8; 32]> {
+        self.versions
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, k)| &**k)
+    }
+}
+
+/// What a derived key is for. Each purpose has its own HKDF label, so no key serves two ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Proves at start-up that the key provider gave the key the database was written with.
+    KeyCheck,
+    /// Chains the audit trail's HMACs.
+    AuditChain,
+    /// argon2id's secret parameter: a stolen database alone cannot be brute-forced.
+    PasswordPepper,
+    /// Seeds the session keys that are renewed every interval.
+    SessionSeed,
+    /// Rocket's private-cookie key.
+    CookieSecret,
+}
+
+impl Purpose {
+    /// Rocket's cookie key is 512 bits; every other purpose key is 256.
+    fn key_len(self) -> usize {
+        match self {
+            Purpose::CookieSecret => 64,
+            _ => 32,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Purpose::KeyCheck => "medvault/v1/key-check",
+            Purpose::AuditChain => "medvault/v1/audit-chain",
+            Purpose::PasswordPepper => "medvault/v1/password-pepper",
+            Purpose::SessionSeed => "medvault/v1/session-seed",
+            Purpose::CookieSecret => "medvault/v1/cookie-secret",
+        }
+    }
+}
+
+/// Derives every key medvault uses from the root keys.
+pub struct KeyRing {
+    root: RootKeys,
+}
+
+impl KeyRing {
+    pub fn new(root: RootKeys) -> Self {
+        KeyRing { root }
+    }
+
+    pub fn root_versions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.root.versions()
+    }
+
+    pub fn current_root_version(&self) -> u32 {
+        self.root.current_version()
+    }
+
+    /// The service key for `purpose`. Service keys come from the oldest root key the provider
+    /// holds, so that rotating the root key (which re-encrypts fields) does not invalidate every
+    /// password hash and audit link at once.
+    pub fn purpose_key(&self, purpose: Purpose) -> SecretKey {
+        let base = self.root.versions.first().map(|(v, _)| *v).unwrap_or(1);
+        self.derive(base, purpose.label().as_bytes(), purpose.key_len())
+            .expect("the oldest root version is always present")
+    }
+
+    /// HKDF-SHA-256 from root key `version` with `info` as the label.
+    pub fn derive(&self, version: u32, info: &[u8], len: usize) -> Option<SecretKey> {
+        let root = self.root.key(version)?;
+        let hk = Hkdf::<Sha256>::new(Some(b"medvault root key"), root);
+        let mut out = Zeroizing::new(vec![0u8; len]);
+        hk.expand(info, &mut out).ok()?;
+        Some(SecretKey::from_bytes(&out))
+    }
+
+    /// A short value that identifies root key `version` without revealing it, stored in the
+    /// database so that a start with the wrong key fails before anything is written.
+    pub fn key_check_value(&self, version: u32) -> Option<String> {
+        let key = self.derive(version, Purpose::KeyCheck.label().as_bytes(), 32)?;
+        let digest = super::keyed_digest(&key, &[b"medvault key check value"]);
+        Some(hex::encode(&digest[..16]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn parses_bare_and_versioned_entries() {
+        let keys = RootKeys::parse(&format!("{KEY_A}\n2:{KEY_A}")).unwrap();
+        assert_eq!(keys.versions().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(keys.current_version(), 2);
+    }
+
+    #[test]
+    fn refuses_short_keys_bad_versions_and_duplicates() {
+        assert_eq!(
+            RootKeys::parse("AAEC").err(),
+            Some(KeyError::BadLength(1, 3))
+        );
+        assert_eq!(
+            RootKeys::parse(&format!("0:{KEY_A}")).err(),
+            Some(KeyError::BadVersion("0".into()))
+        );
+        assert_eq!(
+            RootKeys::parse(&format!("{KEY_A},1:{KEY_A}")).err(),
+            Some(KeyError::DuplicateVersion(1))
+        );
+        assert_eq!(RootKeys::parse(" \n").err(), Some(KeyError::Empty));
+        assert_eq!(
+            RootKeys::parse("not base64!").err(),
+            Some(KeyError::BadBase64(1))
+        );
+    }
+
+    #[test]
+    fn provider_text_round_trips() {
+        let keys = RootKeys::generate();
+        let again = RootKeys::parse(&keys.to_provider_text()).unwrap();
+        let (a, b) = (KeyRing::new(keys), KeyRing::new(again));
+        assert_eq!(a.key_check_value(1), b.key_check_value(1));
+    }
+
+    #[test]
+    fn each_purpose_gets_its_own_key() {
+        let ring = KeyRing::new(RootKeys::generate());
+        let audit = ring.purpose_key(Purpose::AuditChain);
+        let pepper = ring.purpose_key(Purpose::PasswordPepper);
+        assert_ne!(audit.expose(), pepper.expose());
+        assert_eq!(audit.expose(), ring.purpose_key(Purpose::AuditChain).expose());
+    }
+
+    #[test]
+    fn different_root_keys_have_different_check_values() {
+        let a = KeyRing::new(RootKeys::generate());
+        let b = KeyRing::new(RootKeys::generate());
+        assert_ne!(a.key_check_value(1), b.key_check_value(1));
+        assert_eq!(a.key_check_value(7), None);
+    }
+}

@@ -1,0 +1,115 @@
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::audit_events;
+use crate::db::Conn;
+
+#[derive(Queryable, Selectable, Clone, Debug, Serialize)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: i64,
+    pub actor_id: String,
+    pub actor_name: String,
+    pub ip: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+    pub prev_mac: String,
+    pub mac: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct NewAuditEvent<'a> {
+    pub id: i64,
+    pub at: i64,
+    pub actor_id: &'a str,
+    pub actor_name: &'a str,
+    pub ip: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub outcome: &'a str,
+    pub detail: &'a str,
+    pub prev_mac: &'a str,
+    pub mac: &'a str,
+}
+
+/// What the audit page narrows the trail to.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub from: Option<i64>,
+    pub until: Option<i64>,
+}
+
+impl AuditEvent {
+    pub fn last(conn: &mut Conn) -> QueryResult<Option<(i64, String)>> {
+        audit_events::table
+            .select((audit_events::id, audit_events::mac))
+            .order(audit_events::id.desc())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn insert(new: &NewAuditEvent<'_>, conn: &mut Conn) -> QueryResult<()> {
+        diesel::insert_into(audit_events::table)
+            .values(new)
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    /// Up to `limit` events with ids above `after`, oldest first: the verifier's walk.
+    pub fn batch_after(after: i64, limit: i64, conn: &mut Conn) -> QueryResult<Vec<AuditEvent>> {
+        audit_events::table
+            .filter(audit_events::id.gt(after))
+            .order(audit_events::id.asc())
+            .limit(limit)
+            .select(AuditEvent::as_select())
+            .load(conn)
+    }
+
+    /// One page of events matching `filter`, newest first, and how many match in all.
+    pub fn list(
+        filter: &AuditFilter,
+        offset: i64,
+        limit: i64,
+        conn: &mut Conn,
+    ) -> QueryResult<(Vec<AuditEvent>, i64)> {
+        let query = || {
+            let mut q = audit_events::table.into_boxed();
+            if let Some(actor) = filter.actor.as_deref().filter(|s| !s.is_empty()) {
+                q = q.filter(audit_events::actor_name.eq(actor));
+            }
+            if let Some(action) = filter.action.as_deref().filter(|s| !s.is_empty()) {
+                q = q.filter(audit_events::action.eq(action));
+            }
+            if let Some(from) = filter.from {
+                q = q.filter(audit_events::at.ge(from));
+            }
+            if let Some(until) = filter.until {
+                q = q.filter(audit_events::at.lt(until));
+            }
+            q
+        };
+        let total = query().count().get_result(conn)?;
+        let rows = query()
+            .order(audit_events::id.desc())
+            .offset(offset)
+            .limit(limit)
+            .select(AuditEvent::as_select())
+            .load(conn)?;
+        Ok((rows, total))
+    }
+
+    /// The distinct actions recorded, for the filter's select.
+    pub fn actions(conn: &mut Conn) -> QueryResult<Vec<String>> {
+        audit_events::table
+            .select(audit_events::action)
+            .distinct()
+            .order(audit_events::action.asc())
+            .load(conn)
+    }
+}

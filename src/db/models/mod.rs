@@ -1,0 +1,14 @@
+//! One file per entity: the struct, plain methods, then queries taking the connection last.
+
+pub mod audit_event;
+pub mod key_check;
+pub mod page_grant;
+pub mod session;
+pub mod setting;
+pub mod user;
+
+pub use audit_event::{AuditEvent, AuditFilter, NewAuditEvent};
+pub use page_grant::PageGrant;
+pub use session::{NewSession, SessionRow};
+pub use setting::Setting;
+pub use user::{NewUser, User, UserFilter};

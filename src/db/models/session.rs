@@ -1,0 +1,111 @@
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::sessions;
+use crate::db::Conn;
+
+/// A signed-in browser. The cookie holds a random token; only its keyed digest is stored here.
+#[derive(Queryable, Selectable, Identifiable, Clone, Debug, Serialize)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub id: String,
+    #[serde(skip)]
+    pub token_digest: String,
+    pub key_epoch: i64,
+    pub user_id: String,
+    #[serde(skip)]
+    pub csrf_token: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = sessions)]
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub token_digest: &'a str,
+    pub key_epoch: i64,
+    pub user_id: &'a str,
+    pub csrf_token: &'a str,
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+impl SessionRow {
+    pub fn insert(new: &NewSession<'_>, conn: &mut Conn) -> QueryResult<()> {
+        diesel::insert_into(sessions::table)
+            .values(new)
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    pub fn find_by_digest(digest: &str, conn: &mut Conn) -> QueryResult<Option<SessionRow>> {
+        sessions::table
+            .filter(sessions::token_digest.eq(digest))
+            .select(SessionRow::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn touch(id: &str, now: i64, conn: &mut Conn) -> QueryResult<usize> {
+        diesel::update(sessions::table.find(id))
+            .set(sessions::last_seen_at.eq(now))
+            .execute(conn)
+    }
+
+    pub fn delete(id: &str, conn: &mut Conn) -> QueryResult<usize> {
+        diesel::delete(sessions::table.find(id)).execute(conn)
+    }
+
+    /// Ends one of `user_id`'s sessions; another user's id matches nothing.
+    pub fn delete_for_user(id: &str, user_id: &str, conn: &mut Conn) -> QueryResult<usize> {
+        diesel::delete(
+            sessions::table
+                .filter(sessions::id.eq(id))
+                .filter(sessions::user_id.eq(user_id)),
+        )
+        .execute(conn)
+    }
+
+    pub fn delete_all_for_user(user_id: &str, conn: &mut Conn) -> QueryResult<usize> {
+        diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
+    }
+
+    pub fn list_for_user(user_id: &str, conn: &mut Conn) -> QueryResult<Vec<SessionRow>> {
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .order(sessions::last_seen_at.desc())
+            .select(SessionRow::as_select())
+            .load(conn)
+    }
+
+    pub fn count_for_user(user_id: &str, conn: &mut Conn) -> QueryResult<i64> {
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .count()
+            .get_result(conn)
+    }
+
+    /// Removes sessions that can no longer be used: from an older key epoch, idle too long,
+    /// or past their lifetime.
+    pub fn delete_stale(
+        current_epoch: i64,
+        idle_cutoff: i64,
+        created_cutoff: i64,
+        conn: &mut Conn,
+    ) -> QueryResult<usize> {
+        diesel::delete(
+            sessions::table.filter(
+                sessions::key_epoch
+                    .lt(current_epoch)
+                    .or(sessions::last_seen_at.lt(idle_cutoff))
+                    .or(sessions::created_at.lt(created_cutoff)),
+            ),
+        )
+        .execute(conn)
+    }
+}

@@ -1,0 +1,70 @@
+// The tables of migrations/sqlite, as Diesel sees them.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        level -> Text,
+        password_hash -> Text,
+        must_change_password -> Bool,
+        active -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        token_digest -> Text,
+        key_epoch -> BigInt,
+        user_id -> Text,
+        csrf_token -> Text,
+        ip -> Text,
+        user_agent -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    page_access (level, page) {
+        level -> Text,
+        page -> Text,
+        allowed -> Bool,
+    }
+}
+
+diesel::table! {
+    settings (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    root_key_checks (version) {
+        version -> Integer,
+        check_value -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        at -> BigInt,
+        actor_id -> Text,
+        actor_name -> Text,
+        ip -> Text,
+        action -> Text,
+        target -> Text,
+        outcome -> Text,
+        detail -> Text,
+        prev_mac -> Text,
+        mac -> Text,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, sessions);

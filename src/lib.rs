@@ -1,0 +1,72 @@
+#![forbid(unsafe_code)]
+//! medvault: medical records with per-row field encryption, browser-bound sessions and
+//! deny-by-default page access.
+//!
+//! [`build_rocket`] builds the whole server from a [`Config`]; `main` and the tests share it.
+
+pub mod access;
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod users;
+pub mod web;
+
+use std::sync::atomic::Ordering;
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use rocket::fairing::AdHoc;
+use rocket::shield::Shield;
+use rocket::{Build, Rocket};
+use rocket_dyn_templates::Template;
+
+pub use app::{App, StartupError};
+pub use clock::Clock;
+pub use config::Config;
+
+use crate::crypto::Purpose;
+
+/// The server for `config`: opens the home folder and database, checks the root key, and mounts
+/// every page behind its guard.
+pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
+    let template_dir = config.template_dir();
+    let app = App::open(config)?;
+    let cookie_key = app.keys.purpose_key(Purpose::CookieSecret);
+    let figment = Config::figment()
+        .merge(("secret_key", STANDARD.encode(cookie_key.expose())))
+        // Client addresses come from the socket, or from X-Forwarded-For of a trusted proxy
+        // only (see auth::client); never from a header any client can send.
+        .merge(("ip_header", false))
+        .merge(("ident", false))
+        .merge(("template_dir", template_dir));
+    if let Some(token) = app.setup.current() {
+        let address = figment
+            .extract_inner::<String>("address")
+            .unwrap_or_else(|_| "127.0.0.1".into());
+        let port = figment.extract_inner::<u16>("port").unwrap_or(8000);
+        tracing::warn!(
+            "no admin exists yet: open http://{address}:{port}/setup?token={token} to create one (the link works once)"
+        );
+    }
+    Ok(rocket::custom(figment)
+        .attach(Shield::new())
+        .attach(web::SecurityHeaders)
+        .attach(Template::custom(|engines| {
+            web::register_filters(&mut engines.tera)
+        }))
+        .attach(AdHoc::on_liftoff("TLS for cookies", |rocket| {
+            Box::pin(async move {
+                if let Some(app) = rocket.state::<App>() {
+                    app.tls
+                        .store(rocket.config().tls_enabled(), Ordering::Relaxed);
+                }
+            })
+        }))
+        .manage(app)
+        .mount("/", web::routes())
+        .register("/", error::catchers()))
+}

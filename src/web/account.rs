@@ -1,0 +1,211 @@
+//! A user's own account: their password and their signed-in sessions.
+
+use rocket::form::FromForm;
+use rocket::http::{CookieJar, Status};
+use rocket::request::FlashMessage;
+use rocket::response::{Flash, Redirect};
+use rocket::{get, post, routes, Route, State};
+use rocket_dyn_templates::{context, Template};
+use serde::Serialize;
+
+use crate::access::page;
+use crate::app::App;
+use crate::audit::{action, Entry, Outcome};
+use crate::auth::{password_policy, remove_session_cookie, Allowed, CsrfForm};
+use crate::db::models::{SessionRow, User};
+use crate::error::AppError;
+use crate::web::layout::FormView;
+use crate::web::{ButtonForm, Layout};
+
+pub fn routes() -> Vec<Route> {
+    routes![password_page, change_password, sessions_page, revoke_session]
+}
+
+#[derive(FromForm)]
+pub struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+fn password_template(layout: Layout, must_change: bool, form: FormView) -> Template {
+    Template::render(
+        "account/password",
+        context! { layout, must_change, form, min: password_policy::MIN_CHARS, max: password_policy::MAX_CHARS },
+    )
+}
+
+#[get("/account/password")]
+fn password_page(
+    who: Allowed<page::AccountPassword>,
+    app: &State<App>,
+    flash: Option<FlashMessage<'_>>,
+) -> Template {
+    let must_change = who.user.must_change_password;
+    password_template(Layout::for_user(app, &who, flash), must_change, FormView::default())
+}
+
+/// Changes the password and ends every session of the user, this one included.
+#[post("/account/password", data = "<form>")]
+async fn change_password(
+    who: Allowed<page::AccountPassword>,
+    app: &State<App>,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<'_, PasswordForm>,
+) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+    let (current, new) = match form.value.as_ref() {
+        Some(f) => (f.current_password.clone(), f.new_password.clone()),
+        None => (String::new(), String::new()),
+    };
+    let mut view = FormView::default();
+    if let Some(problem) = password_policy::problem(&new, &who.user.username) {
+        view = view.error("new_password", problem);
+    } else if new == current {
+        view = view.error("new_password", "Choose a password different from the current one.");
+    }
+    let app2 = app.inner().clone();
+    let (user, actor) = (who.user.clone(), who.actor());
+    let valid = !view.has_errors();
+    let result = app
+        .db
+        .run(move |conn| {
+            if !app2.passwords.verify(&current, &user.password_hash) {
+                return Ok(Some("This is not your current password."));
+            }
+            if !valid {
+                return Ok(None);
+            }
+            let hash = app2
+                .passwords
+                .hash(&new)
+                .map_err(|e| AppError::internal("hash", e))?;
+            let now = app2.now();
+            conn.immediate_transaction(|conn| {
+                User::set_password(&user.id, &hash, false, now, conn)?;
+                let ended = SessionRow::delete_all_for_user(&user.id, conn)?;
+                app2.audit.append(
+                    conn,
+                    now,
+                    &Entry::new(&actor, action::PASSWORD_CHANGED, Outcome::Success)
+                        .target(format!("user {}", user.username))
+                        .detail(format!("{ended} session(s) ended")),
+                )
+            })?;
+            Ok::<_, AppError>(None)
+        })
+        .await
+        .map_err(Err)?;
+    if let Some(problem) = result {
+        view = view.error("current_password", problem);
+    }
+    if view.has_errors() {
+        let must_change = who.user.must_change_password;
+        return Err(Ok((
+            Status::UnprocessableEntity,
+            password_template(Layout::for_user(app, &who, None), must_change, view),
+        )));
+    }
+    remove_session_cookie(cookies);
+    Ok(Flash::success(
+        Redirect::to("/login"),
+        "Your password is changed and every session has ended. Sign in with the new password.",
+    ))
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    id: String,
+    device: String,
+    ip: String,
+    created_at: i64,
+    last_seen_at: i64,
+    current: bool,
+}
+
+/// A short name for a browser, from its user agent.
+pub fn device_name(user_agent: &str) -> String {
+    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/", "curl/"]
+        .iter()
+        .find(|b| user_agent.contains(*b))
+        .map(|b| b.trim_end_matches('/').replace("Edg", "Edge"));
+    let system = ["Windows", "Android", "iPhone", "iPad", "Mac OS", "Linux"]
+        .iter()
+        .find(|s| user_agent.contains(*s));
+    match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} on {s}"),
+        (Some(b), None) => b,
+        (None, Some(s)) => s.to_string(),
+        (None, None) if user_agent.is_empty() => "Unknown device".into(),
+        (None, None) => user_agent.chars().take(40).collect(),
+    }
+}
+
+#[get("/account/sessions")]
+async fn sessions_page(
+    who: Allowed<page::AccountSessions>,
+    app: &State<App>,
+    flash: Option<FlashMessage<'_>>,
+) -> Result<Template, AppError> {
+    let (user_id, current_id) = (who.user.id.clone(), who.session.id.clone());
+    let rows = app
+        .db
+        .run(move |conn| Ok(SessionRow::list_for_user(&user_id, conn)?))
+        .await?;
+    let sessions: Vec<SessionView> = rows
+        .into_iter()
+        .map(|s| SessionView {
+            current: s.id == current_id,
+            device: device_name(&s.user_agent),
+            id: s.id,
+            ip: s.ip,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+        })
+        .collect();
+    let layout = Layout::for_user(app, &who, flash);
+    Ok(Template::render("account/sessions", context! { layout, sessions }))
+}
+
+#[post("/account/sessions/<id>/revoke", data = "<_form>")]
+async fn revoke_session(
+    who: Allowed<page::AccountSessions>,
+    app: &State<App>,
+    cookies: &CookieJar<'_>,
+    id: &str,
+    _form: CsrfForm<'_, ButtonForm>,
+) -> Result<Flash<Redirect>, AppError> {
+    let (app2, actor, user_id, target) = (
+        app.inner().clone(),
+        who.actor(),
+        who.user.id.clone(),
+        id.to_string(),
+    );
+    let ended = app
+        .db
+        .run(move |conn| {
+            Ok(conn.immediate_transaction(|conn| {
+                let ended = SessionRow::delete_for_user(&target, &user_id, conn)?;
+                if ended > 0 {
+                    app2.audit.append(
+                        conn,
+                        app2.now(),
+                        &Entry::new(&actor, action::SESSION_ENDED, Outcome::Success)
+                            .target(format!("session {target}"))
+                            .detail("revoked by its user"),
+                    )?;
+                }
+                Ok::<_, diesel::result::Error>(ended)
+            })?)
+        })
+        .await?;
+    if ended == 0 {
+        return Err(AppError::NotFound);
+    }
+    if id == who.session.id {
+        remove_session_cookie(cookies);
+        return Ok(Flash::success(Redirect::to("/login"), "This session has ended."));
+    }
+    Ok(Flash::success(
+        Redirect::to("/account/sessions"),
+        "The session has ended.",
+    ))
+}

@@ -1,0 +1,262 @@
+//! Signing in and out, and the first-run setup that creates the first admin.
+
+use rocket::form::FromForm;
+use rocket::http::{CookieJar, Status};
+use rocket::request::FlashMessage;
+use rocket::response::{Flash, Redirect};
+use rocket::{get, post, routes, Route, State};
+use rocket_dyn_templates::{context, Template};
+
+use crate::access::{page, Level, Page};
+use crate::app::App;
+use crate::audit::{action, Actor, Entry, Outcome};
+use crate::auth::{
+    end_session, login_csrf_token, password_policy, remove_session_cookie, set_session_cookie,
+    start_session, Allowed, ClientInfo, CsrfForm, Public, Viewer, SESSION_COOKIE,
+};
+use crate::crypto::random_id;
+use crate::db::models::{NewUser, User};
+use crate::error::AppError;
+use crate::web::{form_context, ButtonForm, Layout};
+
+pub fn routes() -> Vec<Route> {
+    routes![login_page, login, logout, setup_page, setup]
+}
+
+#[derive(FromForm)]
+pub struct LoginForm {
+    #[field(validate = len(1..=256))]
+    username: String,
+    #[field(validate = len(1..=1024))]
+    password: String,
+}
+
+fn login_template(layout: Layout, username: &str) -> Template {
+    Template::render("auth/login", context! { layout, username })
+}
+
+#[get("/login?<ended>")]
+fn login_page(
+    _page: Public<page::Login>,
+    viewer: &Viewer,
+    cookies: &CookieJar<'_>,
+    flash: Option<FlashMessage<'_>>,
+    ended: Option<bool>,
+) -> Result<Template, Redirect> {
+    if viewer.signed_in().is_some() {
+        return Err(Redirect::to("/dashboard"));
+    }
+    let mut layout = Layout::for_guest(Page::Login, login_csrf_token(cookies), flash);
+    if ended == Some(true) && layout.flash.is_none() {
+        layout = layout.with_message("info", "Your session has ended. Please sign in again.");
+    }
+    Ok(login_template(layout, ""))
+}
+
+#[post("/login", data = "<form>")]
+async fn login(
+    _page: Public<page::Login>,
+    app: &State<App>,
+    client: &ClientInfo,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<'_, LoginForm>,
+) -> Result<Redirect, (Status, Template)> {
+    let guest_layout = |message: &str| {
+        Layout::for_guest(Page::Login, login_csrf_token(cookies), None).with_message("error", message)
+    };
+    let Some(LoginForm { username, password }) = form.value.as_ref().map(|f| LoginForm {
+        username: User::normalize_username(&f.username),
+        password: f.password.clone(),
+    }) else {
+        let typed = form.context.field_value("username").unwrap_or_default();
+        return Err((
+            Status::UnprocessableEntity,
+            login_template(guest_layout("Enter your username and password."), typed),
+        ));
+    };
+    let previous_token = cookies.get_private(SESSION_COOKIE).map(|c| c.value().to_string());
+    let (app2, client2, typed) = (app.inner().clone(), client.clone(), username.clone());
+    let outcome = app
+        .db
+        .run(move |conn| {
+            let app = app2;
+            let user = User::find_by_username(&username, conn)?;
+            let verified = match &user {
+                Some(u) => app.passwords.verify(&password, &u.password_hash),
+                None => app.passwords.verify_decoy(&password),
+            };
+            match user {
+                Some(user) if verified && user.active => {
+                    let token =
+                        start_session(&app, &user, &client2, previous_token.as_deref(), conn)?;
+                    Ok(Some((token, user.must_change_password)))
+                }
+                other => {
+                    let actor = Actor {
+                        id: other.map(|u| u.id).unwrap_or_default(),
+                        name: username.chars().take(64).collect(),
+                        ip: client2.ip.clone(),
+                    };
+                    app.audit.append(
+                        conn,
+                        app.now(),
+                        &Entry::new(&actor, action::LOGIN_FAILURE, Outcome::Failure),
+                    )?;
+                    Ok(None)
+                }
+            }
+        })
+        .await;
+    match outcome {
+        Ok(Some((token, must_change))) => {
+            set_session_cookie(cookies, token, app.secure_cookies());
+            Ok(Redirect::to(if must_change {
+                "/account/password"
+            } else {
+                "/dashboard"
+            }))
+        }
+        // The same page and status whether the username exists or not.
+        Ok(None) => Err((
+            Status::Unauthorized,
+            login_template(guest_layout("Wrong username or password."), &typed),
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in failed");
+            Err(crate::error::error_page(
+                Status::InternalServerError,
+                "Signing in failed on our side. Please try again.",
+            ))
+        }
+    }
+}
+
+#[post("/logout", data = "<_form>")]
+async fn logout(
+    who: Allowed<page::Logout>,
+    app: &State<App>,
+    cookies: &CookieJar<'_>,
+    _form: CsrfForm<'_, ButtonForm>,
+) -> Result<Flash<Redirect>, AppError> {
+    let (app2, actor, session) = (app.inner().clone(), who.actor(), who.session.clone());
+    app.db
+        .run(move |conn| end_session(&app2, &session, &actor, conn))
+        .await?;
+    remove_session_cookie(cookies);
+    Ok(Flash::success(Redirect::to("/login"), "You are signed out."))
+}
+
+#[derive(FromForm)]
+pub struct SetupForm {
+    username: String,
+    password: String,
+}
+
+/// No admin exists and the link's token is the one the server logged: show the form.
+#[get("/setup?<token>")]
+fn setup_page(
+    _page: Public<page::Setup>,
+    app: &State<App>,
+    cookies: &CookieJar<'_>,
+    token: Option<&str>,
+) -> Result<Template, AppError> {
+    let token = token.unwrap_or_default();
+    if !app.setup.matches(token) {
+        return Err(AppError::NotFound);
+    }
+    let layout = Layout::for_guest(Page::Setup, login_csrf_token(cookies), None);
+    Ok(Template::render(
+        "auth/setup",
+        context! { layout, token, form: crate::web::layout::FormView::default() },
+    ))
+}
+
+#[post("/setup", data = "<form>")]
+async fn setup(
+    _page: Public<page::Setup>,
+    app: &State<App>,
+    client: &ClientInfo,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<'_, SetupForm>,
+) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+    let token = form.context.field_value("token").unwrap_or_default().to_string();
+    if !app.setup.matches(&token) {
+        return Err(Err(AppError::NotFound));
+    }
+    let mut view = form_context(&form.context);
+    let (username, password) = match form.value.as_ref() {
+        Some(f) => (User::normalize_username(&f.username), f.password.clone()),
+        None => (String::new(), String::new()),
+    };
+    if let Some(problem) = User::username_problem(&username) {
+        view = view.error("username", problem);
+    }
+    if let Some(problem) = password_policy::problem(&password, &username) {
+        view = view.error("password", problem);
+    }
+    if view.has_errors() {
+        let layout = Layout::for_guest(Page::Setup, login_csrf_token(cookies), None);
+        return Err(Ok((
+            Status::UnprocessableEntity,
+            Template::render("auth/setup", context! { layout, token, form: view }),
+        )));
+    }
+    if !app.setup.redeem(&token) {
+        return Err(Err(AppError::NotFound));
+    }
+    let (app2, client2) = (app.inner().clone(), client.clone());
+    let created = app
+        .db
+        .run(move |conn| {
+            let hash = app2
+                .passwords
+                .hash(&password)
+                .map_err(|e| AppError::internal("hash", e))?;
+            let now = app2.now();
+            conn.immediate_transaction(|conn| {
+                // Someone may have created an admin from the command line meanwhile.
+                if User::exists_active_admin(conn)? {
+                    return Ok(false);
+                }
+                let id = random_id(app2.config.id_length);
+                User::insert(
+                    &NewUser {
+                        id: &id,
+                        username: &username,
+                        level: Level::Admin.as_str(),
+                        password_hash: &hash,
+                        must_change_password: false,
+                        active: true,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                    conn,
+                )?;
+                let actor = Actor {
+                    id: id.clone(),
+                    name: username.clone(),
+                    ip: client2.ip.clone(),
+                };
+                app2.audit.append(
+                    conn,
+                    now,
+                    &Entry::new(&actor, action::SETUP_ADMIN_CREATED, Outcome::Success)
+                        .target(format!("user {username}")),
+                )?;
+                Ok::<_, diesel::result::Error>(true)
+            })
+            .map_err(AppError::from)
+        })
+        .await;
+    match created {
+        Ok(true) => Ok(Flash::success(
+            Redirect::to("/login"),
+            "The admin account is ready. Sign in with it.",
+        )),
+        Ok(false) => Err(Err(AppError::NotFound)),
+        Err(e) => {
+            app.setup.restore(token);
+            Err(Err(e))
+        }
+    }
+}

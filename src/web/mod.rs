@@ -1,0 +1,56 @@
+//! The pages, one module per area, and what every page shares: the layout and the headers.
+
+pub mod account;
+pub mod admin_access;
+pub mod admin_audit;
+pub mod admin_security;
+pub mod admin_users;
+mod headers;
+pub mod home;
+mod layout;
+pub mod login;
+
+pub use headers::SecurityHeaders;
+pub use layout::{form_context, Layout, Paging};
+
+use rocket::form::FromForm;
+use rocket::Route;
+
+/// Every route medvault mounts at `/`.
+pub fn routes() -> Vec<Route> {
+    [
+        home::routes(),
+        login::routes(),
+        account::routes(),
+        admin_users::routes(),
+        admin_access::routes(),
+        admin_security::routes(),
+        admin_audit::routes(),
+    ]
+    .concat()
+}
+
+/// A form whose only field is its CSRF token: the buttons that sign out, revoke or delete.
+#[derive(FromForm)]
+pub struct ButtonForm {
+    #[field(name = "csrf_token")]
+    _csrf_token: String,
+}
+
+/// Tera filters the templates use: `datetime` shows seconds since the epoch as UTC.
+pub fn register_filters(tera: &mut rocket_dyn_templates::tera::Tera) {
+    tera.register_filter("datetime", datetime_filter);
+}
+
+fn datetime_filter(
+    value: &rocket_dyn_templates::tera::Value,
+    _args: &std::collections::HashMap<String, rocket_dyn_templates::tera::Value>,
+) -> rocket_dyn_templates::tera::Result<rocket_dyn_templates::tera::Value> {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    let text = value
+        .as_i64()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_default();
+    Ok(rocket_dyn_templates::tera::Value::String(text))
+}
