@@ -1,8 +1,6 @@
 //! The audit trail: append-only events, each with an HMAC over the event and the previous
 //! event's HMAC, so that an edited, inserted or deleted row breaks the chain at that row.
 
-use std::sync::Mutex;
-
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -82,16 +80,11 @@ pub struct VerifyReport {
 
 pub struct AuditLog {
     key: SecretKey,
-    /// Serialises appends within this process so two events never chain to the same parent.
-    append_lock: Mutex<()>,
 }
 
 impl AuditLog {
     pub fn new(key: SecretKey) -> Self {
-        AuditLog {
-            key,
-            append_lock: Mutex::new(()),
-        }
+        AuditLog { key }
     }
 
     /// The HMAC of one event: its id and time, every text column, and the previous event's HMAC.
@@ -103,10 +96,19 @@ impl AuditLog {
     }
 
     /// Appends `entry` at time `now`. Inside a caller's transaction it commits with the change it
-    /// records; otherwise it takes SQLite's write lock for itself.
+    /// records; otherwise it takes SQLite's write lock for itself. The write lock is what keeps
+    /// two events from chaining to the same parent, so a caller's transaction must be opened
+    /// with `immediate_transaction`.
     pub fn append(&self, conn: &mut Conn, now: i64, entry: &Entry) -> QueryResult<()> {
-        let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
-        conn.immediate_transaction(|conn| {
+        if in_transaction(conn)? {
+            self.chain(conn, now, entry)
+        } else {
+            conn.immediate_transaction(|conn| self.chain(conn, now, entry))
+        }
+    }
+
+    fn chain(&self, conn: &mut Conn, now: i64, entry: &Entry) -> QueryResult<()> {
+        {
             let (last_id, prev_mac) = AuditEvent::last(conn)?.unwrap_or((0, String::new()));
             let id = last_id + 1;
             let mac = self.mac(
@@ -140,7 +142,7 @@ impl AuditLog {
                 conn,
             )?;
             Setting::set(Setting::AUDIT_HEAD, &format!("{id}:{mac}"), conn)
-        })
+        }
     }
 
     /// Walks the whole chain and names the first event that does not hold.
@@ -211,6 +213,14 @@ impl AuditLog {
             first_broken: None,
         })
     }
+}
+
+/// Whether `conn` is inside a transaction (SQLite cannot nest `BEGIN IMMEDIATE`).
+fn in_transaction(conn: &mut Conn) -> QueryResult<bool> {
+    use diesel::connection::{Connection, TransactionManager};
+    Ok(<Conn as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()?
+        .is_some())
 }
 
 /// Every action medvault records, named once.

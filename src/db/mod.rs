@@ -24,11 +24,10 @@ struct SqlitePragmas;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        // WAL lets readers go on while one writer writes; busy_timeout makes writers queue
-        // instead of failing; foreign keys are off in SQLite unless asked for.
+        // busy_timeout first, so that writers queue instead of failing; foreign keys are off in
+        // SQLite unless asked for. (WAL is set once in `Db::open`: it stays with the file.)
         conn.batch_execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+            "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )
         .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -47,12 +46,16 @@ impl Db {
             .ok_or_else(|| format!("database path {} is not UTF-8", file.display()))?;
         let pool = Pool::builder()
             .max_size(8)
+            .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .connection_customizer(Box::new(SqlitePragmas))
             .build(ConnectionManager::<SqliteConnection>::new(url))
             .map_err(|e| format!("cannot open the database {}: {e}", file.display()))?;
         let db = Db { pool };
         let mut conn = db.conn().map_err(|e| e.to_string())?;
+        // WAL lets readers go on while one writer writes.
+        conn.batch_execute("PRAGMA journal_mode = WAL;")
+            .map_err(|e| format!("cannot switch {} to WAL: {e}", file.display()))?;
         conn.run_pending_migrations(MIGRATIONS)
             .map_err(|e| format!("cannot migrate the database {}: {e}", file.display()))?;
         Ok(db)

@@ -12,7 +12,7 @@ use crate::audit::{action, Entry, Outcome, VerifyReport};
 use crate::auth::{Allowed, CsrfForm};
 use crate::db::models::{AuditEvent, AuditFilter};
 use crate::error::AppError;
-use crate::web::{ButtonForm, Layout, Paging};
+use crate::web::{encode, ButtonForm, Layout, Paging};
 
 pub fn routes() -> Vec<Route> {
     routes![list, verify]
@@ -80,11 +80,18 @@ async fn render(
         until,
         ..
     } = query;
+    let pager_base = format!(
+        "/admin/audit?actor={}&action={}&from={}&until={}&",
+        encode(&actor),
+        encode(&action),
+        encode(&from),
+        encode(&until)
+    );
     Ok((
         status,
         Template::render(
             "admin/audit",
-            context! { layout, events, paging, actions, actor, action, from, until, problems, report },
+            context! { layout, events, paging, pager_base, actions, actor, action, from, until, problems, report },
         ),
     ))
 }

@@ -17,7 +17,7 @@ use crate::db::models::{NewUser, SessionRow, User, UserFilter};
 use crate::db::Conn;
 use crate::error::AppError;
 use crate::web::layout::FormView;
-use crate::web::{form_context, ButtonForm, Layout, Paging};
+use crate::web::{encode, form_context, ButtonForm, Layout, Paging};
 
 pub fn routes() -> Vec<Route> {
     routes![
@@ -60,9 +60,11 @@ async fn list(
         })
         .await?;
     let layout = Layout::for_user(app, &who, flash);
+    let (q, level) = (q.unwrap_or_default(), level.unwrap_or_default());
+    let pager_base = format!("/admin/users?q={}&level={}&", encode(&q), encode(&level));
     Ok(Template::render(
         "admin/users",
-        context! { layout, users, paging, q: q.unwrap_or_default(), level: level.unwrap_or_default(), levels: Level::SIGNED_IN },
+        context! { layout, users, paging, q, level, pager_base, levels: Level::SIGNED_IN },
     ))
 }
 

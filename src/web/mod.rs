@@ -37,6 +37,11 @@ pub struct ButtonForm {
     _csrf_token: String,
 }
 
+/// `text` percent-encoded for a query string.
+pub fn encode(text: &str) -> String {
+    rocket::http::RawStr::new(text).percent_encode().to_string()
+}
+
 /// Tera filters the templates use: `datetime` shows seconds since the epoch as UTC.
 pub fn register_filters(tera: &mut rocket_dyn_templates::tera::Tera) {
     tera.register_filter("datetime", datetime_filter);
