@@ -1,0 +1,275 @@
+//! The test harness: each test gets its own medvault home (fresh database, fresh root key) and a
+//! manual clock, and drives the real server through Rocket's local client with one or more
+//! browsers that keep their own cookies, address and user agent.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use medvault::access::Level;
+use medvault::audit::Actor;
+use medvault::{build_rocket, App, Clock, Config};
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::blocking::Client;
+use tempfile::TempDir;
+
+/// A moment in 2027, so that timestamps look real.
+pub const START: i64 = 1_800_000_000;
+pub const HOST: &str = "medvault.test";
+pub const ORIGIN: &str = "http://medvault.test";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub client: Client,
+    pub clock: Clock,
+    pub home: TempDir,
+}
+
+impl TestApp {
+    pub fn new() -> TestApp {
+        TestApp::with_config(|_| {})
+    }
+
+    /// A server whose configuration `adjust` may change before it starts.
+    pub fn with_config(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let home = tempfile::tempdir().expect("temp dir");
+        let clock = Clock::manual(START);
+        let mut config = Config::for_home(home.path());
+        config.clock = clock.clone();
+        adjust(&mut config);
+        let rocket = build_rocket(config).expect("server builds");
+        let client = Client::untracked(rocket).expect("server ignites");
+        TestApp { client, clock, home }
+    }
+
+    pub fn app(&self) -> &App {
+        self.client.rocket().state::<App>().expect("app state")
+    }
+
+    /// Creates an account the way the command line does, with [`PASSWORD`].
+    pub fn create_user(&self, level: Level, username: &str) -> String {
+        let actor = Actor {
+            name: "test".into(),
+            ..Actor::default()
+        };
+        medvault::users::create_user(self.app(), level, username, PASSWORD, &actor)
+            .expect("user created")
+            .id
+    }
+
+    pub fn browser(&self) -> Browser<'_> {
+        Browser::new(self, "192.0.2.10:40000", "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0")
+    }
+
+    /// A browser already signed in as a new user of `level`.
+    pub fn signed_in(&self, level: Level, username: &str) -> Browser<'_> {
+        self.create_user(level, username);
+        let mut browser = self.browser();
+        let res = browser.login(username, PASSWORD);
+        assert_eq!(res.status, Status::SeeOther, "sign-in of {username}: {}", res.body);
+        browser
+    }
+
+    /// Runs SQL straight on the database file, as someone holding the file would.
+    pub fn raw_sql(&self, sql: &str) {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        let path = self.home.path().join("database/medvault.sqlite");
+        let mut conn = diesel::SqliteConnection::establish(path.to_str().expect("utf-8 path"))
+            .expect("open database");
+        conn.batch_execute(sql).expect("raw sql");
+    }
+
+    pub fn audit_actions(&self) -> Vec<String> {
+        use diesel::prelude::*;
+        use medvault::db::schema::audit_events;
+        let mut conn = self.app().db.conn().expect("conn");
+        audit_events::table
+            .order(audit_events::id.asc())
+            .select(audit_events::action)
+            .load(&mut *conn)
+            .expect("audit rows")
+    }
+}
+
+/// What a test looks at in a response.
+pub struct Page {
+    pub status: Status,
+    pub location: Option<String>,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Page {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[track_caller]
+    pub fn assert_redirect(&self, to: &str) {
+        assert_eq!(self.status, Status::SeeOther, "expected a redirect to {to}: {}", self.body);
+        let location = self.location.as_deref().unwrap_or_default();
+        assert!(location.starts_with(to), "redirected to {location}, expected {to}");
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: Status) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+    }
+
+    /// The value of the first `name="csrf_token"` field on the page.
+    pub fn csrf_token(&self) -> Option<String> {
+        hidden_value(&self.body, "csrf_token")
+    }
+}
+
+/// The value of the first input named `name` in `html`.
+pub fn hidden_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+/// A browser: its own cookies, address and user agent.
+pub struct Browser<'a> {
+    app: &'a TestApp,
+    pub remote: SocketAddr,
+    pub user_agent: String,
+    /// Extra headers sent with every request (forwarding headers, say).
+    pub extra_headers: Vec<(String, String)>,
+    cookies: Vec<(String, String)>,
+    /// The CSRF token of the signed-in session, read from the last page that had one.
+    csrf: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(app: &'a TestApp, remote: &str, user_agent: &str) -> Browser<'a> {
+        Browser {
+            app,
+            remote: remote.parse().expect("socket address"),
+            user_agent: user_agent.into(),
+            extra_headers: Vec::new(),
+            cookies: Vec::new(),
+            csrf: None,
+        }
+    }
+
+    /// Another browser with a copy of this one's cookies: a stolen cookie.
+    pub fn clone_with(&self, remote: &str, user_agent: &str) -> Browser<'a> {
+        let mut other = Browser::new(self.app, remote, user_agent);
+        other.cookies = self.cookies.clone();
+        other.csrf = self.csrf.clone();
+        other
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cookies.retain(|(n, _)| n != name);
+        self.cookies.push((name.into(), value.into()));
+    }
+
+    fn send(&mut self, req: rocket::local::blocking::LocalRequest<'_>) -> Page {
+        let mut req = req
+            .remote(self.remote)
+            .header(Header::new("User-Agent", self.user_agent.clone()))
+            .header(Header::new("Host", HOST));
+        for (name, value) in &self.extra_headers {
+            req = req.header(Header::new(name.clone(), value.clone()));
+        }
+        for (name, value) in &self.cookies {
+            req = req.cookie(rocket::http::Cookie::new(name.clone(), value.clone()));
+        }
+        let res = req.dispatch();
+        for set in res.headers().get("Set-Cookie") {
+            if let Ok(cookie) = rocket::http::Cookie::parse_encoded(set.to_string()) {
+                let removed = cookie.value().is_empty()
+                    || cookie.max_age().is_some_and(|a| a.is_zero() || a.is_negative());
+                self.cookies.retain(|(n, _)| n != cookie.name());
+                if !removed {
+                    self.cookies.push((cookie.name().into(), cookie.value().into()));
+                }
+            }
+        }
+        let status = res.status();
+        let headers = res
+            .headers()
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect();
+        let location = res.headers().get_one("Location").map(str::to_string);
+        let body = res.into_string().unwrap_or_default();
+        if let Some(token) = hidden_value(&body, "csrf_token") {
+            self.csrf = Some(token);
+        }
+        Page {
+            status,
+            location,
+            body,
+            headers,
+        }
+    }
+
+    pub fn get(&mut self, uri: &str) -> Page {
+        let req = self.app.client.get(uri.to_string());
+        self.send(req)
+    }
+
+    /// Posts `fields` as a form, from medvault's own origin; `csrf_token` is not added.
+    pub fn post_form(&mut self, uri: &str, fields: &[(&str, &str)], origin: Option<&str>) -> Page {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req = self
+            .app
+            .client
+            .post(uri.to_string())
+            .header(ContentType::Form)
+            .body(body);
+        if let Some(origin) = origin {
+            req = req.header(Header::new("Origin", origin.to_string()));
+        }
+        self.send(req)
+    }
+
+    /// Posts `fields` with the session's CSRF token, as the page's own form would.
+    pub fn post(&mut self, uri: &str, fields: &[(&str, &str)]) -> Page {
+        let token = match self.csrf.clone() {
+            Some(token) => token,
+            None => {
+                self.get("/account/password");
+                self.csrf.clone().unwrap_or_default()
+            }
+        };
+        let mut all: Vec<(&str, &str)> = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_form(uri, &all, Some(ORIGIN))
+    }
+
+    /// Signs in through the real pages: the form, its CSRF token, the post.
+    pub fn login(&mut self, username: &str, password: &str) -> Page {
+        let form = self.get("/login");
+        let token = form.csrf_token().unwrap_or_default();
+        let page = self.post_form(
+            "/login",
+            &[("csrf_token", &token), ("username", username), ("password", password)],
+            Some(ORIGIN),
+        );
+        self.csrf = None;
+        page
+    }
+}
+
+pub fn encode(text: &str) -> String {
+    rocket::http::RawStr::new(text).percent_encode().to_string()
+}
