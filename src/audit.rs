@@ -191,7 +191,11 @@ impl AuditLog {
                     ],
                 );
                 if !constant_time_eq(expected.as_bytes(), row.mac.as_bytes()) {
-                    return Ok(broken(row.id, "this event was edited after it was written", checked));
+                    return Ok(broken(
+                        row.id,
+                        "this event was edited after it was written",
+                        checked,
+                    ));
                 }
                 checked += 1;
                 last_id = row.id;
@@ -218,9 +222,11 @@ impl AuditLog {
 /// Whether `conn` is inside a transaction (SQLite cannot nest `BEGIN IMMEDIATE`).
 fn in_transaction(conn: &mut Conn) -> QueryResult<bool> {
     use diesel::connection::{Connection, TransactionManager};
-    Ok(<Conn as Connection>::TransactionManager::transaction_manager_status_mut(conn)
-        .transaction_depth()?
-        .is_some())
+    Ok(
+        <Conn as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth()?
+            .is_some(),
+    )
 }
 
 /// Every action medvault records, named once.

@@ -51,14 +51,20 @@ impl RootKeys {
     pub fn generate() -> Self {
         let mut key = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(key.as_mut());
-        RootKeys { versions: vec![(1, key)] }
+        RootKeys {
+            versions: vec![(1, key)],
+        }
     }
 
     /// Parses the key provider's text: entries separated by newlines or commas, each either
     /// `VERSION:BASE64` or a bare `BASE64` (version 1).
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let mut versions: Vec<(u32, Zeroizing<[u8; 32]>)> = Vec::new();
-        for entry in text.split([',', '\n']).map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in text
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let (version, encoded) = match entry.split_once(':') {
                 Some((v, k)) => {
                     let version = v
@@ -245,7 +251,10 @@ mod tests {
         let audit = ring.purpose_key(Purpose::AuditChain);
         let pepper = ring.purpose_key(Purpose::PasswordPepper);
         assert_ne!(audit.expose(), pepper.expose());
-        assert_eq!(audit.expose(), ring.purpose_key(Purpose::AuditChain).expose());
+        assert_eq!(
+            audit.expose(),
+            ring.purpose_key(Purpose::AuditChain).expose()
+        );
     }
 
     #[test]

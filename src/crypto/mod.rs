@@ -9,7 +9,7 @@ mod password;
 mod random;
 
 pub use keys::{KeyError, KeyRing, Purpose, RootKeys, SecretKey};
-pub use password::{PasswordHasher, PasswordHashError};
+pub use password::{PasswordHashError, PasswordHasher};
 pub use random::{constant_time_eq, random_id, random_password, random_token};
 
 use hmac::{Hmac, Mac};

@@ -1,5 +1,6 @@
 //! `/admin/audit`: the audit trail, filtered and paged, and the check of its HMAC chain.
 
+use rocket::form::FromForm;
 use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::{get, post, routes, Route, State};
@@ -96,23 +97,30 @@ async fn render(
     ))
 }
 
-#[get("/admin/audit?<actor>&<action>&<from>&<until>&<page>")]
-async fn list(
-    who: Who,
-    app: &State<App>,
-    flash: Option<FlashMessage<'_>>,
+/// The audit page's query string; every field may be absent.
+#[derive(FromForm, Default)]
+pub struct AuditQuery {
     actor: Option<String>,
     action: Option<String>,
     from: Option<String>,
     until: Option<String>,
     page: Option<i64>,
+}
+
+#[get("/admin/audit?<filter..>")]
+async fn list(
+    who: Who,
+    app: &State<App>,
+    flash: Option<FlashMessage<'_>>,
+    filter: Option<AuditQuery>,
 ) -> Result<(Status, Template), AppError> {
+    let filter = filter.unwrap_or_default();
     let query = Query {
-        actor: actor.unwrap_or_default().trim().to_lowercase(),
-        action: action.unwrap_or_default(),
-        from: from.unwrap_or_default().trim().to_string(),
-        until: until.unwrap_or_default().trim().to_string(),
-        page: page.unwrap_or(1),
+        actor: filter.actor.unwrap_or_default().trim().to_lowercase(),
+        action: filter.action.unwrap_or_default(),
+        from: filter.from.unwrap_or_default().trim().to_string(),
+        until: filter.until.unwrap_or_default().trim().to_string(),
+        page: filter.page.unwrap_or(1),
     };
     let layout = Layout::for_user(app, &who, flash);
     render(app, layout, query, None).await
@@ -131,8 +139,14 @@ async fn verify(
         .run(move |conn| {
             let report = app2.audit.verify(conn)?;
             let (outcome, detail) = match &report.first_broken {
-                None => (Outcome::Success, format!("{} events intact", report.checked)),
-                Some(b) => (Outcome::Failure, format!("broken at event {}: {}", b.id, b.reason)),
+                None => (
+                    Outcome::Success,
+                    format!("{} events intact", report.checked),
+                ),
+                Some(b) => (
+                    Outcome::Failure,
+                    format!("broken at event {}: {}", b.id, b.reason),
+                ),
             };
             app2.audit.append(
                 conn,

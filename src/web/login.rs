@@ -35,6 +35,13 @@ fn login_template(layout: Layout, username: &str) -> Template {
     Template::render("auth/login", context! { layout, username })
 }
 
+/// The sign-in form, or the way to the dashboard for someone already signed in.
+#[derive(rocket::Responder)]
+enum LoginPage {
+    Form(Box<Template>),
+    SignedIn(Box<Redirect>),
+}
+
 #[get("/login?<ended>")]
 fn login_page(
     _page: Public<page::Login>,
@@ -42,15 +49,15 @@ fn login_page(
     cookies: &CookieJar<'_>,
     flash: Option<FlashMessage<'_>>,
     ended: Option<bool>,
-) -> Result<Template, Redirect> {
+) -> LoginPage {
     if viewer.signed_in().is_some() {
-        return Err(Redirect::to("/dashboard"));
+        return LoginPage::SignedIn(Box::new(Redirect::to("/dashboard")));
     }
     let mut layout = Layout::for_guest(Page::Login, login_csrf_token(cookies), flash);
     if ended == Some(true) && layout.flash.is_none() {
         layout = layout.with_message("info", "Your session has ended. Please sign in again.");
     }
-    Ok(login_template(layout, ""))
+    LoginPage::Form(Box::new(login_template(layout, "")))
 }
 
 #[post("/login", data = "<form>")]
@@ -62,7 +69,8 @@ async fn login(
     form: CsrfForm<'_, LoginForm>,
 ) -> Result<Redirect, (Status, Template)> {
     let guest_layout = |message: &str| {
-        Layout::for_guest(Page::Login, login_csrf_token(cookies), None).with_message("error", message)
+        Layout::for_guest(Page::Login, login_csrf_token(cookies), None)
+            .with_message("error", message)
     };
     let Some(LoginForm { username, password }) = form.value.as_ref().map(|f| LoginForm {
         username: User::normalize_username(&f.username),
@@ -74,7 +82,9 @@ async fn login(
             login_template(guest_layout("Enter your username and password."), typed),
         ));
     };
-    let previous_token = cookies.get_private(SESSION_COOKIE).map(|c| c.value().to_string());
+    let previous_token = cookies
+        .get_private(SESSION_COOKIE)
+        .map(|c| c.value().to_string());
     let (app2, client2, typed) = (app.inner().clone(), client.clone(), username.clone());
     let outcome = app
         .db
@@ -143,7 +153,10 @@ async fn logout(
         .run(move |conn| end_session(&app2, &session, &actor, conn))
         .await?;
     remove_session_cookie(cookies);
-    Ok(Flash::success(Redirect::to("/login"), "You are signed out."))
+    Ok(Flash::success(
+        Redirect::to("/login"),
+        "You are signed out.",
+    ))
 }
 
 #[derive(FromForm)]
@@ -179,7 +192,11 @@ async fn setup(
     cookies: &CookieJar<'_>,
     form: CsrfForm<'_, SetupForm>,
 ) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
-    let token = form.context.field_value("token").unwrap_or_default().to_string();
+    let token = form
+        .context
+        .field_value("token")
+        .unwrap_or_default()
+        .to_string();
     if !app.setup.matches(&token) {
         return Err(Err(AppError::NotFound));
     }
