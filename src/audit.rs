@@ -109,8 +109,15 @@ impl AuditLog {
 
     fn chain(&self, conn: &mut Conn, now: i64, entry: &Entry) -> QueryResult<()> {
         {
-            let (last_id, prev_mac) = AuditEvent::last(conn)?.unwrap_or((0, String::new()));
-            let id = last_id + 1;
+            // Chain to the head the server recorded, not to whatever row is last now: when
+            // events were cut off the end, the new event must not paper over the gap.
+            let last = AuditEvent::last(conn)?.unwrap_or((0, String::new()));
+            let head = Setting::get(Setting::AUDIT_HEAD, conn)?.and_then(|head| {
+                let (id, mac) = head.split_once(':')?;
+                Some((id.parse::<i64>().ok()?, mac.to_string()))
+            });
+            let (head_id, prev_mac) = head.unwrap_or_else(|| last.clone());
+            let id = head_id.max(last.0) + 1;
             let mac = self.mac(
                 id,
                 now,
