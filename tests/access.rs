@@ -74,7 +74,9 @@ fn nothing_opens_for_a_level_that_was_granted_nothing() {
     let app = TestApp::new();
     let mut admin = app.signed_in(Level::Admin, "admin");
     // Untick everything: only the pinned admin grant survives.
-    admin.post("/admin/access", &[]).assert_redirect("/admin/access");
+    admin
+        .post("/admin/access", &[])
+        .assert_redirect("/admin/access");
     for (level, name) in [(Level::Doctor, "doc"), (Level::Patient, "pat")] {
         let mut user = app.signed_in(level, name);
         for (method, path) in mounted_routes(&app, "someid") {
@@ -84,7 +86,10 @@ fn nothing_opens_for_a_level_that_was_granted_nothing() {
             }
             let page = request(&mut user, method, &path);
             assert_eq!(page.status, Status::Forbidden, "{key} opened for {name}");
-            assert!(page.body.contains("You do not have access"), "{key}: rendered 403 page");
+            assert!(
+                page.body.contains("You do not have access"),
+                "{key}: rendered 403 page"
+            );
         }
         user.get("/dashboard").assert_status(Status::Ok);
     }
@@ -121,7 +126,12 @@ fn default_grants_fit_each_level() {
     doctor.get("/account/sessions").assert_status(Status::Ok);
     doctor.get("/admin/audit").assert_status(Status::Forbidden);
     let mut admin = app.signed_in(Level::Admin, "admin");
-    for path in ["/admin/users", "/admin/access", "/admin/security", "/admin/audit"] {
+    for path in [
+        "/admin/users",
+        "/admin/access",
+        "/admin/security",
+        "/admin/audit",
+    ] {
         admin.get(path).assert_status(Status::Ok);
     }
 }
@@ -144,25 +154,40 @@ fn the_admin_grid_grants_and_withdraws_in_one_save() {
     admin
         .post(
             "/admin/access",
-            &[("grant", "patient:AdminAudit"), ("grant", "admin:AdminUsers")],
+            &[
+                ("grant", "patient:AdminAudit"),
+                ("grant", "admin:AdminUsers"),
+            ],
         )
         .assert_redirect("/admin/access");
     patient.get("/admin/audit").assert_status(Status::Ok);
     // Withdrawn in the same save: sessions for everyone, audit for admins.
-    patient.get("/account/sessions").assert_status(Status::Forbidden);
+    patient
+        .get("/account/sessions")
+        .assert_status(Status::Forbidden);
     admin.get("/admin/audit").assert_status(Status::Forbidden);
     admin.get("/admin/users").assert_status(Status::Ok);
     let grid = admin.get("/admin/access");
     assert!(grid.body.contains("value=\"patient:AdminAudit\" checked"));
-    assert!(app.audit_actions().contains(&"admin.access_saved".to_string()));
+    assert!(app
+        .audit_actions()
+        .contains(&"admin.access_saved".to_string()));
 }
 
 #[test]
 fn an_unknown_page_or_level_in_the_grid_changes_nothing() {
     let app = TestApp::new();
     let mut admin = app.signed_in(Level::Admin, "admin");
-    for bad in ["patient:NoSuchPage", "guest:AdminUsers", "patient:Login", "nonsense"] {
-        let page = admin.post("/admin/access", &[("grant", "patient:AdminAudit"), ("grant", bad)]);
+    for bad in [
+        "patient:NoSuchPage",
+        "guest:AdminUsers",
+        "patient:Login",
+        "nonsense",
+    ] {
+        let page = admin.post(
+            "/admin/access",
+            &[("grant", "patient:AdminAudit"), ("grant", bad)],
+        );
         page.assert_status(Status::UnprocessableEntity);
         assert!(page.body.contains("nothing was saved"), "{bad}");
     }
@@ -187,5 +212,8 @@ fn a_route_without_a_page_guard_is_refused_by_the_backstop() {
     let client = rocket::local::blocking::Client::untracked(rocket).unwrap();
     let res = client.get("/forgotten-guard").dispatch();
     assert_eq!(res.status(), Status::Forbidden);
-    assert!(!res.into_string().unwrap_or_default().contains("secret data"));
+    assert!(!res
+        .into_string()
+        .unwrap_or_default()
+        .contains("secret data"));
 }

@@ -35,12 +35,31 @@ fn every_post_without_the_token_or_with_a_wrong_one_is_refused() {
     assert!(routes.len() >= 10);
     for path in routes {
         let missing = admin.post_form(&path, &[], Some(ORIGIN));
-        assert_eq!(missing.status, Status::Forbidden, "POST {path} without a token");
-        assert!(missing.body.contains("did not come from medvault"), "{path}");
+        assert_eq!(
+            missing.status,
+            Status::Forbidden,
+            "POST {path} without a token"
+        );
+        assert!(
+            missing.body.contains("did not come from medvault"),
+            "{path}"
+        );
         let wrong = admin.post_form(&path, &[("csrf_token", "not-the-token")], Some(ORIGIN));
-        assert_eq!(wrong.status, Status::Forbidden, "POST {path} with a wrong token");
-        let foreign = admin.post_form(&path, &[("csrf_token", &token)], Some("https://evil.example"));
-        assert_eq!(foreign.status, Status::Forbidden, "POST {path} from a foreign origin");
+        assert_eq!(
+            wrong.status,
+            Status::Forbidden,
+            "POST {path} with a wrong token"
+        );
+        let foreign = admin.post_form(
+            &path,
+            &[("csrf_token", &token)],
+            Some("https://evil.example"),
+        );
+        assert_eq!(
+            foreign.status,
+            Status::Forbidden,
+            "POST {path} from a foreign origin"
+        );
     }
     // The session survived all of that and its real token still works.
     admin.get("/admin/users").assert_status(Status::Ok);
@@ -59,7 +78,11 @@ fn a_refused_post_changes_nothing() {
     admin
         .post_form(
             "/admin/users",
-            &[("csrf_token", "forged"), ("username", "intruder"), ("level", "admin")],
+            &[
+                ("csrf_token", "forged"),
+                ("username", "intruder"),
+                ("level", "admin"),
+            ],
             Some(ORIGIN),
         )
         .assert_status(Status::Forbidden);
@@ -96,7 +119,11 @@ fn an_origin_of_null_or_a_cross_site_fetch_is_refused() {
         .assert_status(Status::Forbidden);
     admin.extra_headers.clear();
     admin
-        .post_form("/admin/security", &[("csrf_token", &token), ("bind_ip", "true")], Some(ORIGIN))
+        .post_form(
+            "/admin/security",
+            &[("csrf_token", &token), ("bind_ip", "true")],
+            Some(ORIGIN),
+        )
         .assert_redirect("/admin/security");
 }
 
@@ -107,7 +134,11 @@ fn the_sign_in_form_needs_its_own_token_too() {
     let mut browser = app.browser();
     browser.get("/login");
     browser
-        .post_form("/login", &[("username", "doc"), ("password", PASSWORD)], Some(ORIGIN))
+        .post_form(
+            "/login",
+            &[("username", "doc"), ("password", PASSWORD)],
+            Some(ORIGIN),
+        )
         .assert_status(Status::Forbidden);
     // A token from another browser's sign-in form does not fit this browser's cookie.
     let mut other = app.browser();
@@ -115,7 +146,11 @@ fn the_sign_in_form_needs_its_own_token_too() {
     browser
         .post_form(
             "/login",
-            &[("csrf_token", &foreign_token), ("username", "doc"), ("password", PASSWORD)],
+            &[
+                ("csrf_token", &foreign_token),
+                ("username", "doc"),
+                ("password", PASSWORD),
+            ],
             Some(ORIGIN),
         )
         .assert_status(Status::Forbidden);
@@ -124,7 +159,11 @@ fn the_sign_in_form_needs_its_own_token_too() {
     browser
         .post_form(
             "/login",
-            &[("csrf_token", &own_token), ("username", "doc"), ("password", PASSWORD)],
+            &[
+                ("csrf_token", &own_token),
+                ("username", "doc"),
+                ("password", PASSWORD),
+            ],
             Some("https://evil.example"),
         )
         .assert_status(Status::Forbidden);
@@ -149,6 +188,10 @@ fn no_get_route_changes_state() {
             .join("/");
         admin.get(&path);
     }
-    assert_eq!(app.audit_actions().len(), before, "a GET wrote an audit event");
+    assert_eq!(
+        app.audit_actions().len(),
+        before,
+        "a GET wrote an audit event"
+    );
     admin.get("/admin/users").assert_status(Status::Ok);
 }

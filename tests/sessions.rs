@@ -61,12 +61,17 @@ fn bindings_can_be_switched_off_by_an_admin() {
     let app = TestApp::new();
     let mut admin = app.signed_in(Level::Admin, "admin");
     admin
-        .post("/admin/security", &[("bind_ip", "false"), ("bind_user_agent", "false")])
+        .post(
+            "/admin/security",
+            &[("bind_ip", "false"), ("bind_user_agent", "false")],
+        )
         .assert_redirect("/admin/security");
     let doctor = app.signed_in(Level::Doctor, "doc");
     let mut elsewhere = doctor.clone_with("198.51.100.20:50000", OTHER_AGENT);
     elsewhere.get("/dashboard").assert_status(Status::Ok);
-    assert!(app.audit_actions().contains(&"admin.security_saved".to_string()));
+    assert!(app
+        .audit_actions()
+        .contains(&"admin.security_saved".to_string()));
 }
 
 #[test]
@@ -162,7 +167,10 @@ fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
     ];
     browser.login("doc", PASSWORD).assert_redirect("/dashboard");
     let sessions = browser.get("/account/sessions");
-    assert!(sessions.body.contains("192.0.2.10"), "the socket peer is the address");
+    assert!(
+        sessions.body.contains("192.0.2.10"),
+        "the socket peer is the address"
+    );
     assert!(!sessions.body.contains("203.0.113.9"));
     // Another machine that claims, in headers, to be the first one is still another machine.
     let mut impostor = browser.clone_with("198.51.100.20:40000", &browser.user_agent.clone());
@@ -199,9 +207,14 @@ fn users_list_and_revoke_their_own_sessions_only() {
     let list = laptop.get("/account/sessions");
     let rows: Vec<&str> = list.body.split("<tr>").skip(2).collect();
     assert_eq!(rows.len(), 2, "two sessions listed");
-    let phone_row = rows.iter().find(|r| r.contains("Safari on iPhone")).expect("phone listed");
+    let phone_row = rows
+        .iter()
+        .find(|r| r.contains("Safari on iPhone"))
+        .expect("phone listed");
     assert!(phone_row.contains("192.0.2.77"));
-    assert!(rows.iter().any(|r| r.contains("this browser") && r.contains("Firefox on Linux")));
+    assert!(rows
+        .iter()
+        .any(|r| r.contains("this browser") && r.contains("Firefox on Linux")));
     let phone_id = session_ids(phone_row).pop().expect("phone session id");
 
     // Someone else's session id is not theirs to end.
@@ -228,7 +241,9 @@ fn an_admin_ends_every_session_of_a_user() {
         .post(&format!("/admin/users/{doctor_id}/end-sessions"), &[])
         .assert_redirect(&format!("/admin/users/{doctor_id}"));
     doctor.get("/dashboard").assert_redirect("/login");
-    assert!(app.audit_actions().contains(&"user.sessions_ended".to_string()));
+    assert!(app
+        .audit_actions()
+        .contains(&"user.sessions_ended".to_string()));
 }
 
 /// The session ids named by revoke forms on a sessions page.

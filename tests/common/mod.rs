@@ -38,7 +38,11 @@ impl TestApp {
         adjust(&mut config);
         let rocket = build_rocket(config).expect("server builds");
         let client = Client::untracked(rocket).expect("server ignites");
-        TestApp { client, clock, home }
+        TestApp {
+            client,
+            clock,
+            home,
+        }
     }
 
     pub fn app(&self) -> &App {
@@ -57,7 +61,11 @@ impl TestApp {
     }
 
     pub fn browser(&self) -> Browser<'_> {
-        Browser::new(self, "192.0.2.10:40000", "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0")
+        Browser::new(
+            self,
+            "192.0.2.10:40000",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0",
+        )
     }
 
     /// A browser already signed in as a new user of `level`.
@@ -65,7 +73,12 @@ impl TestApp {
         self.create_user(level, username);
         let mut browser = self.browser();
         let res = browser.login(username, PASSWORD);
-        assert_eq!(res.status, Status::SeeOther, "sign-in of {username}: {}", res.body);
+        assert_eq!(
+            res.status,
+            Status::SeeOther,
+            "sign-in of {username}: {}",
+            res.body
+        );
         browser
     }
 
@@ -109,9 +122,17 @@ impl Page {
 
     #[track_caller]
     pub fn assert_redirect(&self, to: &str) {
-        assert_eq!(self.status, Status::SeeOther, "expected a redirect to {to}: {}", self.body);
+        assert_eq!(
+            self.status,
+            Status::SeeOther,
+            "expected a redirect to {to}: {}",
+            self.body
+        );
         let location = self.location.as_deref().unwrap_or_default();
-        assert!(location.starts_with(to), "redirected to {location}, expected {to}");
+        assert!(
+            location.starts_with(to),
+            "redirected to {location}, expected {to}"
+        );
     }
 
     #[track_caller]
@@ -192,10 +213,13 @@ impl<'a> Browser<'a> {
         for set in res.headers().get("Set-Cookie") {
             if let Ok(cookie) = rocket::http::Cookie::parse_encoded(set.to_string()) {
                 let removed = cookie.value().is_empty()
-                    || cookie.max_age().is_some_and(|a| a.is_zero() || a.is_negative());
+                    || cookie
+                        .max_age()
+                        .is_some_and(|a| a.is_zero() || a.is_negative());
                 self.cookies.retain(|(n, _)| n != cookie.name());
                 if !removed {
-                    self.cookies.push((cookie.name().into(), cookie.value().into()));
+                    self.cookies
+                        .push((cookie.name().into(), cookie.value().into()));
                 }
             }
         }
@@ -262,7 +286,11 @@ impl<'a> Browser<'a> {
         let token = form.csrf_token().unwrap_or_default();
         let page = self.post_form(
             "/login",
-            &[("csrf_token", &token), ("username", username), ("password", password)],
+            &[
+                ("csrf_token", &token),
+                ("username", username),
+                ("password", password),
+            ],
             Some(ORIGIN),
         );
         self.csrf = None;
