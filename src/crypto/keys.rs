@@ -41,6 +41,9 @@ pub enum KeyError {
 }
 
 /// Every root key version the key provider holds; the newest encrypts, older ones only open.
+/// `Clone` so that field encryption can share the ring (`Arc<KeyRing>`); each copy is wiped
+/// when dropped.
+#[derive(Clone)]
 pub struct RootKeys {
     /// Sorted by version, ascending; never empty.
     versions: Vec<(u32, Zeroizing<[u8; 32]>)>,
@@ -51,14 +54,20 @@ impl RootKeys {
     pub fn generate() -> Self {
         let mut key = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(key.as_mut());
-        RootKeys { versions: vec![(1, key)] }
+        RootKeys {
+            versions: vec![(1, key)],
+        }
     }
 
     /// Parses the key provider's text: entries separated by newlines or commas, each either
     /// `VERSION:BASE64` or a bare `BASE64` (version 1).
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let mut versions: Vec<(u32, Zeroizing<[u8; 32]>)> = Vec::new();
-        for entry in text.split([',', '\n']).map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in text
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let (version, encoded) = match entry.split_once(':') {
                 Some((v, k)) => {
                     let version = v
@@ -153,6 +162,7 @@ impl Purpose {
 }
 
 /// Derives every key medvault uses from the root keys.
+#[derive(Clone)]
 pub struct KeyRing {
     root: RootKeys,
 }
@@ -174,9 +184,21 @@ impl KeyRing {
     /// holds, so that rotating the root key (which re-encrypts fields) does not invalidate every
     /// password hash and audit link at once.
     pub fn purpose_key(&self, purpose: Purpose) -> SecretKey {
-        let base = self.root.versions.first().map(|(v, _)| *v).unwrap_or(1);
+        let base = self.service_root_version();
         self.derive(base, purpose.label().as_bytes(), purpose.key_len())
             .expect("the oldest root version is always present")
+    }
+
+    /// The root key version service keys (and blind-index keys) come from: the oldest held.
+    pub fn service_root_version(&self) -> u32 {
+        self.root.versions.first().map(|(v, _)| *v).unwrap_or(1)
+    }
+
+    /// Runs `f` on root key `version`'s bytes, for derivations with another hash than
+    /// [`KeyRing::derive`]'s SHA-256 (field keys, see `kdf.rs`). Crypto-internal: the root key
+    /// never leaves this module.
+    pub(super) fn with_root_key<R>(&self, version: u32, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.root.key(version).map(|key| f(key))
     }
 
     /// HKDF-SHA-256 from root key `version` with `info` as the label.
@@ -245,7 +267,10 @@ mod tests {
         let audit = ring.purpose_key(Purpose::AuditChain);
         let pepper = ring.purpose_key(Purpose::PasswordPepper);
         assert_ne!(audit.expose(), pepper.expose());
-        assert_eq!(audit.expose(), ring.purpose_key(Purpose::AuditChain).expose());
+        assert_eq!(
+            audit.expose(),
+            ring.purpose_key(Purpose::AuditChain).expose()
+        );
     }
 
     #[test]
