@@ -41,6 +41,9 @@ pub enum KeyError {
 }
 
 /// Every root key version the key provider holds; the newest encrypts, older ones only open.
+/// `Clone` so that field encryption can share the ring (`Arc<KeyRing>`); each copy is wiped
+/// when dropped.
+#[derive(Clone)]
 pub struct RootKeys {
     /// Sorted by version, ascending; never empty.
     versions: Vec<(u32, Zeroizing<[u8; 32]>)>,
@@ -159,6 +162,7 @@ impl Purpose {
 }
 
 /// Derives every key medvault uses from the root keys.
+#[derive(Clone)]
 pub struct KeyRing {
     root: RootKeys,
 }
@@ -180,9 +184,21 @@ impl KeyRing {
     /// holds, so that rotating the root key (which re-encrypts fields) does not invalidate every
     /// password hash and audit link at once.
     pub fn purpose_key(&self, purpose: Purpose) -> SecretKey {
-        let base = self.root.versions.first().map(|(v, _)| *v).unwrap_or(1);
+        let base = self.service_root_version();
         self.derive(base, purpose.label().as_bytes(), purpose.key_len())
             .expect("the oldest root version is always present")
+    }
+
+    /// The root key version service keys (and blind-index keys) come from: the oldest held.
+    pub fn service_root_version(&self) -> u32 {
+        self.root.versions.first().map(|(v, _)| *v).unwrap_or(1)
+    }
+
+    /// Runs `f` on root key `version`'s bytes, for derivations with another hash than
+    /// [`KeyRing::derive`]'s SHA-256 (field keys, see `kdf.rs`). Crypto-internal: the root key
+    /// never leaves this module.
+    pub(super) fn with_root_key<R>(&self, version: u32, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.root.key(version).map(|key| f(key))
     }
 
     /// HKDF-SHA-256 from root key `version` with `info` as the label.

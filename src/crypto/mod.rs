@@ -2,15 +2,35 @@
 //!
 //! The rest of the crate sees a small face: a [`KeyRing`] that derives one key per purpose
 //! from the versioned root key, keyed digests for tokens and the audit chain, random ids and
-//! tokens, constant-time comparison, and a [`PasswordHasher`] (argon2id with a pepper).
+//! tokens, constant-time comparison, a [`PasswordHasher`] (argon2id with a pepper), and
+//! [`FieldCrypto`], which seals column values with the admin's chosen [`Suite`] into a
+//! self-describing, place-bound stored form (see `envelope.rs`).
 
+mod aead;
+mod cache;
+mod envelope;
+mod field;
+mod kdf;
 mod keys;
+mod legacy;
 mod password;
 mod random;
+mod suite;
 
+#[cfg(test)]
+mod kat_ciphers;
+#[cfg(test)]
+mod kat_hashes;
+
+pub use cache::DEFAULT_KEY_CACHE_CAPACITY;
+pub use envelope::{
+    parse_header, stored_form, CryptoError, FieldRef, Header, IntegrityError, StoredForm,
+};
+pub use field::{FieldCrypto, Opened};
 pub use keys::{KeyError, KeyRing, Purpose, RootKeys, SecretKey};
 pub use password::{PasswordHashError, PasswordHasher};
 pub use random::{constant_time_eq, random_id, random_password, random_token};
+pub use suite::{Cipher, HashAlg, Strength, Suite, UnknownSuite};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
