@@ -154,8 +154,22 @@ impl Config {
     }
 }
 
+/// `path` made absolute with `.` and `..` resolved, so that `secrets/../database/x` is seen to
+/// be inside `database/` (`std::path::absolute` keeps `..` on Unix).
 fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+    use std::path::Component;
+    let full = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut resolved = PathBuf::new();
+    for component in full.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            other => resolved.push(other),
+        }
+    }
+    resolved
 }
 
 #[cfg(test)]
@@ -175,6 +189,20 @@ mod tests {
         };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("outside the database folder"), "{err}");
+    }
+
+    #[test]
+    fn a_key_file_reaching_into_the_database_folder_through_dot_dot_is_refused() {
+        let config = Config {
+            key_file: Some("secrets/../database/master.key".into()),
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+        let outside = Config {
+            key_file: Some("database/../secrets/master.key".into()),
+            ..Config::default()
+        };
+        outside.validate().unwrap();
     }
 
     #[test]

@@ -1,0 +1,201 @@
+//! Starting medvault: the root key from the key file or `MEDVAULT_MASTER_KEY`, checked against the
+//! database, so that a wrong, malformed or lost key stops the start with a message that says what
+//! to do; and the key file kept private and outside the database folder.
+
+mod common;
+
+use std::path::Path;
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use common::*;
+use medvault::access::Level;
+use medvault::{build_rocket, Clock, Config};
+use rocket::http::Status;
+use rocket::local::blocking::Client;
+
+fn config(home: &Path, adjust: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::for_home(home);
+    config.clock = Clock::manual(START);
+    adjust(&mut config);
+    config
+}
+
+/// Starts medvault on `home`; the error message when it refuses.
+fn start(home: &Path, adjust: impl FnOnce(&mut Config)) -> Result<Client, String> {
+    let rocket = build_rocket(config(home, adjust)).map_err(|e| e.to_string())?;
+    Ok(Client::untracked(rocket).expect("server ignites"))
+}
+
+/// A first start on a fresh home that creates a user, then stops.
+fn first_start(home: &Path, adjust: impl FnOnce(&mut Config)) {
+    let client = start(home, adjust).expect("first start");
+    let app = client.rocket().state::<medvault::App>().expect("app");
+    let actor = medvault::audit::Actor::default();
+    medvault::users::create_user(app, Level::Admin, "admin", PASSWORD, &actor).expect("user");
+}
+
+fn key_of(byte: u8) -> String {
+    STANDARD.encode([byte; 32])
+}
+
+#[test]
+fn a_second_start_with_the_same_key_file_works_and_keeps_the_accounts() {
+    let home = tempfile::tempdir().expect("temp dir");
+    first_start(home.path(), |_| {});
+    let key_before = std::fs::read(home.path().join("secrets/master.key")).expect("key file");
+
+    let client = start(home.path(), |_| {}).expect("second start");
+    let key_after = std::fs::read(home.path().join("secrets/master.key")).expect("key file");
+    assert_eq!(key_before, key_after, "the key file is read, not replaced");
+    // The password pepper comes from the same key: the admin still signs in.
+    let app = TestApp {
+        client,
+        clock: Clock::manual(START),
+        home,
+    };
+    let mut browser = app.browser();
+    browser
+        .login("admin", PASSWORD)
+        .assert_redirect("/dashboard");
+    browser.get("/dashboard").assert_status(Status::Ok);
+    // An admin exists, so this start offers no setup link.
+    assert!(app.app().setup.current().is_none());
+}
+
+#[test]
+fn a_second_start_with_the_same_master_key_works() {
+    let home = tempfile::tempdir().expect("temp dir");
+    first_start(home.path(), |c| c.master_key = Some(key_of(1)));
+    assert!(
+        !home.path().join("secrets/master.key").exists(),
+        "a key from the environment is never written to disk"
+    );
+    start(home.path(), |c| c.master_key = Some(key_of(1))).expect("second start");
+}
+
+#[test]
+fn a_start_with_a_different_master_key_fails_on_the_key_check() {
+    let home = tempfile::tempdir().expect("temp dir");
+    first_start(home.path(), |_| {});
+    let err = start(home.path(), |c| c.master_key = Some(key_of(7))).expect_err("wrong key");
+    assert!(err.contains("key check value mismatch"), "{err}");
+    assert!(
+        err.contains("not the key this database was written with"),
+        "{err}"
+    );
+    assert!(!err.contains(&key_of(7)), "the message never shows the key");
+
+    // The same holds between two keys given in the environment.
+    let home = tempfile::tempdir().expect("temp dir");
+    first_start(home.path(), |c| c.master_key = Some(key_of(1)));
+    let err = start(home.path(), |c| c.master_key = Some(key_of(2))).expect_err("wrong key");
+    assert!(err.contains("key check value mismatch"), "{err}");
+}
+
+#[test]
+fn a_malformed_master_key_fails_clearly() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let err = start(home.path(), |c| {
+        c.master_key = Some("this is not base64!".into())
+    })
+    .expect_err("bad base64");
+    assert!(err.contains("MEDVAULT_MASTER_KEY"), "{err}");
+    assert!(err.contains("base64"), "{err}");
+
+    let short = STANDARD.encode([9u8; 16]);
+    let err = start(home.path(), |c| c.master_key = Some(short)).expect_err("16 bytes");
+    assert!(err.contains("MEDVAULT_MASTER_KEY"), "{err}");
+    assert!(err.contains("16 bytes"), "{err}");
+    assert!(err.contains("32 bytes"), "{err}");
+
+    let err = start(home.path(), |c| c.master_key = Some(String::new())).expect_err("empty");
+    assert!(err.contains("MEDVAULT_MASTER_KEY"), "{err}");
+    assert!(
+        !home.path().join("secrets/master.key").exists(),
+        "a bad environment key does not fall back to a new key file"
+    );
+}
+
+#[test]
+fn a_lost_key_file_stops_the_start_and_no_new_key_is_made() {
+    let home = tempfile::tempdir().expect("temp dir");
+    first_start(home.path(), |_| {});
+    let key = home.path().join("secrets/master.key");
+    std::fs::remove_file(&key).expect("remove the key file");
+
+    let err = start(home.path(), |_| {}).expect_err("no key");
+    assert!(err.contains("Restore the key file"), "{err}");
+    assert!(err.contains("master.key"), "{err}");
+    assert!(
+        !key.exists(),
+        "a new key would make every stored value unreadable"
+    );
+    // And again: the refusal is not a one-off.
+    assert!(start(home.path(), |_| {}).is_err());
+    assert!(!key.exists());
+}
+
+#[test]
+fn a_corrupted_key_file_stops_the_start() {
+    let home = tempfile::tempdir().expect("temp dir");
+    first_start(home.path(), |_| {});
+    let key = home.path().join("secrets/master.key");
+    std::fs::write(&key, "1:garbage\n").expect("overwrite");
+    let err = start(home.path(), |_| {}).expect_err("bad key file");
+    assert!(err.contains("key file"), "{err}");
+    assert!(err.contains("base64"), "{err}");
+}
+
+#[test]
+fn a_key_file_inside_the_database_folder_is_refused() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let inside = home.path().join("database/master.key");
+    for key_file in [
+        Path::new("database/master.key").to_path_buf(),
+        Path::new("database/keys/master.key").to_path_buf(),
+        Path::new("./database/master.key").to_path_buf(),
+        Path::new("secrets/../database/master.key").to_path_buf(),
+        inside.clone(),
+    ] {
+        let Err(err) = start(home.path(), |c| c.key_file = Some(key_file.clone())) else {
+            panic!("a key file at {key_file:?} was accepted");
+        };
+        assert!(
+            err.contains("outside the database folder"),
+            "{key_file:?}: {err}"
+        );
+        assert!(!inside.exists());
+    }
+    assert!(
+        !home.path().join("database").exists(),
+        "refused before anything was written"
+    );
+
+    // A key file elsewhere is fine.
+    start(home.path(), |c| {
+        c.key_file = Some("keys/medvault.key".into())
+    })
+    .expect("start");
+    assert!(home.path().join("keys/medvault.key").is_file());
+    assert!(!home.path().join("secrets/master.key").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_key_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().expect("temp dir");
+    start(home.path(), |_| {}).expect("start");
+    let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&home.path().join("secrets/master.key")), 0o600);
+    assert_eq!(mode(&home.path().join("secrets")), 0o700);
+    assert!(home.path().join("database/medvault.sqlite").is_file());
+    assert!(home.path().join("database/backups").is_dir());
+    assert!(home.path().join("storage").is_dir());
+    // The key is 256 bits, stored as base64, and nowhere in the database.
+    let text = std::fs::read_to_string(home.path().join("secrets/master.key")).expect("key");
+    let encoded = text.trim().trim_start_matches("1:");
+    assert_eq!(STANDARD.decode(encoded).expect("base64").len(), 32);
+    let db = std::fs::read(home.path().join("database/medvault.sqlite")).expect("db");
+    assert!(!db.windows(encoded.len()).any(|w| w == encoded.as_bytes()));
+}
