@@ -539,3 +539,33 @@ fn the_command_line_refuses_a_bad_username() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("username"));
 }
+
+#[test]
+fn a_setup_form_opened_before_an_admin_was_made_elsewhere_creates_nobody() {
+    let app = TestApp::new();
+    let token = app.app().setup.current().expect("setup token");
+    let mut guest = app.browser();
+    let csrf = guest
+        .get(&format!("/setup?token={token}"))
+        .csrf_token()
+        .expect("csrf");
+    // Meanwhile an admin is created on the command line.
+    app.create_user(Level::Admin, "cliadmin");
+    let page = guest.post_form(
+        "/setup",
+        &[
+            ("csrf_token", &csrf),
+            ("token", &token),
+            ("username", "lateadmin"),
+            ("password", PASSWORD),
+        ],
+        Some(ORIGIN),
+    );
+    page.assert_status(Status::NotFound);
+    assert!(!app
+        .audit_actions()
+        .contains(&"setup.admin_created".to_string()));
+    app.browser()
+        .login("lateadmin", PASSWORD)
+        .assert_status(Status::Unauthorized);
+}

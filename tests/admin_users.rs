@@ -644,3 +644,40 @@ fn every_change_to_a_user_is_audited() {
     let audit = admin.get("/admin/audit?actor=admin&action=user.deleted");
     assert!(audit.body.contains("user worker2"), "{}", audit.body);
 }
+
+#[test]
+fn a_malformed_activation_form_changes_nothing() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let mut doctor = app.signed_in(Level::Doctor, "drgrey");
+    let id = between(
+        &admin.get("/admin/users?q=drgrey").body,
+        "<a href=\"/admin/users/",
+        "\"",
+    )
+    .expect("id")
+    .to_string();
+    let before = app.audit_actions();
+    let path = format!("/admin/users/{id}/active");
+    for fields in [&[("active", "banana")][..], &[("active", "2")][..], &[][..]] {
+        let page = admin.post(&path, fields);
+        assert!(
+            page.status == Status::BadRequest || page.status == Status::UnprocessableEntity,
+            "{fields:?}: {} {}",
+            page.status,
+            page.body
+        );
+        assert!(page.body.starts_with("<!doctype html>"));
+        assert!(
+            page.body.contains("whether the account is active"),
+            "{}",
+            page.body
+        );
+    }
+    assert_eq!(app.audit_actions(), before);
+    doctor.get("/dashboard").assert_status(Status::Ok);
+    assert!(admin
+        .get(&format!("/admin/users/{id}"))
+        .body
+        .contains("active ·"));
+}

@@ -316,7 +316,8 @@ async fn update(
 
 #[derive(FromForm)]
 pub struct ActiveForm {
-    active: bool,
+    /// `None` when missing or not a yes/no value: such a form changes nothing.
+    active: Option<bool>,
 }
 
 /// Runs `change` on the target user in one transaction and reports back on their page.
@@ -352,7 +353,12 @@ async fn set_active(
     id: &str,
     form: CsrfForm<'_, ActiveForm>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let active = form.value.as_ref().map(|f| f.active).unwrap_or(false);
+    // A form that does not say true or false changes nothing (it used to deactivate).
+    let Some(active) = form.value.as_ref().and_then(|f| f.active) else {
+        return Err(AppError::BadRequest(
+            "The form must say whether the account is active.".into(),
+        ));
+    };
     change_user(&who, app, id, move |app, actor, user, who_id, conn| {
         if !active {
             if user.id == who_id {
