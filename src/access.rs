@@ -129,6 +129,7 @@ pages! {
     AdminAccess     { "/admin/access",     "Page access",      Granted,  nav: true,  [Admin] }
     AdminSecurity   { "/admin/security",   "Security",         Granted,  nav: true,  [Admin] }
     AdminAudit      { "/admin/audit",      "Audit trail",      Granted,  nav: true,  [Admin] }
+    AdminEncryption { "/admin/encryption", "Encryption",       Granted,  nav: true,  [Admin] }
 }
 
 impl Page {

@@ -5,8 +5,9 @@ use std::fs;
 use std::io::Write;
 use std::ops::Deref;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use crate::access::AccessTable;
 use crate::audit::AuditLog;
@@ -16,6 +17,7 @@ use crate::config::Config;
 use crate::crypto::{constant_time_eq, random_token, KeyRing, PasswordHasher, Purpose, RootKeys};
 use crate::db::models::{key_check, PageGrant, Setting, User};
 use crate::db::Db;
+use crate::fields::{job, policy, Fields, Policy};
 
 #[derive(Debug, thiserror::Error)]
 #[error("medvault cannot start: {0}")]
@@ -72,6 +74,30 @@ impl SetupToken {
     }
 }
 
+/// Wakes the re-encryption worker when a job starts, instead of it polling the database.
+#[derive(Default)]
+pub struct JobSignal {
+    pending: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl JobSignal {
+    pub fn notify(&self) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits until notified or `timeout` passes.
+    pub fn wait(&self, timeout: Duration) {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut pending, _) = self
+            .wake
+            .wait_timeout_while(pending, timeout, |p| !*p)
+            .unwrap_or_else(|e| e.into_inner());
+        *pending = false;
+    }
+}
+
 pub struct AppInner {
     pub config: Config,
     pub db: Db,
@@ -85,6 +111,10 @@ pub struct AppInner {
     pub clock: Clock,
     /// Whether the server runs under TLS, so that cookies are marked Secure.
     pub tls: AtomicBool,
+    pub fields: Fields,
+    /// Length of new random ids, set at `/admin/encryption`.
+    pub id_length: AtomicUsize,
+    pub job_signal: JobSignal,
 }
 
 /// Everything a request handler needs, cheap to clone into a blocking task.
@@ -140,6 +170,17 @@ impl App {
                     .map_err(db_error)?,
             ),
         };
+        let policy_added = Policy::insert_defaults(now, &mut conn).map_err(db_error)?;
+        let fields = Fields::new(
+            keys.clone(),
+            Policy::load(&mut conn).map_err(db_error)?,
+            job::retired_versions(&mut conn).map_err(db_error)?,
+            job::Job::running(&mut conn).map_err(db_error)?.is_some(),
+        );
+        let id_length = Setting::get(policy::ID_LENGTH_SETTING, &mut conn)
+            .map_err(db_error)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(config.id_length);
         let setup = SetupToken::default();
         if !User::exists_active_admin(&mut conn).map_err(db_error)? {
             setup.restore(random_token());
@@ -154,7 +195,7 @@ impl App {
         );
         let audit = AuditLog::new(keys.purpose_key(Purpose::AuditChain));
         let clock = config.clock.clone();
-        Ok(App(Arc::new(AppInner {
+        let app = App(Arc::new(AppInner {
             config,
             db,
             keys,
@@ -166,11 +207,32 @@ impl App {
             setup,
             clock,
             tls: AtomicBool::new(false),
-        })))
+            fields,
+            id_length: AtomicUsize::new(id_length),
+            job_signal: JobSignal::default(),
+        }));
+        if policy_added {
+            // Columns that just became encryptable (a new installation, or an upgrade) may hold
+            // plain values: encrypt them in the background.
+            let mut conn = app.db.conn().map_err(|e| StartupError(e.to_string()))?;
+            if job::stale_count(&app, &mut conn).map_err(db_error)? > 0 {
+                job::start(
+                    &app,
+                    "encrypting existing values under the new policy",
+                    &mut conn,
+                )
+                .map_err(db_error)?;
+            }
+        }
+        Ok(app)
     }
 
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    pub fn id_length(&self) -> usize {
+        self.id_length.load(Ordering::Relaxed)
     }
 
     pub fn secure_cookies(&self) -> bool {

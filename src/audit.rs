@@ -256,4 +256,8 @@ pub mod action {
     pub const ACCESS_TABLE_SAVED: &str = "admin.access_saved";
     pub const SECURITY_SETTINGS_SAVED: &str = "admin.security_saved";
     pub const AUDIT_VERIFIED: &str = "admin.audit_verified";
+    pub const ENCRYPTION_POLICY_SAVED: &str = "encryption.policy_saved";
+    pub const ENCRYPTION_JOB_FINISHED: &str = "encryption.job_finished";
+    pub const ROOT_KEY_ROTATED: &str = "encryption.root_key_rotated";
+    pub const FIELD_INTEGRITY_ERROR: &str = "encryption.integrity_error";
 }

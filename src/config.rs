@@ -32,6 +32,8 @@ pub struct Config {
     pub id_length: usize,
     /// Where the page templates are; default the `templates/` folder of the source tree.
     pub template_dir: Option<PathBuf>,
+    /// Whether a background thread runs re-encryption jobs (tests drive them by hand).
+    pub reencrypt_in_background: bool,
     #[serde(skip)]
     pub clock: Clock,
 }
@@ -49,6 +51,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             id_length: 16,
             template_dir: None,
+            reencrypt_in_background: true,
             clock: Clock::System,
         }
     }

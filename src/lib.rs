@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod fields;
 pub mod users;
 pub mod web;
 
@@ -58,14 +59,20 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
         .attach(Template::custom(|engines| {
             web::register_filters(&mut engines.tera)
         }))
-        .attach(AdHoc::on_liftoff("TLS for cookies", |rocket| {
-            Box::pin(async move {
-                if let Some(app) = rocket.state::<App>() {
-                    app.tls
-                        .store(rocket.config().tls_enabled(), Ordering::Relaxed);
-                }
-            })
-        }))
+        .attach(AdHoc::on_liftoff(
+            "TLS for cookies, re-encryption worker",
+            |rocket| {
+                Box::pin(async move {
+                    if let Some(app) = rocket.state::<App>() {
+                        app.tls
+                            .store(rocket.config().tls_enabled(), Ordering::Relaxed);
+                        if app.config.reencrypt_in_background {
+                            fields::job::spawn_worker(app.clone());
+                        }
+                    }
+                })
+            },
+        ))
         .manage(app)
         .mount("/", web::routes())
         .register("/", error::catchers()))

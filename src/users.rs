@@ -6,6 +6,7 @@ use crate::audit::{action, Actor, Entry, Outcome};
 use crate::auth::password_policy;
 use crate::crypto::random_id;
 use crate::db::models::{NewUser, User};
+use crate::db::Conn;
 use crate::error::AppError;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,35 +46,35 @@ pub fn create_user(
         .map_err(|e| AppError::internal("hash", e))?;
     let mut conn = app.db.conn()?;
     let now = app.now();
-    let id = random_id(app.config.id_length);
-    let created = conn
-        .immediate_transaction(|conn| {
-            if User::find_by_username(&username, conn)?.is_some() {
-                return Ok(false);
-            }
-            User::insert(
-                &NewUser {
-                    id: &id,
-                    username: &username,
-                    level: level.as_str(),
-                    password_hash: &hash,
-                    must_change_password: false,
-                    active: true,
-                    created_at: now,
-                    updated_at: now,
-                },
-                conn,
-            )?;
-            app.audit.append(
-                conn,
-                now,
-                &Entry::new(actor, action::USER_CREATED, Outcome::Success)
-                    .target(format!("user {username}"))
-                    .detail(format!("level {}", level.as_str())),
-            )?;
-            Ok::<_, diesel::result::Error>(true)
-        })
-        .map_err(AppError::from)?;
+    let id = random_id(app.id_length());
+    let created = conn.immediate_transaction(|conn| {
+        if User::find_by_username(&username, conn)?.is_some() {
+            return Ok(false);
+        }
+        insert_account(
+            app,
+            &NewUser {
+                id: &id,
+                username: &username,
+                level: level.as_str(),
+                password_hash: &hash,
+                must_change_password: false,
+                active: true,
+                created_at: now,
+                updated_at: now,
+            },
+            ("", ""),
+            conn,
+        )?;
+        app.audit.append(
+            conn,
+            now,
+            &Entry::new(actor, action::USER_CREATED, Outcome::Success)
+                .target(format!("user {username}"))
+                .detail(format!("level {}", level.as_str())),
+        )?;
+        Ok::<_, AppError>(true)
+    })?;
     if !created {
         return Err(CreateUserError::Taken(username));
     }
@@ -84,4 +85,18 @@ pub fn create_user(
     Ok(User::find(&id, &mut conn)
         .map_err(AppError::from)?
         .ok_or(AppError::NotFound)?)
+}
+
+/// Inserts an account and its personal columns (full name, email) in the stored form the
+/// encryption policy asks for. Every path that creates an account comes through here.
+pub fn insert_account(
+    app: &App,
+    new: &NewUser<'_>,
+    (full_name, email): (&str, &str),
+    conn: &mut Conn,
+) -> Result<(), AppError> {
+    User::insert(new, conn)?;
+    let [full_name, email, email_index] = app.fields.seal_account(new.id, full_name, email)?;
+    User::set_personal(new.id, &full_name, &email, &email_index, conn)?;
+    Ok(())
 }

@@ -233,7 +233,7 @@ pub fn start_session(
                 SessionRow::delete(&old.id, conn)?;
             }
         }
-        let id = random_id(app.config.id_length);
+        let id = random_id(app.id_length());
         SessionRow::insert(
             &NewSession {
                 id: &id,

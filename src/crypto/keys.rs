@@ -110,6 +110,15 @@ impl RootKeys {
         Zeroizing::new(text)
     }
 
+    /// These keys plus a new random key one version above the newest: a rotation.
+    pub fn with_new_version(&self) -> RootKeys {
+        let mut versions = self.versions.clone();
+        let mut key = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(key.as_mut());
+        versions.push((self.current_version() + 1, key));
+        RootKeys { versions }
+    }
+
     pub fn versions(&self) -> impl Iterator<Item = u32> + '_ {
         self.versions.iter().map(|(v, _)| *v)
     }

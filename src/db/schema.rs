@@ -10,6 +10,9 @@ diesel::table! {
         active -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        full_name -> Text,
+        email -> Text,
+        email_index -> Text,
     }
 }
 
@@ -47,6 +50,7 @@ diesel::table! {
         version -> Integer,
         check_value -> Text,
         created_at -> BigInt,
+        retired -> Bool,
     }
 }
 
@@ -63,6 +67,38 @@ diesel::table! {
         detail -> Text,
         prev_mac -> Text,
         mac -> Text,
+    }
+}
+
+diesel::table! {
+    encryption_policies (table_name) {
+        table_name -> Text,
+        cipher -> Text,
+        hash -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    encrypted_columns (table_name, column_name) {
+        table_name -> Text,
+        column_name -> Text,
+        encrypted -> Bool,
+    }
+}
+
+diesel::table! {
+    reencryption_jobs (id) {
+        id -> BigInt,
+        reason -> Text,
+        state -> Text,
+        total -> BigInt,
+        rewritten -> BigInt,
+        unreadable -> BigInt,
+        column_index -> Integer,
+        after_row -> Text,
+        started_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
     }
 }
 

@@ -36,6 +36,14 @@ pub fn routes() -> Vec<Route> {
 type Who = Allowed<page::AdminUsers>;
 const PER_PAGE: i64 = 25;
 
+/// A line of the user list: the account and its decrypted full name.
+#[derive(serde::Serialize)]
+struct UserRow {
+    #[serde(flatten)]
+    user: User,
+    full_name: crate::fields::Shown,
+}
+
 #[get("/admin/users?<q>&<level>&<page>")]
 async fn list(
     who: Who,
@@ -50,15 +58,35 @@ async fn list(
         level: level.as_deref().and_then(Level::parse),
     };
     let page = page.unwrap_or(1);
+    // An email is encrypted: it is found by exact value through its blind index.
+    let email_index = q
+        .as_deref()
+        .filter(|q| q.contains('@'))
+        .map(|q| app.fields.blind_index("users", "email", q));
     let (users, paging) = app
         .db
         .run(move |conn| {
+            if let Some(index) = email_index {
+                let users: Vec<User> = User::find_by_email_index(&index, conn)?
+                    .into_iter()
+                    .filter(|u| filter.level.is_none_or(|l| u.level() == l))
+                    .collect();
+                let paging = Paging::new(1, PER_PAGE, users.len() as i64);
+                return Ok((users, paging));
+            }
             let total = User::list(&filter, 0, 0, conn)?.1;
             let paging = Paging::new(page, PER_PAGE, total);
             let users = User::list(&filter, paging.offset(PER_PAGE), PER_PAGE, conn)?.0;
             Ok((users, paging))
         })
         .await?;
+    let users: Vec<UserRow> = users
+        .into_iter()
+        .map(|user| {
+            let (full_name, _) = app.fields.show_account(&user);
+            UserRow { full_name, user }
+        })
+        .collect();
     let layout = Layout::for_user(app, &who, flash);
     let (q, level) = (q.unwrap_or_default(), level.unwrap_or_default());
     let pager_base = format!("/admin/users?q={}&level={}&", encode(&q), encode(&level));
@@ -72,26 +100,65 @@ async fn list(
 pub struct IdentityForm {
     username: String,
     level: String,
+    full_name: Option<String>,
+    email: Option<String>,
 }
 
-/// The form's username and level, or the form re-filled with what is wrong.
-fn check_identity(form: &CsrfForm<'_, IdentityForm>) -> Result<(String, Level), FormView> {
+/// Who an account is: what the create and edit forms set.
+struct Identity {
+    username: String,
+    level: Level,
+    full_name: String,
+    email: String,
+}
+
+fn email_problem(email: &str) -> Option<&'static str> {
+    let well_formed = email
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+    if email.is_empty() {
+        None
+    } else if email.chars().count() > 254 || email.contains(char::is_whitespace) || !well_formed {
+        Some("Enter an email like name@example.org, or leave it empty.")
+    } else {
+        None
+    }
+}
+
+/// The form's identity, or the form re-filled with what is wrong.
+fn check_identity(form: &CsrfForm<'_, IdentityForm>) -> Result<Identity, FormView> {
     let mut view = form_context(&form.context);
-    let (username, level) = match form.value.as_ref() {
-        Some(f) => (
-            User::normalize_username(&f.username),
-            Level::parse(&f.level),
-        ),
-        None => (String::new(), None),
+    let Some(f) = form.value.as_ref() else {
+        return Err(view.error("username", "Enter a username and choose a level."));
     };
+    let username = User::normalize_username(&f.username);
+    let level = Level::parse(&f.level);
+    let full_name = f
+        .full_name
+        .as_deref()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let email = f.email.as_deref().unwrap_or_default().trim().to_lowercase();
     if let Some(problem) = User::username_problem(&username) {
         view = view.error("username", problem);
     }
     if level.is_none() {
         view = view.error("level", "Choose admin, doctor or patient.");
     }
+    if full_name.chars().count() > 200 {
+        view = view.error("full_name", "A name has at most 200 characters.");
+    }
+    if let Some(problem) = email_problem(&email) {
+        view = view.error("email", problem);
+    }
     match level {
-        Some(level) if !view.has_errors() => Ok((username, level)),
+        Some(level) if !view.has_errors() => Ok(Identity {
+            username,
+            level,
+            full_name,
+            email,
+        }),
         _ => Err(view),
     }
 }
@@ -122,7 +189,8 @@ async fn create(
             ),
         ))
     };
-    let (username, level) = check_identity(&form).map_err(refill)?;
+    let personal = check_identity(&form).map_err(refill)?;
+    let (username, level) = (personal.username.clone(), personal.level);
     let one_time = random_password();
     let (app2, actor, name, secret) = (
         app.inner().clone(),
@@ -138,12 +206,13 @@ async fn create(
                 .hash(&secret)
                 .map_err(|e| AppError::internal("hash", e))?;
             let now = app2.now();
-            Ok(conn.immediate_transaction(|conn| {
+            conn.immediate_transaction(|conn| {
                 if User::find_by_username(&name, conn)?.is_some() {
                     return Ok(None);
                 }
-                let id = random_id(app2.config.id_length);
-                User::insert(
+                let id = random_id(app2.id_length());
+                crate::users::insert_account(
+                    &app2,
                     &NewUser {
                         id: &id,
                         username: &name,
@@ -154,6 +223,7 @@ async fn create(
                         created_at: now,
                         updated_at: now,
                     },
+                    (&personal.full_name, &personal.email),
                     conn,
                 )?;
                 app2.audit.append(
@@ -163,8 +233,8 @@ async fn create(
                         .target(format!("user {name}"))
                         .detail(format!("level {}", level.as_str())),
                 )?;
-                Ok::<_, diesel::result::Error>(Some(id))
-            })?)
+                Ok::<_, AppError>(Some(id))
+            })
         })
         .await
         .map_err(Err)?;
@@ -209,15 +279,42 @@ async fn edit_page(
         .db
         .run(move |conn| Ok(SessionRow::count_for_user(&user_id, conn)?))
         .await?;
+    let (full_name, email) = app.fields.show_account(&user);
     let form = FormView::default()
         .value("username", &user.username)
-        .value("level", &user.level);
-    Ok(edit_template(
-        Layout::for_user(app, &who, flash),
-        &user,
-        sessions,
-        form,
-    ))
+        .value("level", &user.level)
+        .value("full_name", &full_name.text)
+        .value("email", &email.text);
+    let mut layout = Layout::for_user(app, &who, flash);
+    if full_name.integrity_error || email.integrity_error {
+        audit_integrity_error(app, &who, &user).await;
+        layout = layout.with_message(
+            "error",
+            "Integrity error: this account's name or email was altered in the database and is \
+             not shown. Saving the form writes fresh values.",
+        );
+    }
+    Ok(edit_template(layout, &user, sessions, form))
+}
+
+/// Records that a stored value failed its integrity check when it was about to be shown.
+async fn audit_integrity_error(app: &App, who: &Who, user: &User) {
+    let (app2, actor, target) = (app.clone(), who.actor(), user.username.clone());
+    let written = app
+        .db
+        .run(move |conn| {
+            Ok(app2.audit.append(
+                conn,
+                app2.now(),
+                &Entry::new(&actor, action::FIELD_INTEGRITY_ERROR, Outcome::Failure)
+                    .target(format!("user {target}"))
+                    .detail("users.full_name or users.email refused"),
+            )?)
+        })
+        .await;
+    if let Err(e) = written {
+        tracing::error!(error = %e, "cannot audit an integrity error");
+    }
 }
 
 fn audit(
@@ -245,7 +342,7 @@ async fn update(
     form: CsrfForm<'_, IdentityForm>,
 ) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
     let target = load_user(app, id).await.map_err(Err)?;
-    let (username, level) = match check_identity(&form) {
+    let identity = match check_identity(&form) {
         Ok(ok) => ok,
         Err(view) => {
             return Err(Ok((
@@ -254,6 +351,7 @@ async fn update(
             )))
         }
     };
+    let (username, level) = (identity.username.clone(), identity.level);
     let (app2, actor, user) = (app.inner().clone(), who.actor(), target.clone());
     let who_id = who.user.id.clone();
     let new_name = username.clone();
@@ -261,6 +359,9 @@ async fn update(
         .db
         .run(move |conn| {
             let username = new_name;
+            let [full_name, email, email_index] =
+                app2.fields
+                    .seal_account(&user.id, &identity.full_name, &identity.email)?;
             conn.immediate_transaction(|conn| {
                 let removes_admin = user.level() == Level::Admin && level != Level::Admin;
                 if removes_admin && user.id == who_id {
@@ -279,6 +380,7 @@ async fn update(
                     }
                 }
                 User::update_identity(&user.id, &username, level, app2.now(), conn)?;
+                User::set_personal(&user.id, &full_name, &email, &email_index, conn)?;
                 audit(
                     &app2,
                     conn,

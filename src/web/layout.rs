@@ -114,7 +114,7 @@ impl FormView {
 /// The values and first error per field of a posted form, for re-rendering it.
 pub fn form_context(context: &Context<'_>) -> FormView {
     let mut view = FormView::default();
-    for field in ["username", "level", "token", "q"] {
+    for field in ["username", "level", "full_name", "email", "token", "q"] {
         if let Some(value) = context.field_value(field) {
             view.values.insert(field.to_string(), value.to_string());
         }

@@ -235,8 +235,9 @@ async fn setup(
                 if User::exists_active_admin(conn)? {
                     return Ok(false);
                 }
-                let id = random_id(app2.config.id_length);
-                User::insert(
+                let id = random_id(app2.id_length());
+                crate::users::insert_account(
+                    &app2,
                     &NewUser {
                         id: &id,
                         username: &username,
@@ -247,6 +248,7 @@ async fn setup(
                         created_at: now,
                         updated_at: now,
                     },
+                    ("", ""),
                     conn,
                 )?;
                 let actor = Actor {
@@ -260,9 +262,8 @@ async fn setup(
                     &Entry::new(&actor, action::SETUP_ADMIN_CREATED, Outcome::Success)
                         .target(format!("user {username}")),
                 )?;
-                Ok::<_, diesel::result::Error>(true)
+                Ok::<_, AppError>(true)
             })
-            .map_err(AppError::from)
         })
         .await;
     match created {

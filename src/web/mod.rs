@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin_access;
 pub mod admin_audit;
+pub mod admin_encryption;
 pub mod admin_security;
 pub mod admin_users;
 mod headers;
@@ -26,6 +27,7 @@ pub fn routes() -> Vec<Route> {
         admin_access::routes(),
         admin_security::routes(),
         admin_audit::routes(),
+        admin_encryption::routes(),
     ]
     .concat()
 }

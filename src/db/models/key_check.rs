@@ -21,3 +21,15 @@ pub fn insert(version: i32, check_value: &str, now: i64, conn: &mut Conn) -> Que
         .execute(conn)
         .map(|_| ())
 }
+
+/// Every version with when it was added and whether field encryption has retired it.
+pub fn all_with_state(conn: &mut Conn) -> QueryResult<Vec<(i32, i64, bool)>> {
+    root_key_checks::table
+        .select((
+            root_key_checks::version,
+            root_key_checks::created_at,
+            root_key_checks::retired,
+        ))
+        .order(root_key_checks::version.asc())
+        .load(conn)
+}

@@ -17,6 +17,14 @@ pub struct User {
     pub active: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Stored form (sealed or `plain:`); read it through `crate::fields`.
+    #[serde(skip)]
+    pub full_name: String,
+    /// Stored form (sealed or `plain:`); read it through `crate::fields`.
+    #[serde(skip)]
+    pub email: String,
+    #[serde(skip)]
+    pub email_index: String,
 }
 
 #[derive(Insertable)]
@@ -158,6 +166,30 @@ impl User {
                 users::updated_at.eq(now),
             ))
             .execute(conn)
+    }
+
+    /// Writes the personal columns, already in their stored form.
+    pub fn set_personal(
+        id: &str,
+        full_name: &str,
+        email: &str,
+        email_index: &str,
+        conn: &mut Conn,
+    ) -> QueryResult<usize> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::full_name.eq(full_name),
+                users::email.eq(email),
+                users::email_index.eq(email_index),
+            ))
+            .execute(conn)
+    }
+
+    pub fn find_by_email_index(index: &str, conn: &mut Conn) -> QueryResult<Vec<User>> {
+        users::table
+            .filter(users::email_index.eq(index))
+            .select(User::as_select())
+            .load(conn)
     }
 
     pub fn set_active(id: &str, active: bool, now: i64, conn: &mut Conn) -> QueryResult<usize> {

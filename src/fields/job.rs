@@ -1,0 +1,397 @@
+//! The re-encryption job: after a policy change or a root-key rotation, rewrites every value
+//! that is not in the form the policy wants, in batches, each batch one transaction together
+//! with the job's cursor. A crash loses at most the batch in flight; the next start resumes.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use serde::Serialize;
+
+use super::registry::{encryptable_columns, ColumnSpec, TableSpec};
+use crate::app::App;
+use crate::audit::{action, Actor, Entry, Outcome};
+use crate::crypto::FieldRef;
+use crate::db::schema::{reencryption_jobs, root_key_checks};
+use crate::db::Conn;
+use crate::error::AppError;
+
+pub const BATCH_SIZE: i64 = 500;
+
+#[derive(Queryable, Selectable, Clone, Debug, Serialize)]
+#[diesel(table_name = reencryption_jobs)]
+pub struct Job {
+    pub id: i64,
+    pub reason: String,
+    pub state: String,
+    pub total: i64,
+    pub rewritten: i64,
+    pub unreadable: i64,
+    pub column_index: i32,
+    pub after_row: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl Job {
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+
+    /// How far the job is, 0 to 100, by columns and rows visited.
+    pub fn percent(&self, rows_visited: i64) -> i64 {
+        if !self.is_running() || self.total == 0 {
+            return 100;
+        }
+        (rows_visited * 100 / self.total).clamp(0, 99)
+    }
+
+    pub fn latest(conn: &mut Conn) -> QueryResult<Option<Job>> {
+        reencryption_jobs::table
+            .order(reencryption_jobs::id.desc())
+            .select(Job::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn running(conn: &mut Conn) -> QueryResult<Option<Job>> {
+        Ok(Job::latest(conn)?.filter(Job::is_running))
+    }
+}
+
+#[derive(QueryableByName)]
+struct StoredValue {
+    #[diesel(sql_type = Text)]
+    row_id: String,
+    #[diesel(sql_type = Text)]
+    owner_id: String,
+    #[diesel(sql_type = Text)]
+    value: String,
+    #[diesel(sql_type = Text)]
+    index_value: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+// The SQL below is built from compile-time names in `registry` only; values are always bound.
+
+fn count_rows(table: &TableSpec, conn: &mut Conn) -> QueryResult<i64> {
+    Ok(
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {}", table.name))
+            .get_result::<Count>(conn)?
+            .n,
+    )
+}
+
+fn load_batch(
+    table: &TableSpec,
+    column: &ColumnSpec,
+    after_row: &str,
+    limit: i64,
+    conn: &mut Conn,
+) -> QueryResult<Vec<StoredValue>> {
+    diesel::sql_query(format!(
+        "SELECT {row} AS row_id, {owner} AS owner_id, {col} AS value, {index} AS index_value \
+         FROM {table} WHERE {row} > ? ORDER BY {row} LIMIT ?",
+        row = table.row_column,
+        owner = table.owner_column,
+        col = column.name,
+        index = column.blind_index.unwrap_or("''"),
+        table = table.name,
+    ))
+    .bind::<Text, _>(after_row)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+}
+
+fn write_value(
+    table: &TableSpec,
+    column: &ColumnSpec,
+    row_id: &str,
+    value: &str,
+    conn: &mut Conn,
+) -> QueryResult<usize> {
+    diesel::sql_query(format!(
+        "UPDATE {table} SET {col} = ? WHERE {row} = ?",
+        table = table.name,
+        col = column.name,
+        row = table.row_column,
+    ))
+    .bind::<Text, _>(value)
+    .bind::<Text, _>(row_id)
+    .execute(conn)
+}
+
+fn write_index(
+    table: &TableSpec,
+    index_column: &str,
+    row_id: &str,
+    index: &str,
+    conn: &mut Conn,
+) -> QueryResult<usize> {
+    diesel::sql_query(format!(
+        "UPDATE {table} SET {index_column} = ? WHERE {row} = ?",
+        table = table.name,
+        row = table.row_column,
+    ))
+    .bind::<Text, _>(index)
+    .bind::<Text, _>(row_id)
+    .execute(conn)
+}
+
+/// Every stored value of every encryptable column, as (table, column, row, owner, value).
+pub fn for_each_value(
+    conn: &mut Conn,
+    mut visit: impl FnMut(&TableSpec, &ColumnSpec, &str, &str, &str),
+) -> QueryResult<()> {
+    for (table, column) in encryptable_columns() {
+        let mut after = String::new();
+        loop {
+            let batch = load_batch(table, column, &after, 1000, conn)?;
+            for v in &batch {
+                visit(table, column, &v.row_id, &v.owner_id, &v.value);
+            }
+            match batch.last() {
+                Some(last) if batch.len() == 1000 => after = last.row_id.clone(),
+                _ => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many values are not yet in the form the policy wants: the page's "still to do".
+pub fn stale_count(app: &App, conn: &mut Conn) -> QueryResult<i64> {
+    Ok(census(app, conn)?.stale)
+}
+
+/// How many values the encryptable columns hold, and how many are not yet in the policy's form.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Census {
+    pub total: i64,
+    pub stale: i64,
+}
+
+pub fn census(app: &App, conn: &mut Conn) -> QueryResult<Census> {
+    let mut census = Census::default();
+    for_each_value(conn, |table, column, _, _, value| {
+        census.total += 1;
+        if !app.fields.is_current(table.name, column.name, value) {
+            census.stale += 1;
+        }
+    })?;
+    Ok(census)
+}
+
+/// Starts a job (or restarts the running one from the beginning, for the newest policy).
+/// Runs inside the caller's transaction, which also records why.
+pub fn start(app: &App, reason: &str, conn: &mut Conn) -> QueryResult<i64> {
+    let mut total = 0;
+    for (table, _) in encryptable_columns() {
+        total += count_rows(table, conn)?;
+    }
+    let now = app.now();
+    diesel::update(reencryption_jobs::table.filter(reencryption_jobs::state.eq("running")))
+        .set((
+            reencryption_jobs::state.eq("done"),
+            reencryption_jobs::finished_at.eq(Some(now)),
+        ))
+        .execute(conn)?;
+    let id = reencryption_jobs::table
+        .select(diesel::dsl::max(reencryption_jobs::id))
+        .first::<Option<i64>>(conn)?
+        .unwrap_or(0)
+        + 1;
+    diesel::insert_into(reencryption_jobs::table)
+        .values((
+            reencryption_jobs::id.eq(id),
+            reencryption_jobs::reason.eq(reason),
+            reencryption_jobs::state.eq("running"),
+            reencryption_jobs::total.eq(total),
+            reencryption_jobs::rewritten.eq(0),
+            reencryption_jobs::unreadable.eq(0),
+            reencryption_jobs::column_index.eq(0),
+            reencryption_jobs::after_row.eq(""),
+            reencryption_jobs::started_at.eq(now),
+        ))
+        .execute(conn)?;
+    app.fields.set_migrating(true);
+    Ok(id)
+}
+
+/// What one call of [`run_batch`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// No job is running.
+    Idle,
+    /// A batch was written; more may follow.
+    Progressed,
+    /// The job has just finished.
+    Finished,
+}
+
+/// Rewrites one batch of the running job in one transaction, cursor included.
+pub fn run_batch(app: &App, batch_size: i64) -> Result<Step, AppError> {
+    let mut conn = app.db.conn()?;
+    let columns = encryptable_columns();
+    let step = conn.immediate_transaction(|conn| -> Result<Step, AppError> {
+        let Some(mut job) = Job::running(conn)? else {
+            return Ok(Step::Idle);
+        };
+        let Some((table, column)) = columns.get(job.column_index as usize).copied() else {
+            finish(app, &mut job, conn)?;
+            return Ok(Step::Finished);
+        };
+        let crypto = app.fields.crypto();
+        let policy = app.fields.policy();
+        let target = policy.target(table.name, column.name);
+        let batch = load_batch(table, column, &job.after_row, batch_size, conn)?;
+        for stored in &batch {
+            let field = FieldRef {
+                table: table.name,
+                column: column.name,
+                row_id: &stored.row_id,
+                owner_id: &stored.owner_id,
+            };
+            match crypto.open(&field, &stored.value) {
+                Ok(opened) => {
+                    let text = String::from_utf8_lossy(&opened.plaintext).into_owned();
+                    if crypto.is_stale(opened.form, target) {
+                        let resealed = app.fields.seal(&field, &text)?;
+                        write_value(table, column, &stored.row_id, &resealed, conn)?;
+                        job.rewritten += 1;
+                    }
+                    // The index key or width may have changed with the policy.
+                    if let Some(index_column) = column.blind_index {
+                        let index = app.fields.blind_index(table.name, column.name, &text);
+                        if index != stored.index_value {
+                            write_index(table, index_column, &stored.row_id, &index, conn)?;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(table = table.name, column = column.name, row = %stored.row_id, error = %e, "cannot re-encrypt an unreadable value");
+                    job.unreadable += 1;
+                }
+            }
+        }
+        match batch.last() {
+            Some(last) if batch.len() as i64 == batch_size => job.after_row = last.row_id.clone(),
+            _ => {
+                job.column_index += 1;
+                job.after_row.clear();
+            }
+        }
+        diesel::update(reencryption_jobs::table.find(job.id))
+            .set((
+                reencryption_jobs::rewritten.eq(job.rewritten),
+                reencryption_jobs::unreadable.eq(job.unreadable),
+                reencryption_jobs::column_index.eq(job.column_index),
+                reencryption_jobs::after_row.eq(&job.after_row),
+            ))
+            .execute(conn)?;
+        if job.column_index as usize >= columns.len() {
+            finish(app, &mut job, conn)?;
+            return Ok(Step::Finished);
+        }
+        Ok(Step::Progressed)
+    })?;
+    if step == Step::Finished {
+        app.fields.set_migrating(false);
+        let mut conn = app.db.conn()?;
+        app.fields.set_retired(retired_versions(&mut conn)?);
+    }
+    Ok(step)
+}
+
+/// Marks the job done and, when every value was readable, retires the key versions that no
+/// value uses any more.
+fn finish(app: &App, job: &mut Job, conn: &mut Conn) -> Result<(), AppError> {
+    let now = app.now();
+    diesel::update(reencryption_jobs::table.find(job.id))
+        .set((
+            reencryption_jobs::state.eq("done"),
+            reencryption_jobs::finished_at.eq(Some(now)),
+        ))
+        .execute(conn)?;
+    let current = app.fields.crypto().current_key_version() as i32;
+    let mut detail = format!(
+        "{} value(s) rewritten, {} unreadable",
+        job.rewritten, job.unreadable
+    );
+    if job.unreadable == 0 {
+        let retired = diesel::update(
+            root_key_checks::table
+                .filter(root_key_checks::version.lt(current))
+                .filter(root_key_checks::retired.eq(false)),
+        )
+        .set(root_key_checks::retired.eq(true))
+        .execute(conn)?;
+        if retired > 0 {
+            detail.push_str(&format!(
+                "; root key versions below {current} retired for field encryption"
+            ));
+        }
+    }
+    let actor = Actor {
+        name: "re-encryption job".into(),
+        ..Actor::default()
+    };
+    let outcome = if job.unreadable == 0 {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    app.audit.append(
+        conn,
+        now,
+        &Entry::new(&actor, action::ENCRYPTION_JOB_FINISHED, outcome)
+            .target(format!("job {}", job.id))
+            .detail(detail),
+    )?;
+    job.state = "done".into();
+    Ok(())
+}
+
+pub fn retired_versions(conn: &mut Conn) -> QueryResult<std::collections::HashSet<u32>> {
+    Ok(root_key_checks::table
+        .filter(root_key_checks::retired.eq(true))
+        .select(root_key_checks::version)
+        .load::<i32>(conn)?
+        .into_iter()
+        .map(|v| v as u32)
+        .collect())
+}
+
+/// Runs batches until the job ends or `max_batches` have run; returns how many ran.
+pub fn run(app: &App, max_batches: Option<usize>) -> Result<usize, AppError> {
+    let mut ran = 0;
+    while max_batches.is_none_or(|max| ran < max) {
+        match run_batch(app, BATCH_SIZE)? {
+            Step::Idle => break,
+            Step::Progressed => ran += 1,
+            Step::Finished => {
+                ran += 1;
+                break;
+            }
+        }
+    }
+    Ok(ran)
+}
+
+/// The background worker: runs whatever job is pending, then waits to be woken.
+pub fn spawn_worker(app: App) {
+    let spawned = std::thread::Builder::new()
+        .name("reencryption".into())
+        .spawn(move || loop {
+            if let Err(e) = run(&app, None) {
+                tracing::error!(error = %e, "re-encryption batch failed; retrying shortly");
+            }
+            app.job_signal.wait(std::time::Duration::from_secs(5));
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the re-encryption worker");
+    }
+}

@@ -1,0 +1,201 @@
+//! Field encryption as the rest of medvault uses it: the admin's policy (which columns are
+//! encrypted, under which suite per table), sealing and opening values in their place, blind
+//! indexes, and the background job that rewrites values when the policy or the root key changes.
+
+pub mod job;
+pub mod policy;
+pub mod registry;
+pub mod rotation;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::crypto::{
+    stored_form, FieldCrypto, FieldRef, IntegrityError, KeyRing, StoredForm,
+    DEFAULT_KEY_CACHE_CAPACITY,
+};
+use crate::error::AppError;
+
+pub use policy::Policy;
+
+/// A value read for a page: the text, or the fact that it failed its integrity check.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Shown {
+    pub text: String,
+    pub integrity_error: bool,
+}
+
+pub struct Fields {
+    crypto: RwLock<Arc<FieldCrypto>>,
+    policy: RwLock<Arc<Policy>>,
+    /// Root key versions no value uses any more; a value claiming one is refused.
+    retired: RwLock<HashSet<u32>>,
+    /// While a re-encryption job runs, a column may hold old and new forms side by side.
+    migrating: AtomicBool,
+}
+
+impl Fields {
+    pub fn new(keys: KeyRing, policy: Policy, retired: HashSet<u32>, migrating: bool) -> Fields {
+        Fields {
+            crypto: RwLock::new(Arc::new(FieldCrypto::new(
+                Arc::new(keys),
+                DEFAULT_KEY_CACHE_CAPACITY,
+            ))),
+            policy: RwLock::new(Arc::new(policy)),
+            retired: RwLock::new(retired),
+            migrating: AtomicBool::new(migrating),
+        }
+    }
+
+    pub fn crypto(&self) -> Arc<FieldCrypto> {
+        self.crypto
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_policy(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+
+    /// Uses `keys` from now on (after a root-key rotation).
+    pub fn set_keys(&self, keys: KeyRing) {
+        let crypto = FieldCrypto::new(Arc::new(keys), DEFAULT_KEY_CACHE_CAPACITY);
+        *self.crypto.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(crypto);
+    }
+
+    pub fn set_retired(&self, retired: HashSet<u32>) {
+        *self.retired.write().unwrap_or_else(|e| e.into_inner()) = retired;
+    }
+
+    pub fn set_migrating(&self, migrating: bool) {
+        self.migrating.store(migrating, Ordering::SeqCst);
+    }
+
+    pub fn is_migrating(&self) -> bool {
+        self.migrating.load(Ordering::SeqCst)
+    }
+
+    /// `value` in the stored form the policy asks for at `field`'s column.
+    pub fn seal(&self, field: &FieldRef<'_>, value: &str) -> Result<String, AppError> {
+        match self.policy().target(field.table, field.column) {
+            None => Ok(FieldCrypto::seal_plain(value)),
+            Some(suite) => self
+                .crypto()
+                .seal(field, value.as_bytes(), suite)
+                .map_err(|e| AppError::internal("sealing a field", e)),
+        }
+    }
+
+    /// The text of a stored value, if it is whole and in its own place.
+    pub fn open(&self, field: &FieldRef<'_>, stored: &str) -> Result<String, IntegrityError> {
+        let crypto = self.crypto();
+        let opened = crypto.open(field, stored)?;
+        match opened.form {
+            StoredForm::Sealed { key_version, .. }
+                if self
+                    .retired
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&key_version) =>
+            {
+                return Err(IntegrityError::UnknownKeyVersion(key_version));
+            }
+            // Anyone who can edit the file can write "plain:anything"; an encrypted column takes
+            // a plain value only while a job is moving the column between forms.
+            StoredForm::Plain
+                if self.policy().target(field.table, field.column).is_some()
+                    && !self.is_migrating() =>
+            {
+                return Err(IntegrityError::UnexpectedPlain);
+            }
+            _ => {}
+        }
+        String::from_utf8(opened.plaintext.to_vec()).map_err(|_| IntegrityError::Forged)
+    }
+
+    /// [`Fields::open`] for a page: an integrity error becomes a marked value, never data.
+    pub fn show(&self, field: &FieldRef<'_>, stored: &str) -> Shown {
+        match self.open(field, stored) {
+            Ok(text) => Shown {
+                text,
+                integrity_error: false,
+            },
+            Err(e) => {
+                tracing::warn!(table = field.table, column = field.column, row = field.row_id, error = %e, "field refused");
+                Shown {
+                    text: String::new(),
+                    integrity_error: true,
+                }
+            }
+        }
+    }
+
+    /// The blind index of `value` (normalised: trimmed, lower-cased) for `table`.`column`.
+    pub fn blind_index(&self, table: &str, column: &str, value: &str) -> String {
+        let normalised = value.trim().to_lowercase();
+        if normalised.is_empty() {
+            return String::new();
+        }
+        let policy = self.policy();
+        self.crypto().blind_index(
+            table,
+            column,
+            policy.suite_for(table).hash,
+            policy.blind_index_bits,
+            normalised.as_bytes(),
+        )
+    }
+
+    /// The stored forms of an account's personal columns: full name, email and email index.
+    pub fn seal_account(
+        &self,
+        user_id: &str,
+        full_name: &str,
+        email: &str,
+    ) -> Result<[String; 3], AppError> {
+        let at = |column| FieldRef {
+            table: "users",
+            column,
+            row_id: user_id,
+            owner_id: user_id,
+        };
+        Ok([
+            self.seal(&at("full_name"), full_name.trim())?,
+            self.seal(&at("email"), email.trim())?,
+            self.blind_index("users", "email", email),
+        ])
+    }
+
+    /// An account's full name and email for a page.
+    pub fn show_account(&self, user: &crate::db::models::User) -> (Shown, Shown) {
+        let at = |column| FieldRef {
+            table: "users",
+            column,
+            row_id: &user.id,
+            owner_id: &user.id,
+        };
+        (
+            self.show(&at("full_name"), &user.full_name),
+            self.show(&at("email"), &user.email),
+        )
+    }
+
+    /// Whether `stored` is already in the form the policy wants at `table`.`column`.
+    pub fn is_current(&self, table: &str, column: &str, stored: &str) -> bool {
+        match stored_form(stored) {
+            Ok(form) => !self
+                .crypto()
+                .is_stale(form, self.policy().target(table, column)),
+            Err(_) => false,
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Every column of medvault's tables that holds something about a person, and whether it can be
+//! encrypted. Known at compile time: the re-encryption job builds its SQL from these names only.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ColumnSpec {
+    pub name: &'static str,
+    pub title: &'static str,
+    /// `None`: encryptable. `Some(reason)`: must stay readable to the database, and why.
+    pub not_encryptable: Option<&'static str>,
+    /// Whether a new installation encrypts it.
+    pub encrypted_by_default: bool,
+    /// The column holding this one's blind index, if it is searchable by exact value.
+    pub blind_index: Option<&'static str>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct TableSpec {
+    pub name: &'static str,
+    pub title: &'static str,
+    /// The column naming the row (its id) and the one naming its owner (a user id): both are
+    /// bound into every sealed value and drive the per-row key.
+    pub row_column: &'static str,
+    pub owner_column: &'static str,
+    pub columns: &'static [ColumnSpec],
+}
+
+const fn encryptable(name: &'static str, title: &'static str) -> ColumnSpec {
+    ColumnSpec {
+        name,
+        title,
+        not_encryptable: None,
+        encrypted_by_default: true,
+        blind_index: None,
+    }
+}
+
+const fn searchable(name: &'static str, title: &'static str, index: &'static str) -> ColumnSpec {
+    ColumnSpec {
+        blind_index: Some(index),
+        ..encryptable(name, title)
+    }
+}
+
+const fn kept_clear(name: &'static str, title: &'static str, why: &'static str) -> ColumnSpec {
+    ColumnSpec {
+        name,
+        title,
+        not_encryptable: Some(why),
+        encrypted_by_default: false,
+        blind_index: None,
+    }
+}
+
+pub const TABLES: &[TableSpec] = &[TableSpec {
+    name: "users",
+    title: "Accounts",
+    row_column: "id",
+    owner_column: "id",
+    columns: &[
+        kept_clear(
+            "id",
+            "Id",
+            "primary key: random, never derived from personal data",
+        ),
+        kept_clear(
+            "username",
+            "Username",
+            "sign-in name: looked up at every sign-in and searched by admins",
+        ),
+        kept_clear("level", "Level", "decides page access on every request"),
+        kept_clear(
+            "password_hash",
+            "Password",
+            "already an argon2id hash with a pepper",
+        ),
+        kept_clear("must_change_password", "Must change password", "a flag"),
+        kept_clear("active", "Active", "a flag checked on every request"),
+        kept_clear("created_at", "Created", "a timestamp"),
+        kept_clear("updated_at", "Updated", "a timestamp"),
+        encryptable("full_name", "Full name"),
+        searchable("email", "Email", "email_index"),
+        kept_clear(
+            "email_index",
+            "Email blind index",
+            "a keyed, truncated HMAC used to find an email by exact value",
+        ),
+    ],
+}];
+
+/// Columns kept in other tables that name people, shown on the encryption page with the reason
+/// they stay readable.
+pub const OTHER_PERSONAL_COLUMNS: &[(&str, ColumnSpec)] = &[
+    (
+        "sessions",
+        kept_clear(
+            "ip",
+            "Client address",
+            "compared on every request to bind the session; rows live 8 hours at most",
+        ),
+    ),
+    (
+        "sessions",
+        kept_clear(
+            "user_agent",
+            "Browser",
+            "compared on every request to bind the session; rows live 8 hours at most",
+        ),
+    ),
+    (
+        "audit_events",
+        kept_clear(
+            "actor_name, ip, target, detail",
+            "Audit columns",
+            "covered by the audit chain's HMAC: rewriting them would break it",
+        ),
+    ),
+];
+
+pub fn table(name: &str) -> Option<&'static TableSpec> {
+    TABLES.iter().find(|t| t.name == name)
+}
+
+/// Every encryptable (table, column), in a fixed order: the job's cursor indexes this list.
+pub fn encryptable_columns() -> Vec<(&'static TableSpec, &'static ColumnSpec)> {
+    TABLES
+        .iter()
+        .flat_map(|t| {
+            t.columns
+                .iter()
+                .filter(|c| c.not_encryptable.is_none())
+                .map(move |c| (t, c))
+        })
+        .collect()
+}
+
+pub fn is_encryptable(table: &str, column: &str) -> bool {
+    encryptable_columns()
+        .iter()
+        .any(|(t, c)| t.name == table && c.name == column)
+}

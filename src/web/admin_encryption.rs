@@ -1,0 +1,347 @@
+//! `/admin/encryption`: which columns are encrypted, under which cipher and hash per table, the
+//! length of new ids, the width of blind indexes, root-key rotation, and the re-encryption job.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use rocket::form::FromForm;
+use rocket::http::Status;
+use rocket::request::FlashMessage;
+use rocket::response::{Flash, Redirect};
+use rocket::{get, post, routes, Route, State};
+use rocket_dyn_templates::{context, Template};
+use serde::Serialize;
+
+use crate::access::page;
+use crate::app::App;
+use crate::audit::{action, Entry, Outcome};
+use crate::auth::{Allowed, CsrfForm};
+use crate::crypto::{Cipher, HashAlg, Strength, Suite};
+use crate::db::models::{key_check, Setting};
+use crate::error::AppError;
+use crate::fields::registry::{self, TABLES};
+use crate::fields::{job, policy, rotation, Policy};
+use crate::web::{ButtonForm, Layout};
+
+pub fn routes() -> Vec<Route> {
+    routes![overview, save, rotate]
+}
+
+type Who = Allowed<page::AdminEncryption>;
+
+#[derive(Serialize)]
+struct Choice {
+    key: &'static str,
+    title: &'static str,
+    warning: Option<&'static str>,
+    selected: bool,
+}
+
+fn warning(strength: Strength) -> Option<&'static str> {
+    match strength {
+        Strength::Modern => None,
+        Strength::Legacy => Some("legacy"),
+        Strength::Broken => Some("broken"),
+    }
+}
+
+#[derive(Serialize)]
+struct ColumnView {
+    value: String,
+    name: &'static str,
+    title: &'static str,
+    encrypted: bool,
+    not_encryptable: Option<&'static str>,
+    searchable: bool,
+}
+
+#[derive(Serialize)]
+struct TableView {
+    name: &'static str,
+    title: &'static str,
+    suite: String,
+    suite_warning: Option<&'static str>,
+    ciphers: Vec<Choice>,
+    hashes: Vec<Choice>,
+    columns: Vec<ColumnView>,
+}
+
+fn tables(policy: &Policy) -> Vec<TableView> {
+    TABLES
+        .iter()
+        .map(|t| {
+            let suite = policy.suite_for(t.name);
+            TableView {
+                name: t.name,
+                title: t.title,
+                suite: suite.title(),
+                suite_warning: warning(suite.strength()),
+                ciphers: Cipher::ALL
+                    .iter()
+                    .map(|c| Choice {
+                        key: c.key(),
+                        title: c.title(),
+                        warning: warning(c.strength()),
+                        selected: *c == suite.cipher,
+                    })
+                    .collect(),
+                hashes: HashAlg::ALL
+                    .iter()
+                    .map(|h| Choice {
+                        key: h.key(),
+                        title: h.title(),
+                        warning: warning(h.strength()),
+                        selected: *h == suite.hash,
+                    })
+                    .collect(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|c| ColumnView {
+                        value: format!("{}.{}", t.name, c.name),
+                        name: c.name,
+                        title: c.title,
+                        encrypted: policy.is_encrypted(t.name, c.name),
+                        not_encryptable: c.not_encryptable,
+                        searchable: c.blind_index.is_some(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct KeyVersion {
+    version: i32,
+    created_at: i64,
+    retired: bool,
+    current: bool,
+}
+
+async fn page(app: &App, layout: Layout, status: Status) -> Result<(Status, Template), AppError> {
+    let app2 = app.clone();
+    let (census, latest, versions) = app
+        .db
+        .run(move |conn| {
+            let census = job::census(&app2, conn)?;
+            let latest = job::Job::latest(conn)?;
+            let current = app2.fields.crypto().current_key_version() as i32;
+            let versions: Vec<KeyVersion> = key_check::all_with_state(conn)?
+                .into_iter()
+                .map(|(version, created_at, retired)| KeyVersion {
+                    version,
+                    created_at,
+                    retired,
+                    current: version == current,
+                })
+                .collect();
+            Ok((census, latest, versions))
+        })
+        .await?;
+    let policy = app.fields.policy();
+    let running = latest.as_ref().is_some_and(job::Job::is_running);
+    let others: Vec<_> = registry::OTHER_PERSONAL_COLUMNS
+        .iter()
+        .map(|(table, c)| context! { table, name: c.name, title: c.title, reason: c.not_encryptable })
+        .collect();
+    Ok((
+        status,
+        Template::render(
+            "admin/encryption",
+            context! {
+                layout,
+                tables: tables(&policy),
+                others,
+                census,
+                done: census.total - census.stale,
+                job: latest,
+                running,
+                versions,
+                id_length: app.id_length(),
+                blind_index_bits: policy.blind_index_bits,
+                key_from_env: app.config.master_key.is_some(),
+            },
+        ),
+    ))
+}
+
+#[get("/admin/encryption")]
+async fn overview(
+    who: Who,
+    app: &State<App>,
+    flash: Option<FlashMessage<'_>>,
+) -> Result<(Status, Template), AppError> {
+    page(app, Layout::for_user(app, &who, flash), Status::Ok).await
+}
+
+#[derive(FromForm)]
+pub struct PolicyForm {
+    cipher: HashMap<String, String>,
+    hash: HashMap<String, String>,
+    encrypt: Vec<String>,
+    id_length: usize,
+    blind_index_bits: u32,
+}
+
+/// The policy the form asks for, or what is wrong with it.
+fn read_policy(form: &PolicyForm) -> Result<Policy, String> {
+    let mut suites = HashMap::new();
+    for table in TABLES {
+        let cipher = form
+            .cipher
+            .get(table.name)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let hash = form
+            .hash
+            .get(table.name)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let suite = Suite::parse_keys(cipher, hash)
+            .map_err(|e| format!("{}: {e}. Choose from the lists.", table.title))?;
+        suites.insert(table.name.to_string(), suite);
+    }
+    let mut encrypted = HashSet::new();
+    for value in &form.encrypt {
+        let (table, column) = value
+            .split_once('.')
+            .filter(|(t, c)| registry::is_encryptable(t, c))
+            .ok_or_else(|| format!("{value:?} is not an encryptable column."))?;
+        encrypted.insert((table.to_string(), column.to_string()));
+    }
+    if !(16..=256).contains(&form.blind_index_bits) || form.blind_index_bits % 8 != 0 {
+        return Err("Blind indexes are 16 to 256 bits, in steps of 8.".into());
+    }
+    if !(8..=64).contains(&form.id_length) {
+        return Err("New ids have 8 to 64 characters.".into());
+    }
+    Ok(Policy {
+        suites,
+        encrypted,
+        blind_index_bits: form.blind_index_bits,
+    })
+}
+
+/// Legacy or broken choices, named for the audit trail.
+fn weak_choices(policy: &Policy) -> Vec<String> {
+    policy
+        .suites
+        .iter()
+        .filter(|(_, s)| s.strength() != Strength::Modern)
+        .map(|(t, s)| format!("{t}: {} ({})", s.title(), s.strength().title()))
+        .collect()
+}
+
+#[post("/admin/encryption", data = "<form>")]
+async fn save(
+    who: Who,
+    app: &State<App>,
+    form: CsrfForm<'_, PolicyForm>,
+) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+    let refuse = |message: String| async {
+        let layout = Layout::for_user(app, &who, None).with_message("error", message);
+        page(app, layout, Status::UnprocessableEntity).await
+    };
+    let parsed = match form.value.as_ref() {
+        Some(values) => read_policy(values).map(|p| (p, values.id_length)),
+        None => Err(
+            "The form is incomplete; every table needs a cipher and a hash, and the \
+                     id length and blind index width must be whole numbers."
+                .into(),
+        ),
+    };
+    let (policy, id_length) = match parsed {
+        Ok(ok) => ok,
+        Err(message) => return Err(refuse(message).await),
+    };
+    let old = app.fields.policy();
+    let changed = *old != policy;
+    let weak = weak_choices(&policy);
+    let mut detail = format!(
+        "suites: {}; encrypted: {}; blind index bits {}; id length {id_length}",
+        policy
+            .suites
+            .iter()
+            .map(|(t, s)| format!("{t}={s}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        {
+            let mut cols: Vec<_> = policy
+                .encrypted
+                .iter()
+                .map(|(t, c)| format!("{t}.{c}"))
+                .collect();
+            cols.sort();
+            cols.join(" ")
+        },
+        policy.blind_index_bits,
+    );
+    if !weak.is_empty() {
+        detail.push_str(&format!("; WEAK SUITE CHOSEN: {}", weak.join(", ")));
+    }
+    // The new policy is in force before the job starts, so the job never rewrites to the old one.
+    app.fields.set_policy(policy.clone());
+    let (app2, actor) = (app.inner().clone(), who.actor());
+    let saved = app
+        .db
+        .run(move |conn| {
+            conn.immediate_transaction(|conn| {
+                let now = app2.now();
+                policy.save(now, conn)?;
+                Setting::set(policy::ID_LENGTH_SETTING, &id_length.to_string(), conn)?;
+                let outcome = if weak.is_empty() {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                };
+                app2.audit.append(
+                    conn,
+                    now,
+                    &Entry::new(&actor, action::ENCRYPTION_POLICY_SAVED, outcome).detail(detail),
+                )?;
+                if changed {
+                    job::start(&app2, "encryption policy changed", conn)?;
+                }
+                Ok::<_, AppError>(())
+            })
+        })
+        .await;
+    if let Err(e) = saved {
+        app.fields.set_policy((*old).clone());
+        return Err(Err(e));
+    }
+    app.id_length.store(id_length, Ordering::Relaxed);
+    if changed {
+        app.job_signal.notify();
+    }
+    let message = match (changed, weak_choices(&app.fields.policy()).is_empty()) {
+        (false, _) => "Saved. No value needs rewriting.",
+        (true, true) => "Saved. Values are being rewritten to the new policy in the background.",
+        (true, false) => "Saved with a legacy or broken suite, as chosen. Values are being rewritten in the background.",
+    };
+    Ok(Flash::success(Redirect::to("/admin/encryption"), message))
+}
+
+#[post("/admin/encryption/rotate", data = "<_form>")]
+async fn rotate(
+    who: Who,
+    app: &State<App>,
+    _form: CsrfForm<'_, ButtonForm>,
+) -> Result<Flash<Redirect>, AppError> {
+    let (app2, actor) = (app.inner().clone(), who.actor());
+    let outcome =
+        rocket::tokio::task::spawn_blocking(move || rotation::rotate_root_key(&app2, &actor))
+            .await
+            .map_err(|e| AppError::internal("rotation task", e))?;
+    match outcome {
+        Ok(version) => Ok(Flash::success(
+            Redirect::to("/admin/encryption"),
+            format!("Root key version {version} is in use; older values are being re-encrypted."),
+        )),
+        Err(AppError::Conflict(message)) => {
+            Ok(Flash::error(Redirect::to("/admin/encryption"), message))
+        }
+        Err(e) => Err(e),
+    }
+}
