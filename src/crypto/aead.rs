@@ -24,8 +24,8 @@ const MAX_NONCE_LEN: usize = 24;
 /// An AEAD with its key schedule already computed. Setting up AES-GCM costs about as much as
 /// sealing a short field, so the row-key cache keeps these rather than raw keys.
 ///
-/// Wiped on drop: the AES round keys by the `aes` crate's `zeroize` feature, GHASH's key by
-/// `ghash`'s, and the ChaCha20 keys by chacha20poly1305 itself (see Cargo.toml).
+/// Wiped on drop: the AES round keys by the `aes` crate's `zeroize` feature, GHASH's key H by
+/// `polyval`'s, and the ChaCha20 keys by chacha20poly1305 itself (see Cargo.toml).
 pub(crate) enum AeadKey {
     Aes256Gcm(Aes256Gcm),
     Aes128Gcm(Aes128Gcm),
