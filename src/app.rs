@@ -192,9 +192,8 @@ fn load_root_keys(config: &Config, database_has_keys: bool) -> Result<RootKeys, 
     let path = config.key_file_path();
     if path.exists() {
         warn_if_readable_by_others(&path);
-        let text = fs::read_to_string(&path).map_err(|e| {
-            StartupError(format!("cannot read the key file {}: {e}", path.display()))
-        })?;
+        let text = fs::read_to_string(&path)
+            .map_err(|e| StartupError(format!("cannot read the key file {}: {e}", path.display())))?;
         return RootKeys::parse(&text)
             .map_err(|e| StartupError(format!("key file {}: {e}", path.display())));
     }
@@ -235,10 +234,7 @@ fn check_root_keys(keys: &KeyRing, recorded: &[(i32, String)]) -> Result<(), Sta
 
 fn write_key_file(path: &Path, text: &str) -> Result<(), StartupError> {
     let fail = |e: std::io::Error| {
-        StartupError(format!(
-            "cannot create the key file {}: {e}",
-            path.display()
-        ))
+        StartupError(format!("cannot create the key file {}: {e}", path.display()))
     };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(fail)?;

@@ -189,11 +189,7 @@ impl AuditLog {
                     ],
                 );
                 if !constant_time_eq(expected.as_bytes(), row.mac.as_bytes()) {
-                    return Ok(broken(
-                        row.id,
-                        "this event was edited after it was written",
-                        checked,
-                    ));
+                    return Ok(broken(row.id, "this event was edited after it was written", checked));
                 }
                 checked += 1;
                 last_id = row.id;

@@ -10,11 +10,7 @@ use medvault::audit::Actor;
 use medvault::{build_rocket, App, Config};
 
 #[derive(Parser)]
-#[command(
-    name = "medvault",
-    version,
-    about = "Medical records, encrypted at rest"
-)]
+#[command(name = "medvault", version, about = "Medical records, encrypted at rest")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -32,9 +32,7 @@ pub fn create_user(
         return Err(CreateUserError::Invalid(problem.into()));
     }
     if level == Level::Guest {
-        return Err(CreateUserError::Invalid(
-            "a user is an admin, doctor or patient".into(),
-        ));
+        return Err(CreateUserError::Invalid("a user is an admin, doctor or patient".into()));
     }
     if let Some(problem) = password_policy::problem(password, &username) {
         return Err(CreateUserError::Invalid(problem));

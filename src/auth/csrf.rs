@@ -78,12 +78,7 @@ fn refuse<'r, T>(
     data::Outcome::Error((Status::Forbidden, AppError::Forbidden))
 }
 
-async fn audit_refusal(
-    req: &Request<'_>,
-    app: &App,
-    viewer: Option<&Viewer>,
-    reason: &'static str,
-) {
+async fn audit_refusal(req: &Request<'_>, app: &App, viewer: Option<&Viewer>, reason: &'static str) {
     let client = match req.guard::<&ClientInfo>().await {
         Outcome::Success(c) => c.clone(),
         _ => return,

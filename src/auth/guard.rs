@@ -123,11 +123,8 @@ impl<'r, P: PageId> FromRequest<'r> for Allowed<P> {
                 AuditOutcome::Denied,
             )
             .target(format!("{} {}", req.method(), req.uri().path()))
-            .detail(format!(
-                "page {} is not granted to level {}",
-                P::PAGE.key(),
-                user.level
-            ));
+            .detail(format!("page {} is not granted to level {}", P::PAGE.key(), user.level))
+            ;
             let audit_app = app.clone();
             if let Err(e) = app
                 .db

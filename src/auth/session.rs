@@ -154,8 +154,7 @@ fn resolve_token(
     };
     let Some(row) = SessionRow::find_by_digest(&app.sessions.digest(token, epoch), conn)? else {
         // A digest under the previous key means the session key was renewed under it.
-        if let Some(old) = SessionRow::find_by_digest(&app.sessions.digest(token, epoch - 1), conn)?
-        {
+        if let Some(old) = SessionRow::find_by_digest(&app.sessions.digest(token, epoch - 1), conn)? {
             end_with_audit(app, &old, client, "session key renewed", conn)?;
         }
         return Ok(ended);
@@ -173,10 +172,7 @@ fn resolve_token(
         SessionRow::touch(&session.id, now, conn)?;
         session.last_seen_at = now;
     }
-    Ok(Viewer::SignedIn(Box::new(SignedInSession {
-        user,
-        session,
-    })))
+    Ok(Viewer::SignedIn(Box::new(SignedInSession { user, session })))
 }
 
 fn end_with_audit(
@@ -227,9 +223,7 @@ pub fn start_session(
             conn,
         )?;
         if let Some(previous) = previous_token {
-            if let Some(old) =
-                SessionRow::find_by_digest(&app.sessions.digest(previous, epoch), conn)?
-            {
+            if let Some(old) = SessionRow::find_by_digest(&app.sessions.digest(previous, epoch), conn)? {
                 SessionRow::delete(&old.id, conn)?;
             }
         }
@@ -264,12 +258,7 @@ pub fn start_session(
 }
 
 /// Ends `session` on sign-out.
-pub fn end_session(
-    app: &App,
-    session: &SessionRow,
-    actor: &Actor,
-    conn: &mut Conn,
-) -> Result<(), AppError> {
+pub fn end_session(app: &App, session: &SessionRow, actor: &Actor, conn: &mut Conn) -> Result<(), AppError> {
     conn.immediate_transaction(|conn| {
         SessionRow::delete(&session.id, conn)?;
         app.audit.append(

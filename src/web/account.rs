@@ -18,12 +18,7 @@ use crate::web::layout::FormView;
 use crate::web::{ButtonForm, Layout};
 
 pub fn routes() -> Vec<Route> {
-    routes![
-        password_page,
-        change_password,
-        sessions_page,
-        revoke_session
-    ]
+    routes![password_page, change_password, sessions_page, revoke_session]
 }
 
 #[derive(FromForm)]
@@ -46,11 +41,7 @@ fn password_page(
     flash: Option<FlashMessage<'_>>,
 ) -> Template {
     let must_change = who.user.must_change_password;
-    password_template(
-        Layout::for_user(app, &who, flash),
-        must_change,
-        FormView::default(),
-    )
+    password_template(Layout::for_user(app, &who, flash), must_change, FormView::default())
 }
 
 /// Changes the password and ends every session of the user, this one included.
@@ -69,10 +60,7 @@ async fn change_password(
     if let Some(problem) = password_policy::problem(&new, &who.user.username) {
         view = view.error("new_password", problem);
     } else if new == current {
-        view = view.error(
-            "new_password",
-            "Choose a password different from the current one.",
-        );
+        view = view.error("new_password", "Choose a password different from the current one.");
     }
     let app2 = app.inner().clone();
     let (user, actor) = (who.user.clone(), who.actor());
@@ -174,10 +162,7 @@ async fn sessions_page(
         })
         .collect();
     let layout = Layout::for_user(app, &who, flash);
-    Ok(Template::render(
-        "account/sessions",
-        context! { layout, sessions },
-    ))
+    Ok(Template::render("account/sessions", context! { layout, sessions }))
 }
 
 #[post("/account/sessions/<id>/revoke", data = "<_form>")]
@@ -217,10 +202,7 @@ async fn revoke_session(
     }
     if id == who.session.id {
         remove_session_cookie(cookies);
-        return Ok(Flash::success(
-            Redirect::to("/login"),
-            "This session has ended.",
-        ));
+        return Ok(Flash::success(Redirect::to("/login"), "This session has ended."));
     }
     Ok(Flash::success(
         Redirect::to("/account/sessions"),

@@ -92,21 +92,12 @@ async fn save(
     app: &State<App>,
     form: CsrfForm<'_, GridForm>,
 ) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
-    let values = form
-        .value
-        .as_ref()
-        .map(|f| f.grant.clone())
-        .unwrap_or_default();
+    let values = form.value.as_ref().map(|f| f.grant.clone()).unwrap_or_default();
     let parsed: Option<HashSet<(Level, Page)>> = values.iter().map(|v| parse_grant(v)).collect();
     let Some(granted) = parsed else {
-        let layout = Layout::for_user(app, &who, None).with_message(
-            "error",
-            "The form named a page or level that does not exist; nothing was saved.",
-        );
-        return Err(Ok((
-            Status::UnprocessableEntity,
-            grid_template(app, layout),
-        )));
+        let layout = Layout::for_user(app, &who, None)
+            .with_message("error", "The form named a page or level that does not exist; nothing was saved.");
+        return Err(Ok((Status::UnprocessableEntity, grid_template(app, layout))));
     };
     let detail = Level::SIGNED_IN
         .iter()
@@ -127,8 +118,7 @@ async fn save(
                 app2.audit.append(
                     conn,
                     app2.now(),
-                    &Entry::new(&actor, action::ACCESS_TABLE_SAVED, Outcome::Success)
-                        .detail(detail),
+                    &Entry::new(&actor, action::ACCESS_TABLE_SAVED, Outcome::Success).detail(detail),
                 )?;
                 PageGrant::load_granted(conn)
             })?)
@@ -136,8 +126,5 @@ async fn save(
         .await
         .map(|saved| app.access.replace(saved))
         .map_err(Err)?;
-    Ok(Flash::success(
-        Redirect::to("/admin/access"),
-        "Page access saved.",
-    ))
+    Ok(Flash::success(Redirect::to("/admin/access"), "Page access saved."))
 }

@@ -124,14 +124,8 @@ async fn verify(
         .run(move |conn| {
             let report = app2.audit.verify(conn)?;
             let (outcome, detail) = match &report.first_broken {
-                None => (
-                    Outcome::Success,
-                    format!("{} events intact", report.checked),
-                ),
-                Some(b) => (
-                    Outcome::Failure,
-                    format!("broken at event {}: {}", b.id, b.reason),
-                ),
+                None => (Outcome::Success, format!("{} events intact", report.checked)),
+                Some(b) => (Outcome::Failure, format!("broken at event {}: {}", b.id, b.reason)),
             };
             app2.audit.append(
                 conn,

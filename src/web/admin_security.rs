@@ -52,9 +52,7 @@ async fn save(
     form: CsrfForm<'_, SecurityForm>,
 ) -> Result<Flash<Redirect>, AppError> {
     let Some(values) = form.value.as_ref() else {
-        return Err(AppError::BadRequest(
-            "The settings form could not be read.".into(),
-        ));
+        return Err(AppError::BadRequest("The settings form could not be read.".into()));
     };
     let (bind_ip, bind_ua) = (values.bind_ip, values.bind_user_agent);
     let (app2, actor) = (app.inner().clone(), who.actor());
@@ -73,11 +71,6 @@ async fn save(
         })
         .await?;
     app.security.bind_ip.store(bind_ip, Ordering::Relaxed);
-    app.security
-        .bind_user_agent
-        .store(bind_ua, Ordering::Relaxed);
-    Ok(Flash::success(
-        Redirect::to("/admin/security"),
-        "Security settings saved.",
-    ))
+    app.security.bind_user_agent.store(bind_ua, Ordering::Relaxed);
+    Ok(Flash::success(Redirect::to("/admin/security"), "Security settings saved."))
 }

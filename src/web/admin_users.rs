@@ -76,10 +76,7 @@ pub struct IdentityForm {
 fn check_identity(form: &CsrfForm<'_, IdentityForm>) -> Result<(String, Level), FormView> {
     let mut view = form_context(&form.context);
     let (username, level) = match form.value.as_ref() {
-        Some(f) => (
-            User::normalize_username(&f.username),
-            Level::parse(&f.level),
-        ),
+        Some(f) => (User::normalize_username(&f.username), Level::parse(&f.level)),
         None => (String::new(), None),
     };
     if let Some(problem) = User::username_problem(&username) {
@@ -218,14 +215,7 @@ async fn edit_page(
     ))
 }
 
-fn audit(
-    app: &App,
-    conn: &mut Conn,
-    actor: &Actor,
-    action: &'static str,
-    target: &User,
-    detail: String,
-) -> diesel::QueryResult<()> {
+fn audit(app: &App, conn: &mut Conn, actor: &Actor, action: &'static str, target: &User, detail: String) -> diesel::QueryResult<()> {
     app.audit.append(
         conn,
         app.now(),
@@ -318,12 +308,7 @@ pub struct ActiveForm {
 }
 
 /// Runs `change` on the target user in one transaction and reports back on their page.
-async fn change_user<F>(
-    who: &Who,
-    app: &App,
-    id: &str,
-    change: F,
-) -> Result<Flash<Redirect>, AppError>
+async fn change_user<F>(who: &Who, app: &App, id: &str, change: F) -> Result<Flash<Redirect>, AppError>
 where
     F: FnOnce(&App, &Actor, &User, &str, &mut Conn) -> Result<String, AppError> + Send + 'static,
 {
@@ -354,40 +339,20 @@ async fn set_active(
     change_user(&who, app, id, move |app, actor, user, who_id, conn| {
         if !active {
             if user.id == who_id {
-                return Err(AppError::Conflict(
-                    "You cannot deactivate your own account.".into(),
-                ));
+                return Err(AppError::Conflict("You cannot deactivate your own account.".into()));
             }
-            if user.level() == Level::Admin && user.active && User::count_active_admins(conn)? <= 1
-            {
+            if user.level() == Level::Admin && user.active && User::count_active_admins(conn)? <= 1 {
                 return Err(AppError::Conflict("This is the last active admin.".into()));
             }
         }
         User::set_active(&user.id, active, app.now(), conn)?;
-        let ended = if active {
-            0
-        } else {
-            SessionRow::delete_all_for_user(&user.id, conn)?
-        };
+        let ended = if active { 0 } else { SessionRow::delete_all_for_user(&user.id, conn)? };
         let (act, message) = if active {
-            (
-                action::USER_ACTIVATED,
-                format!("{} can sign in again.", user.username),
-            )
+            (action::USER_ACTIVATED, format!("{} can sign in again.", user.username))
         } else {
-            (
-                action::USER_DEACTIVATED,
-                format!("{} is deactivated and signed out.", user.username),
-            )
+            (action::USER_DEACTIVATED, format!("{} is deactivated and signed out.", user.username))
         };
-        audit(
-            app,
-            conn,
-            actor,
-            act,
-            user,
-            format!("{ended} session(s) ended"),
-        )?;
+        audit(app, conn, actor, act, user, format!("{ended} session(s) ended"))?;
         Ok(message)
     })
     .await
@@ -445,14 +410,7 @@ async fn end_sessions(
 ) -> Result<Flash<Redirect>, AppError> {
     change_user(&who, app, id, |app, actor, user, _, conn| {
         let ended = SessionRow::delete_all_for_user(&user.id, conn)?;
-        audit(
-            app,
-            conn,
-            actor,
-            action::USER_SESSIONS_ENDED,
-            user,
-            format!("{ended} session(s) ended"),
-        )?;
+        audit(app, conn, actor, action::USER_SESSIONS_ENDED, user, format!("{ended} session(s) ended"))?;
         Ok(format!("{ended} session(s) of {} ended.", user.username))
     })
     .await
@@ -474,38 +432,19 @@ async fn delete(
         .run(move |conn| {
             conn.immediate_transaction(|conn| {
                 if user.id == who_id {
-                    return Err(AppError::Conflict(
-                        "You cannot delete your own account.".into(),
-                    ));
+                    return Err(AppError::Conflict("You cannot delete your own account.".into()));
                 }
-                if user.level() == Level::Admin
-                    && user.active
-                    && User::count_active_admins(conn)? <= 1
-                {
+                if user.level() == Level::Admin && user.active && User::count_active_admins(conn)? <= 1 {
                     return Err(AppError::Conflict("This is the last active admin.".into()));
                 }
                 SessionRow::delete_all_for_user(&user.id, conn)?;
                 if User::owns_clinical_data(&user.id, conn)? {
                     User::set_active(&user.id, false, app2.now(), conn)?;
-                    audit(
-                        &app2,
-                        conn,
-                        &actor,
-                        action::USER_DEACTIVATED,
-                        &user,
-                        "kept: owns clinical data".into(),
-                    )?;
+                    audit(&app2, conn, &actor, action::USER_DEACTIVATED, &user, "kept: owns clinical data".into())?;
                     return Ok(false);
                 }
                 User::delete(&user.id, conn)?;
-                audit(
-                    &app2,
-                    conn,
-                    &actor,
-                    action::USER_DELETED,
-                    &user,
-                    String::new(),
-                )?;
+                audit(&app2, conn, &actor, action::USER_DELETED, &user, String::new())?;
                 Ok(true)
             })
         })
@@ -517,10 +456,7 @@ async fn delete(
         )),
         Ok(false) => Ok(Flash::warning(
             Redirect::to(format!("/admin/users/{}", target.id)),
-            format!(
-                "{} still owns clinical data, so the account was deactivated instead of deleted.",
-                target.username
-            ),
+            format!("{} still owns clinical data, so the account was deactivated instead of deleted.", target.username),
         )),
         Err(AppError::Conflict(message)) => Ok(Flash::error(
             Redirect::to(format!("/admin/users/{}", target.id)),

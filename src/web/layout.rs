@@ -167,9 +167,6 @@ mod tests {
         let p = Paging::new(9, 25, 60);
         assert_eq!((p.page, p.pages, p.prev, p.next), (3, 3, Some(2), None));
         let empty = Paging::new(1, 25, 0);
-        assert_eq!(
-            (empty.page, empty.pages, empty.prev, empty.next),
-            (1, 1, None, None)
-        );
+        assert_eq!((empty.page, empty.pages, empty.prev, empty.next), (1, 1, None, None));
     }
 }

@@ -62,8 +62,7 @@ async fn login(
     form: CsrfForm<'_, LoginForm>,
 ) -> Result<Redirect, (Status, Template)> {
     let guest_layout = |message: &str| {
-        Layout::for_guest(Page::Login, login_csrf_token(cookies), None)
-            .with_message("error", message)
+        Layout::for_guest(Page::Login, login_csrf_token(cookies), None).with_message("error", message)
     };
     let Some(LoginForm { username, password }) = form.value.as_ref().map(|f| LoginForm {
         username: User::normalize_username(&f.username),
@@ -75,9 +74,7 @@ async fn login(
             login_template(guest_layout("Enter your username and password."), typed),
         ));
     };
-    let previous_token = cookies
-        .get_private(SESSION_COOKIE)
-        .map(|c| c.value().to_string());
+    let previous_token = cookies.get_private(SESSION_COOKIE).map(|c| c.value().to_string());
     let (app2, client2, typed) = (app.inner().clone(), client.clone(), username.clone());
     let outcome = app
         .db
@@ -146,10 +143,7 @@ async fn logout(
         .run(move |conn| end_session(&app2, &session, &actor, conn))
         .await?;
     remove_session_cookie(cookies);
-    Ok(Flash::success(
-        Redirect::to("/login"),
-        "You are signed out.",
-    ))
+    Ok(Flash::success(Redirect::to("/login"), "You are signed out."))
 }
 
 #[derive(FromForm)]
@@ -185,11 +179,7 @@ async fn setup(
     cookies: &CookieJar<'_>,
     form: CsrfForm<'_, SetupForm>,
 ) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
-    let token = form
-        .context
-        .field_value("token")
-        .unwrap_or_default()
-        .to_string();
+    let token = form.context.field_value("token").unwrap_or_default().to_string();
     if !app.setup.matches(&token) {
         return Err(Err(AppError::NotFound));
     }
