@@ -43,5 +43,8 @@ fuzz_target!(|data: &[u8]| {
         base64::engine::general_purpose::STANDARD.encode(data)
     );
     let _ = parse_header(&sealed);
-    assert!(fc.open(&PLACE, &sealed).is_err(), "a forged sealed value opened");
+    assert!(
+        fc.open(&PLACE, &sealed).is_err(),
+        "a forged sealed value opened"
+    );
 });
