@@ -37,7 +37,10 @@ fn seed(app: &App, n: usize) {
                     created_at: 0,
                     updated_at: 0,
                 },
-                (&format!("Patient Number {i}"), &format!("patient{i}@example.org")),
+                (
+                    &format!("Patient Number {i}"),
+                    &format!("patient{i}@example.org"),
+                ),
                 conn,
             )?;
         }

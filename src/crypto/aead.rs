@@ -21,70 +21,77 @@ pub(crate) const TAG_LEN: usize = 16;
 /// Longest nonce (XChaCha20's 192 bits).
 const MAX_NONCE_LEN: usize = 24;
 
-/// Encrypts `buf` in place and returns the tag; `None` if the key or nonce has the wrong
-/// length for `A` or the message is longer than `A` allows.
-fn encrypt_with<A: KeyInit + AeadInPlace>(
-    key: &[u8],
-    nonce: &[u8],
-    aad: &[u8],
-    buf: &mut [u8],
-) -> Option<[u8; TAG_LEN]> {
-    let cipher = A::new_from_slice(key).ok()?;
-    let nonce = GenericArray::from_exact_iter(nonce.iter().copied())?;
-    let tag = cipher.encrypt_in_place_detached(&nonce, aad, buf).ok()?;
-    tag.as_slice().try_into().ok()
+/// An AEAD with its key schedule already computed. Setting up AES-GCM costs about as much as
+/// sealing a short field, so the row-key cache keeps these rather than raw keys.
+///
+/// Wiped on drop: the AES round keys by the `aes` crate's `zeroize` feature, GHASH's key H by
+/// `polyval`'s, and the ChaCha20 keys by chacha20poly1305 itself (see Cargo.toml).
+pub(crate) enum AeadKey {
+    Aes256Gcm(Aes256Gcm),
+    Aes128Gcm(Aes128Gcm),
+    Aes256GcmSiv(Aes256GcmSiv),
+    ChaCha20Poly1305(ChaCha20Poly1305),
+    XChaCha20Poly1305(XChaCha20Poly1305),
 }
 
-/// Checks `tag` and only then decrypts `buf` in place.
-fn decrypt_with<A: KeyInit + AeadInPlace>(
-    key: &[u8],
-    nonce: &[u8],
-    aad: &[u8],
-    buf: &mut [u8],
-    tag: &[u8],
-) -> Option<()> {
-    let cipher = A::new_from_slice(key).ok()?;
-    let nonce = GenericArray::from_exact_iter(nonce.iter().copied())?;
-    let tag = GenericArray::from_exact_iter(tag.iter().copied())?;
-    cipher
-        .decrypt_in_place_detached(&nonce, aad, buf, &tag)
-        .ok()
+/// Runs `$body` with `$aead` bound to the keyed instance, whatever the algorithm.
+macro_rules! with_aead {
+    ($key:expr, $aead:ident => $body:expr) => {
+        match $key {
+            AeadKey::Aes256Gcm($aead) => $body,
+            AeadKey::Aes128Gcm($aead) => $body,
+            AeadKey::Aes256GcmSiv($aead) => $body,
+            AeadKey::ChaCha20Poly1305($aead) => $body,
+            AeadKey::XChaCha20Poly1305($aead) => $body,
+        }
+    };
 }
 
-/// Raw AEAD encryption with the given nonce (the known-answer tests call this directly).
-pub(crate) fn encrypt_detached(
-    cipher: Cipher,
-    key: &[u8],
-    nonce: &[u8],
-    aad: &[u8],
-    buf: &mut [u8],
-) -> Option<[u8; TAG_LEN]> {
-    match cipher {
-        Cipher::Aes256Gcm => encrypt_with::<Aes256Gcm>(key, nonce, aad, buf),
-        Cipher::Aes128Gcm => encrypt_with::<Aes128Gcm>(key, nonce, aad, buf),
-        Cipher::Aes256GcmSiv => encrypt_with::<Aes256GcmSiv>(key, nonce, aad, buf),
-        Cipher::ChaCha20Poly1305 => encrypt_with::<ChaCha20Poly1305>(key, nonce, aad, buf),
-        Cipher::XChaCha20Poly1305 => encrypt_with::<XChaCha20Poly1305>(key, nonce, aad, buf),
-        _ => None,
+impl AeadKey {
+    /// `None` for a legacy cipher or a key of the wrong length.
+    pub(crate) fn new(cipher: Cipher, key: &[u8]) -> Option<AeadKey> {
+        Some(match cipher {
+            Cipher::Aes256Gcm => AeadKey::Aes256Gcm(Aes256Gcm::new_from_slice(key).ok()?),
+            Cipher::Aes128Gcm => AeadKey::Aes128Gcm(Aes128Gcm::new_from_slice(key).ok()?),
+            Cipher::Aes256GcmSiv => AeadKey::Aes256GcmSiv(Aes256GcmSiv::new_from_slice(key).ok()?),
+            Cipher::ChaCha20Poly1305 => {
+                AeadKey::ChaCha20Poly1305(ChaCha20Poly1305::new_from_slice(key).ok()?)
+            }
+            Cipher::XChaCha20Poly1305 => {
+                AeadKey::XChaCha20Poly1305(XChaCha20Poly1305::new_from_slice(key).ok()?)
+            }
+            _ => return None,
+        })
     }
-}
 
-/// Raw AEAD decryption: `Some(())` only if the tag is right, and then `buf` is plaintext.
-pub(crate) fn decrypt_detached(
-    cipher: Cipher,
-    key: &[u8],
-    nonce: &[u8],
-    aad: &[u8],
-    buf: &mut [u8],
-    tag: &[u8],
-) -> Option<()> {
-    match cipher {
-        Cipher::Aes256Gcm => decrypt_with::<Aes256Gcm>(key, nonce, aad, buf, tag),
-        Cipher::Aes128Gcm => decrypt_with::<Aes128Gcm>(key, nonce, aad, buf, tag),
-        Cipher::Aes256GcmSiv => decrypt_with::<Aes256GcmSiv>(key, nonce, aad, buf, tag),
-        Cipher::ChaCha20Poly1305 => decrypt_with::<ChaCha20Poly1305>(key, nonce, aad, buf, tag),
-        Cipher::XChaCha20Poly1305 => decrypt_with::<XChaCha20Poly1305>(key, nonce, aad, buf, tag),
-        _ => None,
+    /// Raw AEAD encryption in place with the given nonce; returns the tag. `None` if the nonce
+    /// has the wrong length or the message is longer than the algorithm allows.
+    pub(crate) fn encrypt_detached(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Option<[u8; TAG_LEN]> {
+        with_aead!(self, aead => {
+            let nonce = GenericArray::from_exact_iter(nonce.iter().copied())?;
+            let tag = aead.encrypt_in_place_detached(&nonce, aad, buf).ok()?;
+            tag.as_slice().try_into().ok()
+        })
+    }
+
+    /// Checks `tag` and only then decrypts `buf` in place; `Some(())` means authentic.
+    pub(crate) fn decrypt_detached(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8],
+    ) -> Option<()> {
+        with_aead!(self, aead => {
+            let nonce = GenericArray::from_exact_iter(nonce.iter().copied())?;
+            let tag = GenericArray::from_exact_iter(tag.iter().copied())?;
+            aead.decrypt_in_place_detached(&nonce, aad, buf, &tag).ok()
+        })
     }
 }
 
@@ -105,7 +112,7 @@ fn associated_data(header: &[u8], place: &[u8]) -> Vec<u8> {
 /// `header ‖ nonce ‖ ciphertext ‖ tag` for `plaintext`, under a fresh random nonce.
 pub(crate) fn seal(
     cipher: Cipher,
-    key: &[u8],
+    key: &AeadKey,
     header: &[u8; HEADER_LEN],
     place: &[u8],
     plaintext: &[u8],
@@ -122,7 +129,8 @@ pub(crate) fn seal(
     out.extend_from_slice(&nonce[..nonce_len]);
     out.extend_from_slice(plaintext);
     let aad = associated_data(header, place);
-    let tag = encrypt_detached(cipher, key, &nonce[..nonce_len], &aad, &mut out[body_at..])
+    let tag = key
+        .encrypt_detached(&nonce[..nonce_len], &aad, &mut out[body_at..])
         .ok_or(CryptoError::TooLong)?;
     out.extend_from_slice(&tag);
     Ok(out)
@@ -132,7 +140,7 @@ pub(crate) fn seal(
 /// plaintext in the same (wiped-on-drop) buffer.
 pub(crate) fn open(
     cipher: Cipher,
-    key: &[u8],
+    key: &AeadKey,
     mut bytes: Zeroizing<Vec<u8>>,
     place: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, IntegrityError> {
@@ -146,7 +154,8 @@ pub(crate) fn open(
     let (header_and_nonce, body) = front.split_at_mut(body_at);
     let (header, nonce) = header_and_nonce.split_at(HEADER_LEN);
     let aad = associated_data(header, place);
-    decrypt_detached(cipher, key, nonce, &aad, body, tag).ok_or(IntegrityError::Forged)?;
+    key.decrypt_detached(nonce, &aad, body, tag)
+        .ok_or(IntegrityError::Forged)?;
     bytes.truncate(tag_at);
     bytes.drain(..body_at);
     Ok(bytes)

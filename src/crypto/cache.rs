@@ -1,36 +1,35 @@
-//! A bounded, thread-safe cache of derived row keys.
+//! A bounded, thread-safe cache of derived row keys (or of AEAD instances keyed with them).
 //!
 //! Deriving a row key costs two HKDF runs; a page that lists fifty rows would otherwise pay them
 //! on every field. Eviction is CLOCK (second chance): O(1) per operation, close to LRU in hit
-//! rate, and needs no linked list. Evicted and cleared keys are wiped by [`RowKey`]'s drop.
+//! rate, and needs no linked list. Evicted and cleared keys are wiped by their own drop
+//! (`RowKey` is `ZeroizeOnDrop`; the AEAD instances wipe their round keys, see aead.rs).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use super::kdf::RowKey;
-
 /// How many row keys a [`super::FieldCrypto`] keeps unless told otherwise.
 pub const DEFAULT_KEY_CACHE_CAPACITY: usize = 4096;
 
-struct Slot {
+struct Slot<V> {
     id: Box<[u8]>,
-    key: RowKey,
+    key: V,
     /// Set on every hit; the clock hand clears it once before evicting the slot.
     referenced: bool,
 }
 
-struct Clock {
+struct Clock<V> {
     index: HashMap<Box<[u8]>, usize>,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<V>>,
     hand: usize,
 }
 
-pub(crate) struct KeyCache {
+pub(crate) struct KeyCache<V> {
     capacity: usize,
-    clock: Mutex<Clock>,
+    clock: Mutex<Clock<V>>,
 }
 
-impl KeyCache {
+impl<V: Clone> KeyCache<V> {
     /// A cache of at most `capacity` keys; 0 turns caching off.
     pub(crate) fn new(capacity: usize) -> Self {
         KeyCache {
@@ -45,13 +44,13 @@ impl KeyCache {
 
     /// A panic in another thread while holding the lock cannot leave the map half-updated in a
     /// way that matters (the worst is a stale slot), so a poisoned lock is simply reused.
-    fn lock(&self) -> MutexGuard<'_, Clock> {
+    fn lock(&self) -> MutexGuard<'_, Clock<V>> {
         self.clock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn get(&self, id: &[u8]) -> Option<RowKey> {
+    pub(crate) fn get(&self, id: &[u8]) -> Option<V> {
         if self.capacity == 0 {
             return None;
         }
@@ -62,7 +61,7 @@ impl KeyCache {
         Some(slot.key.clone())
     }
 
-    pub(crate) fn insert(&self, id: &[u8], key: RowKey) {
+    pub(crate) fn insert(&self, id: &[u8], key: V) {
         if self.capacity == 0 {
             return;
         }
@@ -103,7 +102,7 @@ impl KeyCache {
         clock.index.remove(&old.id);
         clock.index.insert(id, hand);
         clock.hand = (hand + 1) % len;
-        // `old.key` is wiped here, by RowKey's ZeroizeOnDrop.
+        // `old.key` is wiped here, by its own drop.
     }
 
     /// Forgets (and wipes) every cached key, e.g. after a root key is retired.
@@ -123,7 +122,7 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::kdf::{row_info, row_key, table_key};
+    use crate::crypto::kdf::{row_info, row_key, table_key, RowKey};
     use crate::crypto::suite::{Cipher, HashAlg};
 
     fn key(n: u8) -> RowKey {
@@ -138,7 +137,7 @@ mod tests {
 
     #[test]
     fn returns_what_was_inserted() {
-        let cache = KeyCache::new(4);
+        let cache = KeyCache::<RowKey>::new(4);
         assert!(cache.get(b"a").is_none());
         cache.insert(b"a", key(1));
         assert_eq!(cache.get(b"a").unwrap().expose(), key(1).expose());
@@ -146,7 +145,7 @@ mod tests {
 
     #[test]
     fn stays_within_capacity_and_keeps_recently_used_keys() {
-        let cache = KeyCache::new(3);
+        let cache = KeyCache::<RowKey>::new(3);
         for (i, id) in [b"a", b"b", b"c"].iter().enumerate() {
             cache.insert(*id, key(i as u8));
         }
@@ -165,10 +164,10 @@ mod tests {
 
     #[test]
     fn zero_capacity_caches_nothing_and_clear_empties() {
-        let off = KeyCache::new(0);
+        let off = KeyCache::<RowKey>::new(0);
         off.insert(b"a", key(1));
         assert!(off.get(b"a").is_none());
-        let cache = KeyCache::new(8);
+        let cache = KeyCache::<RowKey>::new(8);
         cache.insert(b"a", key(1));
         cache.clear();
         assert!(cache.get(b"a").is_none());

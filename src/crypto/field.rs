@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use super::aead::AeadKey;
 use super::cache::KeyCache;
 use super::envelope::{
     self, CryptoError, Decoded, FieldRef, Header, IntegrityError, StoredForm, PLAIN_PREFIX,
@@ -36,13 +37,21 @@ impl Opened {
     }
 }
 
+/// What the cache holds per (root version, suite, table, owner, row): a ready AEAD instance,
+/// or the legacy wrapper's row key. Both are wiped when the last copy is dropped.
+#[derive(Clone)]
+enum FieldKey {
+    Aead(Arc<AeadKey>),
+    Legacy(RowKey),
+}
+
 /// Seals and opens field values with keys derived per table and row from the root keys.
 ///
 /// Holds the [`KeyRing`] behind an `Arc` so that it can be shared with the rest of the app
 /// (`KeyRing` is `Clone` for an owner that holds it by value) and a bounded cache of row keys.
 pub struct FieldCrypto {
     keys: Arc<KeyRing>,
-    cache: KeyCache,
+    cache: KeyCache<FieldKey>,
 }
 
 impl FieldCrypto {
@@ -75,13 +84,14 @@ impl FieldCrypto {
         let version = self.keys.current_root_version();
         let header = Header::new(suite, version).to_bytes();
         let key = self
-            .row_key(version, suite, field)
+            .field_key(version, suite, field)
             .ok_or(CryptoError::KeyUnavailable(version))?;
         let place = field.place_bytes();
-        let bytes = if suite.cipher.is_aead() {
-            aead::seal(suite.cipher, key.expose(), &header, &place, plaintext)?
-        } else {
-            legacy::seal(suite, key.expose(), &header, &place, plaintext)?
+        let bytes = match &key {
+            FieldKey::Aead(aead) => aead::seal(suite.cipher, aead, &header, &place, plaintext)?,
+            FieldKey::Legacy(row_key) => {
+                legacy::seal(suite, row_key.expose(), &header, &place, plaintext)?
+            }
         };
         Ok(envelope::encode(&bytes))
     }
@@ -105,13 +115,12 @@ impl FieldCrypto {
         };
         let suite = header.suite;
         let key = self
-            .row_key(header.key_version, suite, field)
+            .field_key(header.key_version, suite, field)
             .ok_or(IntegrityError::UnknownKeyVersion(header.key_version))?;
         let place = field.place_bytes();
-        let plaintext = if suite.cipher.is_aead() {
-            aead::open(suite.cipher, key.expose(), bytes, &place)?
-        } else {
-            legacy::open(suite, key.expose(), bytes, &place)?
+        let plaintext = match &key {
+            FieldKey::Aead(aead) => aead::open(suite.cipher, aead, bytes, &place)?,
+            FieldKey::Legacy(row_key) => legacy::open(suite, row_key.expose(), bytes, &place)?,
         };
         Ok(Opened {
             plaintext,
@@ -166,23 +175,31 @@ impl FieldCrypto {
         hex::encode(&mac[..bytes.min(mac.len())])
     }
 
-    /// The row key for (`version`, `suite`, place), from the cache or freshly derived.
-    fn row_key(&self, version: u32, suite: Suite, field: &FieldRef<'_>) -> Option<RowKey> {
-        let info = kdf::row_info(field.owner_id, field.row_id, suite.cipher);
-        // Cache id: everything the key depends on. The table is length-prefixed; the rest of
-        // `info` is already unambiguous.
-        let mut id = Vec::with_capacity(8 + field.table.len() + info.len());
+    /// The key for (`version`, `suite`, place), from the cache or freshly derived.
+    /// `None` only if the ring does not hold root key `version`.
+    fn field_key(&self, version: u32, suite: Suite, field: &FieldRef<'_>) -> Option<FieldKey> {
+        // Cache id: everything the key depends on, each variable part length-prefixed.
+        let mut id =
+            Vec::with_capacity(20 + field.table.len() + field.owner_id.len() + field.row_id.len());
         id.extend_from_slice(&version.to_be_bytes());
-        id.push(suite.hash.id());
+        id.extend_from_slice(&[suite.cipher.id(), suite.hash.id()]);
         kdf::push_length_prefixed(&mut id, field.table.as_bytes());
-        id.extend_from_slice(&info);
+        kdf::push_length_prefixed(&mut id, field.owner_id.as_bytes());
+        kdf::push_length_prefixed(&mut id, field.row_id.as_bytes());
         if let Some(key) = self.cache.get(&id) {
             return Some(key);
         }
-        let key = self.keys.with_root_key(version, |root| {
+        let row_key = self.keys.with_root_key(version, |root| {
             let table_key = kdf::table_key(suite.hash, root, field.table);
+            let info = kdf::row_info(field.owner_id, field.row_id, suite.cipher);
             kdf::row_key(suite.hash, &table_key, &info, suite.cipher)
         })?;
+        let key = if suite.cipher.is_aead() {
+            // The row key has the cipher's key length by construction, so this cannot fail.
+            FieldKey::Aead(Arc::new(AeadKey::new(suite.cipher, row_key.expose())?))
+        } else {
+            FieldKey::Legacy(row_key)
+        };
         self.cache.insert(&id, key.clone());
         Some(key)
     }
