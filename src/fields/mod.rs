@@ -155,6 +155,29 @@ impl Fields {
         )
     }
 
+    /// The blind indexes an exact search for `value` must look up: the policy's own and, while a
+    /// re-encryption job is moving values, every index an earlier policy (another hash or
+    /// width) may have left on rows the job has not reached yet. Widths are whole bytes, so
+    /// each older index is a prefix of the full-length HMAC under its hash. The caller must
+    /// check each match against the value itself: a truncated index is shared by other values.
+    pub fn blind_index_candidates(&self, table: &str, column: &str, value: &str) -> Vec<String> {
+        let normalised = value.trim().to_lowercase();
+        if normalised.is_empty() {
+            return Vec::new();
+        }
+        let mut candidates = vec![self.blind_index(table, column, value)];
+        if self.is_migrating() {
+            let crypto = self.crypto();
+            for hash in crate::crypto::HashAlg::ALL {
+                let full = crypto.blind_index(table, column, hash, 256, normalised.as_bytes());
+                candidates.extend((2..=full.len() / 2).map(|bytes| full[..bytes * 2].to_string()));
+            }
+            candidates.sort();
+            candidates.dedup();
+        }
+        candidates
+    }
+
     /// The stored forms of an account's personal columns: full name, email and email index.
     pub fn seal_account(
         &self,

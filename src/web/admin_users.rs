@@ -58,18 +58,34 @@ async fn list(
         level: level.as_deref().and_then(Level::parse),
     };
     let page = page.unwrap_or(1);
-    // An email is encrypted: it is found by exact value through its blind index.
-    let email_index = q
+    // An email is encrypted: it is found by exact value through its blind index. An index is
+    // truncated (other emails share it) and, while a job runs, may still be an older policy's:
+    // look up every candidate and keep the accounts whose email really is the one asked for.
+    let email = q
         .as_deref()
         .filter(|q| q.contains('@'))
-        .map(|q| app.fields.blind_index("users", "email", q));
+        .map(|q| q.trim().to_lowercase());
+    let email_indexes = email
+        .as_deref()
+        .map(|e| app.fields.blind_index_candidates("users", "email", e));
+    let app2 = app.inner().clone();
     let (users, paging) = app
         .db
         .run(move |conn| {
-            if let Some(index) = email_index {
-                let users: Vec<User> = User::find_by_email_index(&index, conn)?
+            if let (Some(email), Some(indexes)) = (email, email_indexes) {
+                use crate::db::schema::users;
+                use diesel::prelude::*;
+                let users: Vec<User> = users::table
+                    .filter(users::email_index.eq_any(&indexes))
+                    .order(users::username.asc())
+                    .select(User::as_select())
+                    .load(conn)?
                     .into_iter()
                     .filter(|u| filter.level.is_none_or(|l| u.level() == l))
+                    .filter(|u| {
+                        let (_, stored) = app2.fields.show_account(u);
+                        !stored.integrity_error && stored.text.to_lowercase() == email
+                    })
                     .collect();
                 let paging = Paging::new(1, PER_PAGE, users.len() as i64);
                 return Ok((users, paging));

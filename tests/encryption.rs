@@ -1,0 +1,1129 @@
+//! Field encryption end to end: account names and emails are sealed in the database file and
+//! shown to the admin; emails are found through a keyed blind index; every kind of tampering
+//! with a stored value is shown as an integrity error and audited; the admin's policy at
+//! /admin/encryption is validated, audited, and applied by a resumable re-encryption job; the
+//! root key rotates and old versions retire; and new ids take the configured length.
+
+mod common;
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use common::*;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use medvault::access::Level;
+use medvault::crypto::FieldRef;
+use medvault::fields::job::{self, Job};
+use medvault::{build_rocket, Config};
+use rocket::http::Status;
+use rocket::local::blocking::Client;
+use sha2::{Digest, Sha256};
+
+/// A server whose re-encryption jobs run only when the test drives them.
+fn manual_jobs() -> TestApp {
+    TestApp::with_config(|c| c.reencrypt_in_background = false)
+}
+
+/// The same home, served by a new server (a restart), jobs driven by hand.
+fn restart(app: TestApp) -> TestApp {
+    let TestApp {
+        client,
+        clock,
+        home,
+    } = app;
+    drop(client);
+    let mut config = Config::for_home(home.path());
+    config.clock = clock.clone();
+    config.reencrypt_in_background = false;
+    let rocket = build_rocket(config).expect("the server builds again on the same home");
+    let client = Client::untracked(rocket).expect("server ignites");
+    TestApp {
+        client,
+        clock,
+        home,
+    }
+}
+
+/// The text between `start` and the next `end` after it.
+fn between<'b>(body: &'b str, start: &str, end: &str) -> Option<&'b str> {
+    let from = body.find(start)? + start.len();
+    let to = body[from..].find(end)? + from;
+    Some(&body[from..to])
+}
+
+/// How many user rows the list page shows.
+fn rows(body: &str) -> usize {
+    body.matches("<td><a href=\"/admin/users/").count()
+}
+
+/// The `<tr>` of the user list that links to `username`.
+fn row_of<'b>(body: &'b str, username: &str) -> &'b str {
+    let link = format!("\">{username}</a>");
+    let at = body
+        .find(&link)
+        .unwrap_or_else(|| panic!("{username} is not on the page: {body}"));
+    let start = body[..at].rfind("<tr>").expect("row start");
+    let end = body[at..].find("</tr>").expect("row end") + at;
+    &body[start..end]
+}
+
+/// The `value` of the input named `name`, if it has one.
+fn input_value(body: &str, name: &str) -> Option<String> {
+    let at = body.find(&format!("name=\"{name}\""))?;
+    let tag_end = body[at..].find('>')? + at;
+    let tag = &body[at..tag_end];
+    between(tag, "value=\"", "\"").map(str::to_string)
+}
+
+/// An admin creates a patient with a name and email through the real form; returns the id.
+fn admin_creates(admin: &mut Browser<'_>, username: &str, full_name: &str, email: &str) -> String {
+    admin.get("/admin/users/new").assert_status(Status::Ok);
+    let page = admin.post(
+        "/admin/users",
+        &[
+            ("username", username),
+            ("level", "patient"),
+            ("full_name", full_name),
+            ("email", email),
+        ],
+    );
+    page.assert_status(Status::Ok);
+    between(&page.body, "<a href=\"/admin/users/", "\"")
+        .expect("link to the new user")
+        .to_string()
+}
+
+/// Opens the database file as someone holding it would.
+fn file_conn(app: &TestApp) -> SqliteConnection {
+    let path = app.home.path().join("database/medvault.sqlite");
+    SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("open database")
+}
+
+#[derive(QueryableByName, Debug, Clone)]
+struct StoredRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    username: String,
+    #[diesel(sql_type = Text)]
+    full_name: String,
+    #[diesel(sql_type = Text)]
+    email: String,
+    #[diesel(sql_type = Text)]
+    email_index: String,
+}
+
+/// Every account as stored in the file.
+fn stored_rows(app: &TestApp) -> Vec<StoredRow> {
+    diesel::sql_query("SELECT id, username, full_name, email, email_index FROM users ORDER BY id")
+        .load(&mut file_conn(app))
+        .expect("users")
+}
+
+fn stored(app: &TestApp, id: &str) -> StoredRow {
+    stored_rows(app)
+        .into_iter()
+        .find(|r| r.id == id)
+        .unwrap_or_else(|| panic!("no row {id}"))
+}
+
+/// Writes `value` into `column` of the account `id`, straight into the file.
+fn write_column(app: &TestApp, id: &str, column: &str, value: &str) {
+    assert!(["full_name", "email"].contains(&column));
+    let changed = diesel::sql_query(format!("UPDATE users SET {column} = ? WHERE id = ?"))
+        .bind::<Text, _>(value)
+        .bind::<Text, _>(id)
+        .execute(&mut file_conn(app))
+        .expect("update");
+    assert_eq!(changed, 1);
+}
+
+/// The bytes behind a sealed value's `mv1:` prefix.
+fn sealed_bytes(stored: &str) -> Vec<u8> {
+    let encoded = stored
+        .strip_prefix("mv1:")
+        .unwrap_or_else(|| panic!("not sealed: {stored}"));
+    STANDARD.decode(encoded).expect("base64")
+}
+
+/// (cipher id, hash id, root key version) from a sealed value's header.
+fn header(stored: &str) -> (u8, u8, u32) {
+    let bytes = sealed_bytes(stored);
+    assert_eq!(bytes[0], 1, "format version 1");
+    (
+        bytes[1],
+        bytes[2],
+        u32::from_be_bytes(bytes[3..7].try_into().expect("4 bytes")),
+    )
+}
+
+fn reseal(bytes: &[u8]) -> String {
+    format!("mv1:{}", STANDARD.encode(bytes))
+}
+
+/// Every audit event as (action, detail).
+fn audit_events(app: &TestApp) -> Vec<(String, String)> {
+    use medvault::db::schema::audit_events;
+    audit_events::table
+        .order(audit_events::id.asc())
+        .select((audit_events::action, audit_events::detail))
+        .load(&mut file_conn(app))
+        .expect("audit rows")
+}
+
+fn count(actions: &[String], action: &str) -> usize {
+    actions.iter().filter(|a| *a == action).count()
+}
+
+fn running_job(app: &TestApp) -> Option<Job> {
+    let mut conn = app.app().db.conn().expect("conn");
+    Job::running(&mut conn).expect("job")
+}
+
+/// The policy form as the page posts it.
+fn policy_form<'f>(
+    cipher: &'f str,
+    hash: &'f str,
+    encrypt: &[&'f str],
+    id_length: &'f str,
+    bits: &'f str,
+) -> Vec<(&'f str, &'f str)> {
+    let mut form = vec![("cipher[users]", cipher), ("hash[users]", hash)];
+    form.extend(encrypt.iter().map(|c| ("encrypt", *c)));
+    form.push(("id_length", id_length));
+    form.push(("blind_index_bits", bits));
+    form
+}
+
+const DEFAULT_FORM: (&str, &str, &[&str], &str, &str) = (
+    "aes-256-gcm",
+    "sha-256",
+    &["users.full_name", "users.email"],
+    "16",
+    "64",
+);
+
+fn save_policy(admin: &mut Browser<'_>, form: &[(&str, &str)]) -> Page {
+    admin.get("/admin/encryption").assert_status(Status::Ok);
+    admin.post("/admin/encryption", form)
+}
+
+fn search(admin: &mut Browser<'_>, q: &str) -> Page {
+    let page = admin.get(&format!("/admin/users?q={}", encode(q)));
+    page.assert_status(Status::Ok);
+    page
+}
+
+const ALICE: (&str, &str, &str) = ("alice", "Zelda Quixotica-Brown", "zq.brown@clinic.example");
+const BOB: (&str, &str, &str) = ("bob", "Robert Paulson", "bob.p@fightclub.example");
+
+/// A fresh server with an admin, alice and bob (both with a name and an email).
+fn two_patients() -> (TestApp, String, String) {
+    let app = manual_jobs();
+    let (alice, bob) = {
+        let mut admin = app.signed_in(Level::Admin, "admin");
+        (
+            admin_creates(&mut admin, ALICE.0, ALICE.1, ALICE.2),
+            admin_creates(&mut admin, BOB.0, BOB.1, BOB.2),
+        )
+    };
+    (app, alice, bob)
+}
+
+fn sign_in_admin(app: &TestApp) -> Browser<'_> {
+    let mut admin = app.browser();
+    admin.login("admin", PASSWORD).assert_redirect("/");
+    admin
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Sealed at rest, shown to the admin
+
+#[test]
+fn names_and_emails_are_sealed_in_the_file_and_shown_to_the_admin() {
+    let (app, alice, _) = two_patients();
+    let row = stored(&app, &alice);
+    for value in [&row.full_name, &row.email] {
+        assert!(value.starts_with("mv1:"), "sealed: {value}");
+        assert_eq!(header(value), (1, 4, 1), "AES-256-GCM / SHA-256, key 1");
+    }
+    assert!(!row.full_name.contains(ALICE.1) && !row.email.contains(ALICE.2));
+
+    // Nothing in the database folder (file, WAL, shared memory) holds either in clear.
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(app.home.path().join("database")).expect("database dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            bytes.extend(std::fs::read(&path).expect("read"));
+        }
+    }
+    assert!(bytes.len() > 4096, "the database was read");
+    for secret in [ALICE.1, ALICE.2, BOB.1, BOB.2, "Quixotica", "zq.brown"] {
+        assert!(
+            !bytes
+                .windows(secret.len())
+                .any(|w| w.eq_ignore_ascii_case(secret.as_bytes())),
+            "{secret} is in the database file in clear"
+        );
+    }
+
+    let mut admin = sign_in_admin(&app);
+    let list = admin.get("/admin/users");
+    list.assert_status(Status::Ok);
+    assert!(
+        row_of(&list.body, ALICE.0).contains(ALICE.1),
+        "{}",
+        list.body
+    );
+    assert!(row_of(&list.body, BOB.0).contains(BOB.1));
+    let edit = admin.get(&format!("/admin/users/{alice}"));
+    edit.assert_status(Status::Ok);
+    assert_eq!(
+        input_value(&edit.body, "full_name").as_deref(),
+        Some(ALICE.1)
+    );
+    assert_eq!(input_value(&edit.body, "email").as_deref(), Some(ALICE.2));
+    assert!(!edit.body.contains("Integrity error"));
+}
+
+#[test]
+fn the_edit_page_has_one_name_field_and_one_email_field_and_saving_it_changes_them() {
+    let (app, alice, _) = two_patients();
+    let mut admin = sign_in_admin(&app);
+    let edit = admin.get(&format!("/admin/users/{alice}"));
+    for name in ["full_name", "email"] {
+        assert_eq!(
+            edit.body.matches(&format!("name=\"{name}\"")).count(),
+            1,
+            "exactly one {name} input, else a browser posts both and the first wins: {}",
+            edit.body
+        );
+    }
+    admin
+        .post(
+            &format!("/admin/users/{alice}"),
+            &[
+                ("username", ALICE.0),
+                ("level", "patient"),
+                ("full_name", "Zelda Q. Brown"),
+                ("email", "zelda@new.example"),
+            ],
+        )
+        .assert_redirect(&format!("/admin/users/{alice}"));
+    let edit = admin.get(&format!("/admin/users/{alice}"));
+    assert_eq!(
+        input_value(&edit.body, "full_name").as_deref(),
+        Some("Zelda Q. Brown")
+    );
+    assert_eq!(
+        input_value(&edit.body, "email").as_deref(),
+        Some("zelda@new.example")
+    );
+    let row = stored(&app, &alice);
+    assert!(row.full_name.starts_with("mv1:") && row.email.starts_with("mv1:"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Email search through the blind index
+
+#[test]
+fn an_exact_email_in_any_case_finds_the_account_and_a_partial_email_does_not() {
+    let (app, alice, bob) = two_patients();
+    let mut admin = sign_in_admin(&app);
+
+    for q in [
+        ALICE.2,
+        "ZQ.Brown@Clinic.EXAMPLE",
+        "  zq.brown@clinic.example  ",
+    ] {
+        let page = search(&mut admin, q);
+        assert_eq!(rows(&page.body), 1, "{q:?}: {}", page.body);
+        assert!(row_of(&page.body, ALICE.0).contains(ALICE.1));
+        assert!(page.body.contains(&format!("/admin/users/{alice}\"")));
+    }
+    let page = search(&mut admin, BOB.2);
+    assert_eq!(rows(&page.body), 1);
+    assert!(page.body.contains(&format!("/admin/users/{bob}\"")));
+
+    for partial in [
+        "zq.brown@clinic",
+        "zq.brown@",
+        "@clinic.example",
+        "brown@clinic.example",
+        "zq.brown@clinic.example.org",
+    ] {
+        let page = search(&mut admin, partial);
+        assert_eq!(
+            rows(&page.body),
+            0,
+            "{partial:?} found someone: {}",
+            page.body
+        );
+        assert!(page.body.contains("No user matches."));
+    }
+}
+
+#[test]
+fn the_email_index_is_keyed_hex_of_the_configured_width() {
+    let (app, alice, bob) = two_patients();
+    let index = stored(&app, &alice).email_index;
+    assert_eq!(index.len(), 16, "64 bits by default: {index}");
+    assert!(index
+        .chars()
+        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+    assert_ne!(index, stored(&app, &bob).email_index);
+    // Not an unkeyed hash of the email: anyone could compute that from a guess.
+    for text in [ALICE.2, &ALICE.2.to_uppercase()] {
+        let unkeyed = hex::encode(Sha256::digest(text.as_bytes()));
+        assert!(
+            !unkeyed.starts_with(&index) && !unkeyed.ends_with(&index),
+            "{index} is sha256({text})"
+        );
+    }
+
+    // A wider index, once the job has recomputed it, is 128 bits and still finds the account.
+    let mut admin = sign_in_admin(&app);
+    let (c, h, e, i, _) = DEFAULT_FORM;
+    save_policy(&mut admin, &policy_form(c, h, e, i, "128")).assert_redirect("/admin/encryption");
+    job::run(app.app(), None).expect("job");
+    let wide = stored(&app, &alice).email_index;
+    assert_eq!(wide.len(), 32, "{wide}");
+    assert!(wide.starts_with(&index), "the same HMAC, less truncated");
+    let page = search(&mut admin, ALICE.2);
+    assert_eq!(rows(&page.body), 1, "{}", page.body);
+    assert!(page.body.contains(&format!("/admin/users/{alice}\"")));
+}
+
+#[test]
+fn an_email_that_only_shares_a_truncated_index_finds_nobody() {
+    let (app, alice, _) = two_patients();
+    let mut admin = sign_in_admin(&app);
+    let (c, h, e, i, _) = DEFAULT_FORM;
+    save_policy(&mut admin, &policy_form(c, h, e, i, "16")).assert_redirect("/admin/encryption");
+    job::run(app.app(), None).expect("job");
+    let index = stored(&app, &alice).email_index;
+    assert_eq!(index.len(), 4, "16 bits");
+
+    // Some other address has the same 16-bit index (about one in 65,536 does).
+    let fields = &app.app().fields;
+    let twin = (0..10_000_000)
+        .map(|n| format!("probe{n}@elsewhere.example"))
+        .find(|probe| fields.blind_index("users", "email", probe) == index)
+        .expect("an address sharing the index");
+    let page = search(&mut admin, &twin);
+    assert_eq!(
+        rows(&page.body),
+        0,
+        "{twin} is not alice's email: {}",
+        page.body
+    );
+    assert_eq!(rows(&search(&mut admin, ALICE.2).body), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Tampering
+
+/// Tampers with alice's full name through `tamper(app, alice, bob)`, then checks that the list
+/// and edit pages show an integrity error and none of `never_shown`, and that it is audited.
+fn assert_tamper_refused(tamper: impl FnOnce(&TestApp, &str, &str), never_shown: &[&str]) {
+    let (app, alice, bob) = two_patients();
+    assert!(running_job(&app).is_none(), "no job is moving any column");
+    tamper(&app, &alice, &bob);
+
+    let mut admin = sign_in_admin(&app);
+    let list = admin.get("/admin/users");
+    list.assert_status(Status::Ok);
+    let row = row_of(&list.body, ALICE.0);
+    assert!(row.contains("integrity error"), "{row}");
+    for text in never_shown.iter().chain([&ALICE.1]) {
+        assert!(!row.contains(text), "{text} shown as data: {row}");
+    }
+    // The other account is untouched.
+    let other = row_of(&list.body, BOB.0);
+    assert!(other.contains(BOB.1) && !other.contains("integrity error"));
+
+    let before = count(&app.audit_actions(), "encryption.integrity_error");
+    let edit = admin.get(&format!("/admin/users/{alice}"));
+    edit.assert_status(Status::Ok);
+    assert!(edit.body.contains("Integrity error"), "{}", edit.body);
+    assert_eq!(input_value(&edit.body, "full_name"), None, "no name shown");
+    for text in never_shown.iter().chain([&ALICE.1]) {
+        assert!(
+            !edit.body.contains(text) || *text == ALICE.2,
+            "{text} shown as data"
+        );
+    }
+    assert_eq!(
+        count(&app.audit_actions(), "encryption.integrity_error"),
+        before + 1,
+        "the refusal is audited"
+    );
+    let event = audit_events(&app)
+        .into_iter()
+        .rfind(|(a, _)| a == "encryption.integrity_error")
+        .expect("event");
+    assert!(event.1.contains("users.full_name"), "{}", event.1);
+}
+
+#[test]
+fn a_name_swapped_between_rows_is_an_integrity_error() {
+    assert_tamper_refused(
+        |app, alice, bob| {
+            let bobs = stored(app, bob).full_name;
+            write_column(app, alice, "full_name", &bobs);
+        },
+        &[BOB.1],
+    );
+}
+
+#[test]
+fn an_email_copied_into_the_name_column_of_its_row_is_an_integrity_error() {
+    assert_tamper_refused(
+        |app, alice, _| {
+            let email = stored(app, alice).email;
+            write_column(app, alice, "full_name", &email);
+        },
+        &[ALICE.2],
+    );
+}
+
+#[test]
+fn a_flipped_base64_character_is_an_integrity_error() {
+    assert_tamper_refused(
+        |app, alice, _| {
+            let value = stored(app, alice).full_name;
+            let mut chars: Vec<char> = value.chars().collect();
+            let at = chars.len() / 2;
+            chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+            let flipped: String = chars.into_iter().collect();
+            assert_ne!(sealed_bytes(&flipped), sealed_bytes(&value));
+            write_column(app, alice, "full_name", &flipped);
+        },
+        &[],
+    );
+}
+
+#[test]
+fn a_truncated_value_is_an_integrity_error() {
+    assert_tamper_refused(
+        |app, alice, _| {
+            let mut bytes = sealed_bytes(&stored(app, alice).full_name);
+            bytes.truncate(bytes.len() - 4);
+            write_column(app, alice, "full_name", &reseal(&bytes));
+        },
+        &[],
+    );
+}
+
+#[test]
+fn a_plain_value_written_into_an_encrypted_column_is_an_integrity_error() {
+    assert_tamper_refused(
+        |app, alice, _| {
+            app.raw_sql(&format!(
+                "UPDATE users SET full_name = 'plain:Mallory' WHERE id = '{alice}'"
+            ))
+        },
+        &["Mallory"],
+    );
+}
+
+#[test]
+fn a_value_relabelled_as_des_is_an_integrity_error() {
+    assert_tamper_refused(
+        |app, alice, _| {
+            let mut bytes = sealed_bytes(&stored(app, alice).full_name);
+            bytes[1] = 18; // DES-CBC
+            write_column(app, alice, "full_name", &reseal(&bytes));
+        },
+        &[],
+    );
+}
+
+#[test]
+fn a_value_relabelled_as_rc4_with_md5_is_an_integrity_error() {
+    assert_tamper_refused(
+        |app, alice, _| {
+            let mut bytes = sealed_bytes(&stored(app, alice).full_name);
+            bytes[1] = 21; // RC4-drop3072
+            bytes[2] = 1; // MD5
+            write_column(app, alice, "full_name", &reseal(&bytes));
+        },
+        &[],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Changing the policy
+
+#[test]
+fn a_policy_change_keeps_values_readable_and_the_job_moves_them_to_the_new_suite() {
+    let (app, alice, bob) = two_patients();
+    let index_before = stored(&app, &alice).email_index;
+    let mut admin = sign_in_admin(&app);
+    let saved = save_policy(
+        &mut admin,
+        &policy_form(
+            "chacha20-poly1305",
+            "sha3-256",
+            &["users.full_name"],
+            "16",
+            "64",
+        ),
+    );
+    saved.assert_redirect("/admin/encryption");
+    let page = admin.get("/admin/encryption");
+    assert!(
+        page.body.contains("ChaCha20-Poly1305 &#x2F; SHA3-256"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("<strong>6</strong> still in an old form"));
+    assert!(running_job(&app).is_some());
+
+    // Before the job runs, every value is still in its old form and every page shows it.
+    for row in stored_rows(&app) {
+        assert_eq!(header(&row.full_name).0, 1, "still AES-256-GCM");
+        assert!(row.email.starts_with("mv1:"));
+    }
+    let list = admin.get("/admin/users");
+    assert!(row_of(&list.body, ALICE.0).contains(ALICE.1));
+    assert!(row_of(&list.body, BOB.0).contains(BOB.1));
+    assert!(!list.body.contains("integrity error"));
+    for (id, (_, name, email)) in [(&alice, ALICE), (&bob, BOB)] {
+        let edit = admin.get(&format!("/admin/users/{id}"));
+        assert_eq!(input_value(&edit.body, "full_name").as_deref(), Some(name));
+        assert_eq!(input_value(&edit.body, "email").as_deref(), Some(email));
+    }
+    // The stored indexes are still the old hash's, and the search still finds by exact email.
+    let found = search(&mut admin, ALICE.2);
+    assert_eq!(
+        rows(&found.body),
+        1,
+        "email search while the job runs: {}",
+        found.body
+    );
+    assert!(found.body.contains(&format!("/admin/users/{alice}\"")));
+    assert_eq!(rows(&search(&mut admin, "zq.brown@clinic").body), 0);
+
+    let batches = job::run(app.app(), None).expect("job runs");
+    assert!(batches >= 2, "one batch per column at least");
+    assert!(running_job(&app).is_none());
+    for row in stored_rows(&app) {
+        assert_eq!(header(&row.full_name), (4, 8, 1), "{}", row.username);
+        assert!(row.email.starts_with("plain:"), "{}", row.email);
+    }
+    assert_eq!(stored(&app, &alice).email, format!("plain:{}", ALICE.2));
+    let page = admin.get("/admin/encryption");
+    assert!(page
+        .body
+        .contains("<strong>0</strong> still in an old form"));
+
+    // The indexes follow the new hash, and the search still finds by exact email.
+    assert_ne!(stored(&app, &alice).email_index, index_before);
+    let found = search(&mut admin, " ZQ.BROWN@clinic.example");
+    assert_eq!(rows(&found.body), 1, "{}", found.body);
+    assert!(found.body.contains(&format!("/admin/users/{alice}\"")));
+    let list = admin.get("/admin/users");
+    assert!(row_of(&list.body, ALICE.0).contains(ALICE.1));
+    let edit = admin.get(&format!("/admin/users/{bob}"));
+    assert_eq!(input_value(&edit.body, "email").as_deref(), Some(BOB.2));
+
+    let actions = app.audit_actions();
+    assert_eq!(count(&actions, "encryption.policy_saved"), 1);
+    assert_eq!(count(&actions, "encryption.job_finished"), 1);
+    let finished = audit_events(&app)
+        .into_iter()
+        .rfind(|(a, _)| a == "encryption.job_finished")
+        .expect("event");
+    assert!(
+        finished.1.contains("6 value(s) rewritten, 0 unreadable"),
+        "{}",
+        finished.1
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A job stopped part-way resumes after a restart
+
+#[test]
+fn a_job_stopped_after_one_batch_resumes_after_a_restart_and_finishes() {
+    use medvault::db::models::NewUser;
+    use medvault::error::AppError;
+
+    const BULK: usize = 1199; // with the admin: 1,200 accounts, 2,400 values
+    let app = manual_jobs();
+    {
+        let mut admin = app.signed_in(Level::Admin, "admin");
+        let a = app.app();
+        let mut conn = a.db.conn().expect("conn");
+        conn.immediate_transaction(|conn| {
+            for i in 0..BULK {
+                let id = medvault::crypto::random_id(16);
+                let username = format!("bulk{i:04}");
+                medvault::users::insert_account(
+                    a,
+                    &NewUser {
+                        id: &id,
+                        username: &username,
+                        level: "patient",
+                        password_hash: "not-a-hash",
+                        must_change_password: false,
+                        active: true,
+                        created_at: START,
+                        updated_at: START,
+                    },
+                    (&format!("Person {i}"), &format!("person{i}@bulk.example")),
+                    conn,
+                )?;
+            }
+            Ok::<_, AppError>(())
+        })
+        .expect("bulk accounts");
+        drop(conn);
+        save_policy(
+            &mut admin,
+            &policy_form(
+                "xchacha20-poly1305",
+                "sha-512",
+                &["users.full_name", "users.email"],
+                "16",
+                "64",
+            ),
+        )
+        .assert_redirect("/admin/encryption");
+    }
+    assert_eq!(job::run(app.app(), Some(1)).expect("one batch"), 1);
+    let stopped = running_job(&app).expect("the job is still running");
+    assert_eq!(stopped.rewritten, job::BATCH_SIZE);
+    assert_eq!(stopped.total, 2 * 1200);
+    let moved = stored_rows(&app)
+        .iter()
+        .filter(|r| header(&r.full_name).0 == 5)
+        .count();
+    assert_eq!(moved, 500);
+
+    // The server goes away mid-job; a new one on the same home finds the job where it stopped.
+    let app = restart(app);
+    let resumed = running_job(&app).expect("still running after the restart");
+    assert_eq!(resumed.id, stopped.id);
+    assert_eq!(resumed.rewritten, stopped.rewritten);
+    assert_eq!(resumed.after_row, stopped.after_row);
+    assert!(app.app().fields.is_migrating());
+    {
+        let mut admin = sign_in_admin(&app);
+        let page = admin.get("/admin/encryption");
+        assert!(page.body.contains("running since"), "{}", page.body);
+        assert!(page
+            .body
+            .contains("<strong>1900</strong> still in an old form"));
+        let found = search(&mut admin, "person1000@bulk.example");
+        assert!(row_of(&found.body, "bulk1000").contains("Person 1000"));
+    }
+
+    // 2,400 values in batches of 500 per column: 6 batches in all, 5 left after the first.
+    assert_eq!(job::run(app.app(), None).expect("rest of the job"), 5);
+    assert!(running_job(&app).is_none());
+    assert!(!app.app().fields.is_migrating());
+    let fields = &app.app().fields;
+    let rows = stored_rows(&app);
+    assert_eq!(rows.len(), 1200);
+    for row in &rows {
+        let place = |column| FieldRef {
+            table: "users",
+            column,
+            row_id: &row.id,
+            owner_id: &row.id,
+        };
+        assert_eq!(header(&row.full_name), (5, 6, 1), "{}", row.username);
+        assert_eq!(header(&row.email), (5, 6, 1), "{}", row.username);
+        let name = fields
+            .open(&place("full_name"), &row.full_name)
+            .expect("opens");
+        let email = fields.open(&place("email"), &row.email).expect("opens");
+        if let Some(i) = row.username.strip_prefix("bulk") {
+            let i: usize = i.parse().expect("number");
+            assert_eq!(name, format!("Person {i}"));
+            assert_eq!(email, format!("person{i}@bulk.example"));
+        }
+    }
+    let finished = audit_events(&app)
+        .into_iter()
+        .rfind(|(a, _)| a == "encryption.job_finished")
+        .expect("finished");
+    assert!(
+        finished.1.contains("2400 value(s) rewritten, 0 unreadable"),
+        "each value once, across both servers: {}",
+        finished.1
+    );
+    let mut admin = sign_in_admin(&app);
+    let page = admin.get("/admin/encryption");
+    assert!(page
+        .body
+        .contains("<strong>0</strong> still in an old form"));
+    let found = search(&mut admin, "PERSON7@bulk.example");
+    assert!(row_of(&found.body, "bulk0007").contains("Person 7"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Legacy and broken choices
+
+#[test]
+fn broken_suites_are_flagged_audited_and_still_round_trip() {
+    let (app, alice, _) = two_patients();
+    let mut admin = sign_in_admin(&app);
+    let badge = "<span class=\"badge badge-denied\">broken</span>";
+    assert!(!admin.get("/admin/encryption").body.contains(badge));
+
+    for (cipher, hash, ids, named) in [
+        ("des-cbc", "sha-256", (18, 4), "DES-CBC"),
+        ("rc4-drop3072", "sha-1", (21, 2), "RC4"),
+        ("aes-256-gcm", "md5", (1, 1), "MD5"),
+    ] {
+        save_policy(
+            &mut admin,
+            &policy_form(
+                cipher,
+                hash,
+                &["users.full_name", "users.email"],
+                "16",
+                "64",
+            ),
+        )
+        .assert_redirect("/admin/encryption");
+        let page = admin.get("/admin/encryption");
+        assert!(page.body.contains(badge), "{cipher}+{hash}: {}", page.body);
+        assert!(page.body.contains("Saved with a legacy or broken suite"));
+
+        let (_, detail) = audit_events(&app)
+            .into_iter()
+            .rfind(|(a, _)| a == "encryption.policy_saved")
+            .expect("policy event");
+        assert!(detail.contains("WEAK SUITE CHOSEN"), "{detail}");
+        assert!(detail.contains(named), "{detail}");
+        assert!(detail.contains("broken"), "{detail}");
+
+        job::run(app.app(), None).expect("job");
+        let row = stored(&app, &alice);
+        assert_eq!((header(&row.full_name).0, header(&row.full_name).1), ids);
+        assert_eq!((header(&row.email).0, header(&row.email).1), ids);
+        let list = admin.get("/admin/users");
+        assert!(row_of(&list.body, ALICE.0).contains(ALICE.1), "{cipher}");
+        assert!(row_of(&list.body, BOB.0).contains(BOB.1), "{cipher}");
+        let edit = admin.get(&format!("/admin/users/{alice}"));
+        assert_eq!(input_value(&edit.body, "email").as_deref(), Some(ALICE.2));
+        let found = search(&mut admin, ALICE.2);
+        assert_eq!(rows(&found.body), 1, "{cipher}+{hash}");
+    }
+
+    // Back to a modern suite: the badge goes.
+    let (c, h, e, i, b) = DEFAULT_FORM;
+    save_policy(&mut admin, &policy_form(c, h, e, i, b)).assert_redirect("/admin/encryption");
+    assert!(!admin.get("/admin/encryption").body.contains(badge));
+}
+
+#[test]
+fn legacy_suites_carry_a_legacy_badge() {
+    let (app, _, _) = two_patients();
+    let mut admin = sign_in_admin(&app);
+    let badge = "<span class=\"badge badge-denied\">legacy</span>";
+    save_policy(
+        &mut admin,
+        &policy_form("3des-ede3-cbc", "sha-256", &["users.full_name"], "16", "64"),
+    )
+    .assert_redirect("/admin/encryption");
+    assert!(admin.get("/admin/encryption").body.contains(badge));
+    let (_, detail) = audit_events(&app)
+        .into_iter()
+        .rfind(|(a, _)| a == "encryption.policy_saved")
+        .expect("policy event");
+    assert!(
+        detail.contains("3DES") && detail.contains("legacy"),
+        "{detail}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Root key rotation
+
+#[test]
+fn rotating_the_root_key_reseals_everything_under_the_new_version_and_retires_the_old() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let (app, alice, bob) = two_patients();
+    let key_file = app.home.path().join("secrets/master.key");
+    let versions = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split(':').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        versions(&std::fs::read_to_string(&key_file).expect("key file")),
+        ["1"]
+    );
+    let bobs_v1_name = stored(&app, &bob).full_name;
+    assert_eq!(header(&bobs_v1_name).2, 1);
+
+    let mut admin = sign_in_admin(&app);
+    admin.get("/admin/encryption");
+    admin
+        .post("/admin/encryption/rotate", &[])
+        .assert_redirect("/admin/encryption");
+    let text = std::fs::read_to_string(&key_file).expect("key file");
+    assert_eq!(versions(&text), ["1", "2"]);
+    let mode = std::fs::metadata(&key_file)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the key file stays private");
+    let page = admin.get("/admin/encryption");
+    assert!(page.body.contains("<tr><td>1</td>"), "{}", page.body);
+    assert!(page.body.contains("<tr><td>2</td>"));
+    assert!(page.body.contains("opens older values"));
+    assert!(!page.body.contains("retired: no value uses it"));
+    assert!(app
+        .audit_actions()
+        .contains(&"encryption.root_key_rotated".to_string()));
+
+    // New values use version 2 at once; old ones still open.
+    admin
+        .post(
+            &format!("/admin/users/{alice}"),
+            &[
+                ("username", ALICE.0),
+                ("level", "patient"),
+                ("full_name", "Zelda Renamed"),
+                ("email", ALICE.2),
+            ],
+        )
+        .assert_redirect(&format!("/admin/users/{alice}"));
+    let carol = admin_creates(&mut admin, "carol", "Carol Danvers", "carol@marvel.example");
+    for id in [&alice, &carol] {
+        let row = stored(&app, id);
+        assert_eq!(header(&row.full_name).2, 2, "{}", row.username);
+        assert_eq!(header(&row.email).2, 2);
+    }
+    assert_eq!(stored(&app, &bob).full_name, bobs_v1_name);
+    let list = admin.get("/admin/users");
+    assert!(row_of(&list.body, BOB.0).contains(BOB.1));
+    assert!(row_of(&list.body, ALICE.0).contains("Zelda Renamed"));
+
+    job::run(app.app(), None).expect("job");
+    for row in stored_rows(&app) {
+        assert_eq!(header(&row.full_name).2, 2, "{}", row.username);
+        assert_eq!(header(&row.email).2, 2, "{}", row.username);
+    }
+    let page = admin.get("/admin/encryption");
+    assert!(
+        page.body.contains("retired: no value uses it"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("<strong>0</strong> still in an old form"));
+    let list = admin.get("/admin/users");
+    assert!(row_of(&list.body, BOB.0).contains(BOB.1));
+    assert_eq!(rows(&search(&mut admin, BOB.2).body), 1);
+
+    // Bob's own value from before the rotation, put back: version 1 is retired, so it is refused.
+    write_column(&app, &bob, "full_name", &bobs_v1_name);
+    let list = admin.get("/admin/users");
+    let row = row_of(&list.body, BOB.0);
+    assert!(
+        row.contains("integrity error") && !row.contains(BOB.1),
+        "{row}"
+    );
+    let edit = admin.get(&format!("/admin/users/{bob}"));
+    assert!(edit.body.contains("Integrity error"));
+    drop(admin);
+
+    // A restart on the same home reads both key versions and keeps version 1 retired.
+    let app = restart(app);
+    assert_eq!(app.app().fields.crypto().current_key_version(), 2);
+    let mut admin = sign_in_admin(&app);
+    let list = admin.get("/admin/users");
+    list.assert_status(Status::Ok);
+    assert!(row_of(&list.body, ALICE.0).contains("Zelda Renamed"));
+    assert!(row_of(&list.body, "carol").contains("Carol Danvers"));
+    assert!(row_of(&list.body, BOB.0).contains("integrity error"));
+    assert_eq!(rows(&search(&mut admin, "Carol@Marvel.example").body), 1);
+    let page = admin.get("/admin/encryption");
+    assert!(page.body.contains("retired: no value uses it"));
+}
+
+#[test]
+fn rotation_is_refused_when_the_root_key_comes_from_the_environment() {
+    let key = format!("1:{}", STANDARD.encode([7u8; 32]));
+    let app = TestApp::with_config(|c| {
+        c.master_key = Some(key.clone());
+        c.reencrypt_in_background = false;
+    });
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let page = admin.get("/admin/encryption");
+    assert!(!page.body.contains("action=\"/admin/encryption/rotate\""));
+    assert!(page.body.contains("MEDVAULT_MASTER_KEY"));
+
+    admin
+        .post("/admin/encryption/rotate", &[])
+        .assert_redirect("/admin/encryption");
+    let page = admin.get("/admin/encryption");
+    assert!(
+        page.body.contains("flash-error")
+            && page.body.contains("MEDVAULT_MASTER_KEY")
+            && page.body.contains("VERSION:BASE64"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<tr><td>2</td>"));
+    assert_eq!(app.app().fields.crypto().current_key_version(), 1);
+    assert!(!app.home.path().join("secrets/master.key").exists());
+    assert!(!app
+        .audit_actions()
+        .contains(&"encryption.root_key_rotated".to_string()));
+    assert!(running_job(&app).is_none());
+    let versions: i64 = {
+        use medvault::db::schema::root_key_checks;
+        root_key_checks::table
+            .count()
+            .get_result(&mut file_conn(&app))
+            .expect("count")
+    };
+    assert_eq!(versions, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Bad input and who may use the page
+
+#[test]
+fn a_bad_policy_form_is_refused_with_a_message_and_changes_nothing() {
+    let (app, _, _) = two_patients();
+    let mut admin = sign_in_admin(&app);
+    let policy_before = (*app.app().fields.policy()).clone();
+    let events_before = audit_events(&app).len();
+    let (c, h, e, i, b) = DEFAULT_FORM;
+
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (policy_form("rot13", h, e, i, b), "unknown cipher"),
+        (
+            policy_form("chacha20-poly1305", "crc32", e, i, b),
+            "unknown hash",
+        ),
+        (
+            policy_form(c, h, &["users.full_name", "users.username"], i, b),
+            "is not an encryptable column",
+        ),
+        (
+            policy_form(c, h, &["users.id"], i, b),
+            "is not an encryptable column",
+        ),
+        (
+            policy_form(c, h, &["nope.x"], i, b),
+            "is not an encryptable column",
+        ),
+        (
+            policy_form(c, h, &["users"], i, b),
+            "is not an encryptable column",
+        ),
+        (
+            policy_form(c, h, e, i, "20"),
+            "16 to 256 bits, in steps of 8",
+        ),
+        (
+            policy_form(c, h, e, i, "512"),
+            "16 to 256 bits, in steps of 8",
+        ),
+        (policy_form(c, h, e, "5", b), "8 to 64 characters"),
+        (policy_form(c, h, e, "65", b), "8 to 64 characters"),
+        (policy_form(c, h, e, "abc", b), "whole numbers"),
+        (policy_form("des-cbc", h, e, i, "abc"), "whole numbers"),
+    ];
+    for (form, message) in cases {
+        let page = save_policy(&mut admin, &form);
+        assert_eq!(
+            page.status,
+            Status::UnprocessableEntity,
+            "{form:?}: {}",
+            page.body
+        );
+        assert!(page.body.contains("<h1>Encryption</h1>"), "a rendered page");
+        assert!(
+            page.body.contains(message),
+            "{form:?} wants {message:?}: {}",
+            page.body
+        );
+        assert_eq!(*app.app().fields.policy(), policy_before, "{form:?}");
+        assert_eq!(app.app().id_length(), 16);
+    }
+    assert!(running_job(&app).is_none());
+    let events = audit_events(&app);
+    assert!(
+        !events[events_before..]
+            .iter()
+            .any(|(a, _)| a == "encryption.policy_saved"),
+        "{events:?}"
+    );
+    // The stored policy is what it was: a restart loads the same.
+    drop(admin);
+    let app = restart(app);
+    assert_eq!(*app.app().fields.policy(), policy_before);
+    assert_eq!(app.app().id_length(), 16);
+}
+
+#[test]
+fn patients_and_doctors_are_forbidden_the_encryption_page() {
+    let app = manual_jobs();
+    app.create_user(Level::Admin, "admin");
+    let policy_before = (*app.app().fields.policy()).clone();
+    for (level, name) in [(Level::Patient, "pat"), (Level::Doctor, "doc")] {
+        let mut user = app.signed_in(level, name);
+        user.get("/admin/encryption")
+            .assert_status(Status::Forbidden);
+        user.post(
+            "/admin/encryption",
+            &policy_form("des-cbc", "md5", &[], "8", "16"),
+        )
+        .assert_status(Status::Forbidden);
+        user.post("/admin/encryption/rotate", &[])
+            .assert_status(Status::Forbidden);
+    }
+    assert_eq!(*app.app().fields.policy(), policy_before);
+    assert_eq!(app.app().fields.crypto().current_key_version(), 1);
+    assert!(running_job(&app).is_none());
+    assert!(!app
+        .audit_actions()
+        .iter()
+        .any(|a| a == "encryption.policy_saved" || a == "encryption.root_key_rotated"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Length of new ids
+
+#[test]
+fn an_id_length_of_24_gives_new_accounts_24_character_ids() {
+    let (app, alice, _) = two_patients();
+    assert_eq!(alice.len(), 16);
+    let mut admin = sign_in_admin(&app);
+    let (c, h, e, _, b) = DEFAULT_FORM;
+    save_policy(&mut admin, &policy_form(c, h, e, "24", b)).assert_redirect("/admin/encryption");
+    let page = admin.get("/admin/encryption");
+    assert!(
+        page.body.contains("Saved. No value needs rewriting."),
+        "{}",
+        page.body
+    );
+    assert_eq!(input_value(&page.body, "id_length").as_deref(), Some("24"));
+    assert!(running_job(&app).is_none(), "ids alone rewrite nothing");
+
+    let carol = admin_creates(&mut admin, "carol", "Carol Danvers", "carol@marvel.example");
+    assert_eq!(carol.len(), 24, "{carol}");
+    assert!(carol.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_eq!(app.create_user(Level::Doctor, "drwho").len(), 24);
+    assert_eq!(alice.len(), 16, "existing ids stay");
+    drop(admin);
+
+    let app = restart(app);
+    assert_eq!(app.app().id_length(), 24, "kept across a restart");
+    assert_eq!(app.create_user(Level::Patient, "dave").len(), 24);
+}
