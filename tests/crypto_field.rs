@@ -451,3 +451,26 @@ fn policies_parse_from_settings() {
     assert_eq!(suite.to_string(), "xchacha20-poly1305+sha3-256");
     assert!(Suite::parse_keys("AES-256-GCM", "sha-256").is_err());
 }
+
+#[test]
+fn the_binary_form_round_trips_and_refuses_a_flipped_bit() {
+    use medvault::crypto::{FieldCrypto, FieldRef, KeyRing, RootKeys, Suite};
+    let crypto = FieldCrypto::new(std::sync::Arc::new(KeyRing::new(RootKeys::generate())), 16);
+    let field = FieldRef {
+        table: "files",
+        column: "content",
+        row_id: "r1",
+        owner_id: "o1",
+    };
+    let plaintext = vec![7u8; 100_000];
+    for suite in Suite::all() {
+        let mut sealed = crypto.seal_bytes(&field, &plaintext, suite).unwrap();
+        assert_eq!(
+            &*crypto.open_bytes(&field, &sealed).unwrap().plaintext,
+            &plaintext[..]
+        );
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert!(crypto.open_bytes(&field, &sealed).is_err(), "{suite}");
+    }
+}

@@ -81,6 +81,17 @@ impl FieldCrypto {
         plaintext: &[u8],
         suite: Suite,
     ) -> Result<String, CryptoError> {
+        Ok(envelope::encode(&self.seal_bytes(field, plaintext, suite)?))
+    }
+
+    /// The binary stored form (header ‖ body) of [`FieldCrypto::seal`], for values kept outside
+    /// text columns, such as files: no base64 on the way in or out.
+    pub fn seal_bytes(
+        &self,
+        field: &FieldRef<'_>,
+        plaintext: &[u8],
+        suite: Suite,
+    ) -> Result<Vec<u8>, CryptoError> {
         let version = self.keys.current_root_version();
         let header = Header::new(suite, version).to_bytes();
         let key = self
@@ -93,7 +104,7 @@ impl FieldCrypto {
                 legacy::seal(suite, row_key.expose(), &header, &place, plaintext)?
             }
         };
-        Ok(envelope::encode(&bytes))
+        Ok(bytes)
     }
 
     /// The stored form of a column that is not encrypted.
@@ -113,6 +124,25 @@ impl FieldCrypto {
             }
             Decoded::Sealed { header, bytes } => (header, bytes),
         };
+        self.open_sealed(field, header, bytes)
+    }
+
+    /// Opens the binary form made by [`FieldCrypto::seal_bytes`].
+    pub fn open_bytes(
+        &self,
+        field: &FieldRef<'_>,
+        sealed: &[u8],
+    ) -> Result<Opened, IntegrityError> {
+        let header = Header::from_bytes(sealed)?;
+        self.open_sealed(field, header, Zeroizing::new(sealed.to_vec()))
+    }
+
+    fn open_sealed(
+        &self,
+        field: &FieldRef<'_>,
+        header: Header,
+        bytes: Zeroizing<Vec<u8>>,
+    ) -> Result<Opened, IntegrityError> {
         let suite = header.suite;
         let key = self
             .field_key(header.key_version, suite, field)
