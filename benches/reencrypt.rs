@@ -57,7 +57,7 @@ fn switch_policy(app: &App, suite: Suite) {
     let mut conn = app.db.conn().expect("connection");
     conn.immediate_transaction(|conn| {
         policy.save(0, conn)?;
-        job::start(app, "benchmark", conn)
+        job::start(app, "benchmark", Default::default(), conn)
     })
     .expect("job started");
 }

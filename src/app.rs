@@ -170,12 +170,14 @@ impl App {
                     .map_err(db_error)?,
             ),
         };
-        let policy_added = Policy::insert_defaults(now, &mut conn).map_err(db_error)?;
+        let newly_encryptable = Policy::insert_defaults(now, &mut conn).map_err(db_error)?;
         let fields = Fields::new(
             keys.clone(),
             Policy::load(&mut conn).map_err(db_error)?,
             job::retired_versions(&mut conn).map_err(db_error)?,
-            job::Job::running(&mut conn).map_err(db_error)?.is_some(),
+            job::Job::running(&mut conn)
+                .map_err(db_error)?
+                .map(|job| job.tolerated_plain()),
         );
         let id_length = Setting::get(policy::ID_LENGTH_SETTING, &mut conn)
             .map_err(db_error)?
@@ -211,7 +213,7 @@ impl App {
             id_length: AtomicUsize::new(id_length),
             job_signal: JobSignal::default(),
         }));
-        if policy_added {
+        if !newly_encryptable.is_empty() {
             // Columns that just became encryptable (a new installation, or an upgrade) may hold
             // plain values: encrypt them in the background.
             let mut conn = app.db.conn().map_err(|e| StartupError(e.to_string()))?;
@@ -219,6 +221,7 @@ impl App {
                 job::start(
                     &app,
                     "encrypting existing values under the new policy",
+                    newly_encryptable,
                     &mut conn,
                 )
                 .map_err(db_error)?;

@@ -1127,3 +1127,79 @@ fn an_id_length_of_24_gives_new_accounts_24_character_ids() {
     assert_eq!(app.app().id_length(), 24, "kept across a restart");
     assert_eq!(app.create_user(Level::Patient, "dave").len(), 24);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The job never launders a forged value into a freshly sealed one.
+
+#[test]
+fn the_job_does_not_reseal_a_forged_plain_value() {
+    let (app, alice, bob) = two_patients();
+    app.raw_sql(&format!(
+        "UPDATE users SET full_name = 'plain:Mallory' WHERE id = '{alice}'"
+    ));
+    let mut admin = sign_in_admin(&app);
+    let (_, hash, encrypt, id_length, bits) = DEFAULT_FORM;
+    save_policy(
+        &mut admin,
+        &policy_form("chacha20-poly1305", hash, encrypt, id_length, bits),
+    )
+    .assert_redirect("/admin/encryption");
+    job::run(app.app(), None).expect("job ran");
+    // Left as it was, counted as unreadable, and still refused on the page.
+    assert_eq!(stored(&app, &alice).full_name, "plain:Mallory");
+    assert_eq!(
+        header(&stored(&app, &bob).full_name).0,
+        4,
+        "bob moved to ChaCha20"
+    );
+    let list = admin.get("/admin/users");
+    assert!(row_of(&list.body, ALICE.0).contains("integrity error"));
+    assert!(!list.body.contains("Mallory"));
+    let finished = audit_events(&app)
+        .into_iter()
+        .filter(|(action, _)| action == "encryption.job_finished")
+        .map(|(_, detail)| detail)
+        .next_back()
+        .expect("job finished");
+    assert!(finished.contains("1 unreadable"), "{finished}");
+}
+
+#[test]
+fn a_column_that_was_plain_is_moved_into_sealed_form_by_the_job() {
+    let (app, alice, _) = two_patients();
+    let mut admin = sign_in_admin(&app);
+    let (cipher, hash, _, id_length, bits) = DEFAULT_FORM;
+    // Email becomes plain...
+    save_policy(
+        &mut admin,
+        &policy_form(cipher, hash, &["users.full_name"], id_length, bits),
+    )
+    .assert_redirect("/admin/encryption");
+    job::run(app.app(), None).expect("job ran");
+    assert!(stored(&app, &alice).email.starts_with("plain:"));
+    // ...and encrypted again: its plain values are expected this time, and sealed.
+    save_policy(
+        &mut admin,
+        &policy_form(
+            cipher,
+            hash,
+            &["users.full_name", "users.email"],
+            id_length,
+            bits,
+        ),
+    )
+    .assert_redirect("/admin/encryption");
+    let edit = admin.get(&format!("/admin/users/{alice}"));
+    assert!(edit.body.contains(ALICE.2), "readable while the job runs");
+    job::run(app.app(), None).expect("job ran");
+    assert!(stored(&app, &alice).email.starts_with("mv1:"));
+    let edit = admin.get(&format!("/admin/users/{alice}"));
+    assert!(edit.body.contains(ALICE.2));
+    // Once the job has ended, a plain value written behind the server's back is refused again.
+    app.raw_sql(&format!(
+        "UPDATE users SET email = 'plain:evil@example.org' WHERE id = '{alice}'"
+    ));
+    let edit = admin.get(&format!("/admin/users/{alice}"));
+    assert!(edit.body.contains("Integrity error"));
+    assert!(!edit.body.contains("evil@example.org"));
+}

@@ -97,6 +97,7 @@ diesel::table! {
         unreadable -> BigInt,
         column_index -> Integer,
         after_row -> Text,
+        plain_columns -> Text,
         started_at -> BigInt,
         finished_at -> Nullable<BigInt>,
     }

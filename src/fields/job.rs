@@ -2,6 +2,8 @@
 //! that is not in the form the policy wants, in batches, each batch one transaction together
 //! with the job's cursor. A crash loses at most the batch in flight; the next start resumes.
 
+use std::collections::HashSet;
+
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde::Serialize;
@@ -27,6 +29,7 @@ pub struct Job {
     pub unreadable: i64,
     pub column_index: i32,
     pub after_row: String,
+    pub plain_columns: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
 }
@@ -55,6 +58,24 @@ impl Job {
     pub fn running(conn: &mut Conn) -> QueryResult<Option<Job>> {
         Ok(Job::latest(conn)?.filter(Job::is_running))
     }
+
+    /// The encrypted columns this job may find in plain form (they were plain before it).
+    pub fn tolerated_plain(&self) -> HashSet<(String, String)> {
+        parse_columns(&self.plain_columns)
+    }
+}
+
+pub fn parse_columns(text: &str) -> HashSet<(String, String)> {
+    text.split(',')
+        .filter_map(|c| c.split_once('.'))
+        .map(|(t, c)| (t.to_string(), c.to_string()))
+        .collect()
+}
+
+fn format_columns(columns: &HashSet<(String, String)>) -> String {
+    let mut names: Vec<String> = columns.iter().map(|(t, c)| format!("{t}.{c}")).collect();
+    names.sort();
+    names.join(",")
 }
 
 #[derive(QueryableByName)]
@@ -186,8 +207,20 @@ pub fn census(app: &App, conn: &mut Conn) -> QueryResult<Census> {
 }
 
 /// Starts a job (or restarts the running one from the beginning, for the newest policy).
-/// Runs inside the caller's transaction, which also records why.
-pub fn start(app: &App, reason: &str, conn: &mut Conn) -> QueryResult<i64> {
+/// `previously_plain` names the encryptable columns that were stored plain until now: only
+/// there will the job (and the pages meanwhile) accept a plain value. Runs inside the caller's
+/// transaction, which also records why.
+pub fn start(
+    app: &App,
+    reason: &str,
+    previously_plain: HashSet<(String, String)>,
+    conn: &mut Conn,
+) -> QueryResult<i64> {
+    let mut tolerated = previously_plain;
+    if let Some(unfinished) = Job::running(conn)? {
+        // The job being replaced had not finished moving its columns out of plain form.
+        tolerated.extend(unfinished.tolerated_plain());
+    }
     let mut total = 0;
     for (table, _) in encryptable_columns() {
         total += count_rows(table, conn)?;
@@ -214,10 +247,11 @@ pub fn start(app: &App, reason: &str, conn: &mut Conn) -> QueryResult<i64> {
             reencryption_jobs::unreadable.eq(0),
             reencryption_jobs::column_index.eq(0),
             reencryption_jobs::after_row.eq(""),
+            reencryption_jobs::plain_columns.eq(format_columns(&tolerated)),
             reencryption_jobs::started_at.eq(now),
         ))
         .execute(conn)?;
-    app.fields.set_migrating(true);
+    app.fields.set_migration(Some(tolerated));
     Ok(id)
 }
 
@@ -255,7 +289,12 @@ pub fn run_batch(app: &App, batch_size: i64) -> Result<Step, AppError> {
                 row_id: &stored.row_id,
                 owner_id: &stored.owner_id,
             };
-            match crypto.open(&field, &stored.value) {
+            // The same rules as the pages: a forged plain value or an old copy under a retired
+            // key must not be laundered into a freshly sealed one.
+            let opened = crypto
+                .open(&field, &stored.value)
+                .and_then(|opened| app.fields.vet(&field, opened.form).map(|()| opened));
+            match opened {
                 Ok(opened) => {
                     let text = String::from_utf8_lossy(&opened.plaintext).into_owned();
                     if crypto.is_stale(opened.form, target) {
@@ -299,7 +338,7 @@ pub fn run_batch(app: &App, batch_size: i64) -> Result<Step, AppError> {
         Ok(Step::Progressed)
     })?;
     if step == Step::Finished {
-        app.fields.set_migrating(false);
+        app.fields.set_migration(None);
         let mut conn = app.db.conn()?;
         app.fields.set_retired(retired_versions(&mut conn)?);
     }

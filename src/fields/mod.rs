@@ -33,10 +33,18 @@ pub struct Fields {
     retired: RwLock<HashSet<u32>>,
     /// While a re-encryption job runs, a column may hold old and new forms side by side.
     migrating: AtomicBool,
+    /// Encrypted columns that may still hold plain values from before the running job.
+    tolerated_plain: RwLock<HashSet<(String, String)>>,
 }
 
 impl Fields {
-    pub fn new(keys: KeyRing, policy: Policy, retired: HashSet<u32>, migrating: bool) -> Fields {
+    /// `migration`: the plain-tolerated columns of the running job, if one runs.
+    pub fn new(
+        keys: KeyRing,
+        policy: Policy,
+        retired: HashSet<u32>,
+        migration: Option<HashSet<(String, String)>>,
+    ) -> Fields {
         Fields {
             crypto: RwLock::new(Arc::new(FieldCrypto::new(
                 Arc::new(keys),
@@ -44,7 +52,8 @@ impl Fields {
             ))),
             policy: RwLock::new(Arc::new(policy)),
             retired: RwLock::new(retired),
-            migrating: AtomicBool::new(migrating),
+            migrating: AtomicBool::new(migration.is_some()),
+            tolerated_plain: RwLock::new(migration.unwrap_or_default()),
         }
     }
 
@@ -76,8 +85,14 @@ impl Fields {
         *self.retired.write().unwrap_or_else(|e| e.into_inner()) = retired;
     }
 
-    pub fn set_migrating(&self, migrating: bool) {
-        self.migrating.store(migrating, Ordering::SeqCst);
+    /// A job started (with the columns whose plain values it may meet) or ended (`None`).
+    pub fn set_migration(&self, tolerated_plain: Option<HashSet<(String, String)>>) {
+        self.migrating
+            .store(tolerated_plain.is_some(), Ordering::SeqCst);
+        *self
+            .tolerated_plain
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = tolerated_plain.unwrap_or_default();
     }
 
     pub fn is_migrating(&self) -> bool {
@@ -97,9 +112,17 @@ impl Fields {
 
     /// The text of a stored value, if it is whole and in its own place.
     pub fn open(&self, field: &FieldRef<'_>, stored: &str) -> Result<String, IntegrityError> {
-        let crypto = self.crypto();
-        let opened = crypto.open(field, stored)?;
-        match opened.form {
+        let opened = self.crypto().open(field, stored)?;
+        self.vet(field, opened.form)?;
+        String::from_utf8(opened.plaintext.to_vec()).map_err(|_| IntegrityError::Forged)
+    }
+
+    /// The rules a value that opened must still pass: a value claiming a retired key version is
+    /// refused (an old copy written back), and a plain value in an encrypted column is refused
+    /// (anyone who can edit the file can write `plain:anything`) unless the running job is
+    /// moving that very column out of plain form.
+    pub fn vet(&self, field: &FieldRef<'_>, form: StoredForm) -> Result<(), IntegrityError> {
+        match form {
             StoredForm::Sealed { key_version, .. }
                 if self
                     .retired
@@ -107,19 +130,20 @@ impl Fields {
                     .unwrap_or_else(|e| e.into_inner())
                     .contains(&key_version) =>
             {
-                return Err(IntegrityError::UnknownKeyVersion(key_version));
+                Err(IntegrityError::UnknownKeyVersion(key_version))
             }
-            // Anyone who can edit the file can write "plain:anything"; an encrypted column takes
-            // a plain value only while a job is moving the column between forms.
             StoredForm::Plain
                 if self.policy().target(field.table, field.column).is_some()
-                    && !self.is_migrating() =>
+                    && !self
+                        .tolerated_plain
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains(&(field.table.to_string(), field.column.to_string())) =>
             {
-                return Err(IntegrityError::UnexpectedPlain);
+                Err(IntegrityError::UnexpectedPlain)
             }
-            _ => {}
+            _ => Ok(()),
         }
-        String::from_utf8(opened.plaintext.to_vec()).map_err(|_| IntegrityError::Forged)
     }
 
     /// [`Fields::open`] for a page: an integrity error becomes a marked value, never data.

@@ -40,11 +40,12 @@ impl Policy {
     }
 
     /// Gives every table and encryptable column without a row its default, so a column added
-    /// in a new version is encrypted from the start. Returns whether anything was added.
-    pub fn insert_defaults(now: i64, conn: &mut Conn) -> QueryResult<bool> {
-        let mut added = 0;
+    /// in a new version is encrypted from the start. Returns the columns that were added: until
+    /// now they were stored plain.
+    pub fn insert_defaults(now: i64, conn: &mut Conn) -> QueryResult<HashSet<(String, String)>> {
+        let mut added = HashSet::new();
         for table in TABLES {
-            added += diesel::insert_into(encryption_policies::table)
+            diesel::insert_into(encryption_policies::table)
                 .values((
                     encryption_policies::table_name.eq(table.name),
                     encryption_policies::cipher.eq(Suite::DEFAULT.cipher.key()),
@@ -56,7 +57,7 @@ impl Policy {
                 .execute(conn)?;
         }
         for (table, column) in registry::encryptable_columns() {
-            added += diesel::insert_into(encrypted_columns::table)
+            let inserted = diesel::insert_into(encrypted_columns::table)
                 .values((
                     encrypted_columns::table_name.eq(table.name),
                     encrypted_columns::column_name.eq(column.name),
@@ -68,8 +69,20 @@ impl Policy {
                 ))
                 .do_nothing()
                 .execute(conn)?;
+            if inserted > 0 {
+                added.insert((table.name.to_string(), column.name.to_string()));
+            }
         }
-        Ok(added > 0)
+        Ok(added)
+    }
+
+    /// The encryptable columns this policy stores plain.
+    pub fn plain_columns(&self) -> HashSet<(String, String)> {
+        registry::encryptable_columns()
+            .into_iter()
+            .filter(|(t, c)| !self.is_encrypted(t.name, c.name))
+            .map(|(t, c)| (t.name.to_string(), c.name.to_string()))
+            .collect()
     }
 
     /// The policy as stored. A suite this version cannot read falls back to the default rather

@@ -43,7 +43,13 @@ pub fn rotate_root_key(app: &App, actor: &Actor) -> Result<u32, AppError> {
             &Entry::new(actor, action::ROOT_KEY_ROTATED, Outcome::Success)
                 .target(format!("root key version {version}")),
         )?;
-        super::job::start(app, &format!("root key rotated to version {version}"), conn)?;
+        // Every encrypted column was sealed already: no plain value is expected anywhere.
+        super::job::start(
+            app,
+            &format!("root key rotated to version {version}"),
+            Default::default(),
+            conn,
+        )?;
         Ok::<_, AppError>(())
     })?;
     app.job_signal.notify();

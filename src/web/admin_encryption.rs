@@ -257,6 +257,7 @@ async fn save(
     };
     let old = app.fields.policy();
     let changed = *old != policy;
+    let previously_plain = old.plain_columns();
     let weak = weak_choices(&policy);
     let mut detail = format!(
         "suites: {}; encrypted: {}; blind index bits {}; id length {id_length}",
@@ -301,7 +302,7 @@ async fn save(
                     &Entry::new(&actor, action::ENCRYPTION_POLICY_SAVED, outcome).detail(detail),
                 )?;
                 if changed {
-                    job::start(&app2, "encryption policy changed", conn)?;
+                    job::start(&app2, "encryption policy changed", previously_plain, conn)?;
                 }
                 Ok::<_, AppError>(())
             })

@@ -103,6 +103,14 @@ async fn list(
             UserRow { full_name, user }
         })
         .collect();
+    let refused: Vec<&str> = users
+        .iter()
+        .filter(|row| row.full_name.integrity_error)
+        .map(|row| row.user.username.as_str())
+        .collect();
+    if !refused.is_empty() {
+        audit_integrity_error(app, &who, &refused.join(", ")).await;
+    }
     let layout = Layout::for_user(app, &who, flash);
     let (q, level) = (q.unwrap_or_default(), level.unwrap_or_default());
     let pager_base = format!("/admin/users?q={}&level={}&", encode(&q), encode(&level));
@@ -303,7 +311,7 @@ async fn edit_page(
         .value("email", &email.text);
     let mut layout = Layout::for_user(app, &who, flash);
     if full_name.integrity_error || email.integrity_error {
-        audit_integrity_error(app, &who, &user).await;
+        audit_integrity_error(app, &who, &user.username).await;
         layout = layout.with_message(
             "error",
             "Integrity error: this account's name or email was altered in the database and is \
@@ -314,8 +322,8 @@ async fn edit_page(
 }
 
 /// Records that a stored value failed its integrity check when it was about to be shown.
-async fn audit_integrity_error(app: &App, who: &Who, user: &User) {
-    let (app2, actor, target) = (app.clone(), who.actor(), user.username.clone());
+async fn audit_integrity_error(app: &App, who: &Who, usernames: &str) {
+    let (app2, actor, target) = (app.clone(), who.actor(), usernames.to_string());
     let written = app
         .db
         .run(move |conn| {
@@ -324,7 +332,7 @@ async fn audit_integrity_error(app: &App, who: &Who, user: &User) {
                 app2.now(),
                 &Entry::new(&actor, action::FIELD_INTEGRITY_ERROR, Outcome::Failure)
                     .target(format!("user {target}"))
-                    .detail("users.full_name or users.email refused"),
+                    .detail("users.full_name or users.email refused; not shown"),
             )?)
         })
         .await;

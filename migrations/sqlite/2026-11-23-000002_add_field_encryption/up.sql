@@ -31,6 +31,9 @@ CREATE TABLE reencryption_jobs (
     unreadable BIGINT NOT NULL,
     column_index INTEGER NOT NULL,
     after_row TEXT NOT NULL,
+    -- Encrypted columns that may still hold plain values from before this job (comma-separated
+    -- table.column): only those are tolerated in plain form while the job runs.
+    plain_columns TEXT NOT NULL,
     started_at BIGINT NOT NULL,
     finished_at BIGINT
 );
