@@ -5,6 +5,7 @@ pub mod admin_access;
 pub mod admin_audit;
 pub mod admin_encryption;
 pub mod admin_security;
+pub mod admin_user_actions;
 pub mod admin_users;
 mod headers;
 pub mod home;
@@ -24,6 +25,7 @@ pub fn routes() -> Vec<Route> {
         login::routes(),
         account::routes(),
         admin_users::routes(),
+        admin_user_actions::routes(),
         admin_access::routes(),
         admin_security::routes(),
         admin_audit::routes(),
