@@ -118,18 +118,22 @@ macro_rules! pages {
 pages! {
     Home            { "/",                 "Home",             Public,   nav: false, [] }
     Login           { "/login",            "Sign in",          Public,   nav: false, [] }
+    LoginTwoFactor  { "/login/2fa",        "Two-factor code",  Public,   nav: false, [] }
     Setup           { "/setup",            "First-run setup",  Public,   nav: false, [] }
     Health          { "/health",           "Health",           Public,   nav: false, [] }
     Static          { "/static",           "Style sheets",     Public,   nav: false, [] }
+    Metrics         { "/metrics",          "Metrics",          Public,   nav: false, [] }
     Dashboard       { "/dashboard",        "Dashboard",        SignedIn, nav: true,  [] }
     Logout          { "/logout",           "Sign out",         SignedIn, nav: false, [] }
     AccountPassword { "/account/password", "Password",         SignedIn, nav: true,  [] }
+    AccountTwoFactor { "/account/2fa",     "Two-factor",       SignedIn, nav: true,  [] }
     AccountSessions { "/account/sessions", "My sessions",      Granted,  nav: true,  [Admin, Doctor, Patient] }
     AdminUsers      { "/admin/users",      "Users",            Granted,  nav: true,  [Admin] }
     AdminAccess     { "/admin/access",     "Page access",      Granted,  nav: true,  [Admin] }
     AdminSecurity   { "/admin/security",   "Security",         Granted,  nav: true,  [Admin] }
     AdminAudit      { "/admin/audit",      "Audit trail",      Granted,  nav: true,  [Admin] }
     AdminEncryption { "/admin/encryption", "Encryption",       Granted,  nav: true,  [Admin] }
+    AdminBackups    { "/admin/backups",    "Backups",          Granted,  nav: true,  [Admin] }
 }
 
 impl Page {

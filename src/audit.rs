@@ -260,4 +260,17 @@ pub mod action {
     pub const ENCRYPTION_JOB_FINISHED: &str = "encryption.job_finished";
     pub const ROOT_KEY_ROTATED: &str = "encryption.root_key_rotated";
     pub const FIELD_INTEGRITY_ERROR: &str = "encryption.integrity_error";
+    pub const BACKUP_CREATED: &str = "backup.created";
+    pub const BACKUP_DELETED: &str = "backup.deleted";
+    pub const BACKUP_UPLOADED: &str = "backup.uploaded";
+    pub const BACKUP_REFUSED: &str = "backup.refused";
+    pub const BACKUP_RESTORED: &str = "backup.restored";
+    pub const BACKUP_SETTINGS_SAVED: &str = "backup.settings_saved";
+    pub const TWO_FACTOR_ENROLLED: &str = "2fa.enrolled";
+    pub const TWO_FACTOR_DISABLED: &str = "2fa.disabled";
+    pub const TWO_FACTOR_RESET: &str = "2fa.reset_by_admin";
+    pub const TWO_FACTOR_FAILURE: &str = "2fa.failure";
+    pub const RECOVERY_CODE_USED: &str = "2fa.recovery_code_used";
+    pub const ACCOUNT_LOCKED: &str = "account.locked";
+    pub const ACCOUNT_UNLOCKED: &str = "account.unlocked";
 }
