@@ -148,6 +148,8 @@ pub enum Purpose {
     SessionSeed,
     /// Rocket's private-cookie key.
     CookieSecret,
+    /// Keys the digests of two-factor recovery codes.
+    RecoveryCodes,
 }
 
 impl Purpose {
@@ -166,6 +168,7 @@ impl Purpose {
             Purpose::PasswordPepper => "medvault/v1/password-pepper",
             Purpose::SessionSeed => "medvault/v1/session-seed",
             Purpose::CookieSecret => "medvault/v1/cookie-secret",
+            Purpose::RecoveryCodes => "medvault/v1/recovery-codes",
         }
     }
 }

@@ -16,6 +16,7 @@ mod legacy;
 mod password;
 mod random;
 mod suite;
+mod totp;
 
 #[cfg(test)]
 mod kat_ciphers;
@@ -31,6 +32,10 @@ pub use keys::{KeyError, KeyRing, Purpose, RootKeys, SecretKey};
 pub use password::{PasswordHashError, PasswordHasher};
 pub use random::{constant_time_eq, random_id, random_password, random_token};
 pub use suite::{Cipher, HashAlg, Strength, Suite, UnknownSuite};
+pub use totp::{
+    new_totp_secret, recovery_code_digest, totp_code_at_step, totp_enrolment, totp_secret_text,
+    totp_step, verify_totp, STEP_SECONDS,
+};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
