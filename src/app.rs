@@ -241,6 +241,43 @@ impl App {
     pub fn secure_cookies(&self) -> bool {
         self.tls.load(Ordering::Relaxed)
     }
+
+    /// Reloads every in-memory copy of database state (page access, security settings, field
+    /// policy, retired key versions, running job, id length, setup link) after a restore put
+    /// another database in place.
+    pub fn reload_from_database(&self) -> Result<(), crate::error::AppError> {
+        let mut conn = self.db.conn()?;
+        self.access.replace(PageGrant::load_granted(&mut conn)?);
+        self.security.bind_ip.store(
+            Setting::get_bool(Setting::BIND_SESSION_IP, true, &mut conn)?,
+            Ordering::Relaxed,
+        );
+        self.security.bind_user_agent.store(
+            Setting::get_bool(Setting::BIND_SESSION_USER_AGENT, true, &mut conn)?,
+            Ordering::Relaxed,
+        );
+        self.fields.set_policy(Policy::load(&mut conn)?);
+        self.fields.set_retired(job::retired_versions(&mut conn)?);
+        let running = job::Job::running(&mut conn)?;
+        let has_job = running.is_some();
+        self.fields
+            .set_migration(running.map(|job| job.tolerated_plain()));
+        if let Some(length) =
+            Setting::get(policy::ID_LENGTH_SETTING, &mut conn)?.and_then(|v| v.parse().ok())
+        {
+            self.id_length.store(length, Ordering::Relaxed);
+        }
+        if User::exists_active_admin(&mut conn)? {
+            let _ = self.setup.0.lock().map(|mut slot| *slot = None);
+        } else if self.setup.current().is_none() {
+            self.setup.restore(random_token());
+        }
+        drop(conn);
+        if has_job {
+            self.job_signal.notify();
+        }
+        Ok(())
+    }
 }
 
 fn db_error(e: diesel::result::Error) -> StartupError {

@@ -262,6 +262,7 @@ pub mod action {
     pub const FIELD_INTEGRITY_ERROR: &str = "encryption.integrity_error";
     pub const BACKUP_CREATED: &str = "backup.created";
     pub const BACKUP_DELETED: &str = "backup.deleted";
+    pub const BACKUP_DOWNLOADED: &str = "backup.downloaded";
     pub const BACKUP_UPLOADED: &str = "backup.uploaded";
     pub const BACKUP_REFUSED: &str = "backup.refused";
     pub const BACKUP_RESTORED: &str = "backup.restored";

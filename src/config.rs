@@ -34,6 +34,8 @@ pub struct Config {
     pub template_dir: Option<PathBuf>,
     /// Whether a background thread runs re-encryption jobs (tests drive them by hand).
     pub reencrypt_in_background: bool,
+    /// A token that lets a scraper read `/metrics` from off the machine (`Bearer` header).
+    pub metrics_token: Option<String>,
     #[serde(skip)]
     pub clock: Clock,
 }
@@ -52,6 +54,7 @@ impl Default for Config {
             id_length: 16,
             template_dir: None,
             reencrypt_in_background: true,
+            metrics_token: None,
             clock: Clock::System,
         }
     }

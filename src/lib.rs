@@ -8,6 +8,7 @@ pub mod access;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -56,6 +57,7 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
     Ok(rocket::custom(figment)
         .attach(Shield::new())
         .attach(web::SecurityHeaders)
+        .attach(web::metrics::RequestMetrics::default())
         .attach(Template::custom(|engines| {
             web::register_filters(&mut engines.tera)
         }))

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use medvault::access::Level;
-use medvault::audit::Actor;
+use medvault::audit::{action, Actor, Entry, Outcome};
+use medvault::backup::{self, Origin};
 use medvault::{build_rocket, App, Config};
 
 #[derive(Parser)]
@@ -28,6 +29,16 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Make a backup of the database now (safe while the server runs).
+    Backup,
+    /// List the backups, newest first.
+    Backups,
+    /// Check a listed backup and put it in place (the current state is backed up first).
+    /// Refused while a server runs on the same home: restore from /admin/backups then.
+    Restore {
+        /// A name as `medvault backups` lists it.
+        name: String,
     },
 }
 
@@ -76,6 +87,9 @@ fn main() -> ExitCode {
         Command::User {
             command: UserCommand::Create { level, username },
         } => create_user(config, level.into(), &username),
+        Command::Backup => backup(config),
+        Command::Backups => list_backups(config),
+        Command::Restore { name } => restore(config, &name),
     }
 }
 
@@ -85,10 +99,21 @@ fn fail(error: impl std::fmt::Display) -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
+    // Held until the process ends, so that a command-line restore knows the server runs.
+    let _lock = match backup::lock::hold_server_lock(&config) {
+        Ok(lock) => lock,
+        Err(e) => return fail(e),
+    };
     let rocket = match build_rocket(config) {
         Ok(rocket) => rocket,
         Err(e) => return fail(e),
     };
+    if let Some(app) = rocket.state::<App>() {
+        backup::remove_leftovers(app);
+        // Only the server runs the schedule: tests build the server without this thread and
+        // call `backup::schedule::run_due_backups` themselves.
+        backup::schedule::spawn_worker(app.clone());
+    }
     match rocket::execute(rocket.launch()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(e),
@@ -116,5 +141,128 @@ fn create_user(config: Config, level: Level, username: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+fn command_line_actor() -> Actor {
+    Actor {
+        id: String::new(),
+        name: "command line".into(),
+        ip: "local".into(),
+    }
+}
+
+fn audit(app: &App, entry: &Entry) {
+    let written = app
+        .db
+        .conn()
+        .and_then(|mut conn| Ok(app.audit.append(&mut conn, app.now(), entry)?));
+    if let Err(e) = written {
+        eprintln!("medvault: warning: cannot audit: {e}");
+    }
+}
+
+fn backup(config: Config) -> ExitCode {
+    let app = match App::open(config) {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    match backup::create_backup(&app, "command line", Origin::Manual) {
+        Ok(info) => {
+            audit(
+                &app,
+                &Entry::new(
+                    &command_line_actor(),
+                    action::BACKUP_CREATED,
+                    Outcome::Success,
+                )
+                .target(info.name.clone())
+                .detail(format!("{} bytes", info.size)),
+            );
+            println!("{}", info.name);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn list_backups(config: Config) -> ExitCode {
+    // Listing reads the folder only: no database, no key needed.
+    match backup::list_dir(&config.backups_dir()) {
+        Ok(list) => {
+            for b in list {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    b.name,
+                    b.created_at,
+                    b.size,
+                    b.author,
+                    if b.verified {
+                        "verified"
+                    } else {
+                        "not verified"
+                    }
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn restore(config: Config, name: &str) -> ExitCode {
+    if backup::lock::server_is_running(&config) {
+        return fail(
+            "a medvault server runs on this home: restore from /admin/backups, or stop it first",
+        );
+    }
+    // Held while restoring, so that a server cannot start in the middle.
+    let _lock = match backup::lock::hold_server_lock(&config) {
+        Ok(lock) => lock,
+        Err(e) => return fail(e),
+    };
+    let app = match App::open(config) {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    match backup::restore_backup(&app, name, "command line") {
+        Ok(done) => {
+            audit(
+                &app,
+                &Entry::new(
+                    &command_line_actor(),
+                    action::BACKUP_RESTORED,
+                    Outcome::Success,
+                )
+                .target(done.restored.name.clone())
+                .detail(format!(
+                    "state before the restore saved as {}",
+                    done.safety_backup
+                )),
+            );
+            println!(
+                "restored {}; the state before it was saved as {}",
+                done.restored.name, done.safety_backup
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            audit(
+                &app,
+                &Entry::new(
+                    &command_line_actor(),
+                    action::BACKUP_REFUSED,
+                    Outcome::Denied,
+                )
+                .target(
+                    name.chars()
+                        .filter(|c| !c.is_control())
+                        .take(120)
+                        .collect::<String>(),
+                )
+                .detail(format!("restore: {e}")),
+            );
+            fail(e)
+        }
     }
 }

@@ -1,11 +1,19 @@
 //! The database: a pool of SQLite connections with the pragmas medvault relies on, embedded
 //! migrations, and [`Db::run`] to use a connection on a blocking thread.
+//!
+//! The pool sits behind a gate so that a restore can swap the whole database file while the
+//! server runs: every connection handed out counts as a reader; [`Db::replace_file`] closes the
+//! gate, waits for the readers to finish, swaps, and opens a new pool. A request therefore sees
+//! the old database or the new one, and waits a moment at most.
 
 pub mod models;
 pub mod schema;
 
-use std::path::Path;
-use std::time::Duration;
+use std::cell::Cell;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::{connection::SimpleConnection, SqliteConnection};
@@ -18,6 +26,14 @@ use crate::error::AppError;
 pub type Conn = SqliteConnection;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
+
+/// How long a request waits for a restore to finish before it gives up with an error page.
+const WAIT_FOR_SWAP: Duration = Duration::from_secs(30);
+/// How long a restore waits for the connections in use to come back before it gives up (shorter
+/// than [`WAIT_FOR_SWAP`], so that a thread waiting on a second connection is never stuck).
+const WAIT_FOR_READERS: Duration = Duration::from_secs(15);
 
 #[derive(Debug)]
 struct SqlitePragmas;
@@ -33,38 +49,155 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
     }
 }
 
+struct GateState {
+    pool: Option<SqlitePool>,
+    /// Connections handed out and not yet returned.
+    active: usize,
+    /// A swap is waiting or under way: no new connection until it ends.
+    closing: bool,
+}
+
+struct Gate {
+    file: PathBuf,
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+thread_local! {
+    /// Connections this thread holds: a thread that holds one may take a second while a swap
+    /// waits (the swap waits for both), instead of deadlocking against it.
+    static HELD: Cell<usize> = const { Cell::new(0) };
+}
+
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool<ConnectionManager<SqliteConnection>>,
+    gate: Arc<Gate>,
+}
+
+/// A pooled connection that keeps the database from being swapped while it lives.
+pub struct DbConn {
+    conn: Option<PooledConnection<ConnectionManager<SqliteConnection>>>,
+    gate: Arc<Gate>,
+}
+
+impl Deref for DbConn {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        // Always `Some` until drop.
+        self.conn.as_deref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl DerefMut for DbConn {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.conn.as_deref_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for DbConn {
+    fn drop(&mut self) {
+        // Back to the pool first, then tell a waiting swap.
+        drop(self.conn.take());
+        HELD.with(|h| h.set(h.get().saturating_sub(1)));
+        let mut state = self.gate.lock();
+        state.active = state.active.saturating_sub(1);
+        drop(state);
+        self.gate.changed.notify_all();
+    }
+}
+
+fn build_pool(file: &Path) -> Result<SqlitePool, String> {
+    let url = file
+        .to_str()
+        .ok_or_else(|| format!("database path {} is not UTF-8", file.display()))?;
+    Pool::builder()
+        .max_size(8)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(10))
+        .connection_customizer(Box::new(SqlitePragmas))
+        .build(ConnectionManager::<SqliteConnection>::new(url))
+        .map_err(|e| format!("cannot open the database {}: {e}", file.display()))
+}
+
+/// Opens `file` and brings its schema up to date.
+fn open_pool(file: &Path) -> Result<SqlitePool, String> {
+    let pool = build_pool(file)?;
+    let mut conn = pool
+        .get()
+        .map_err(|e| format!("cannot open the database {}: {e}", file.display()))?;
+    // WAL lets readers go on while one writer writes.
+    conn.batch_execute("PRAGMA journal_mode = WAL;")
+        .map_err(|e| format!("cannot switch {} to WAL: {e}", file.display()))?;
+    conn.run_pending_migrations(MIGRATIONS)
+        .map_err(|e| format!("cannot migrate the database {}: {e}", file.display()))?;
+    drop(conn);
+    Ok(pool)
 }
 
 impl Db {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(file: &Path) -> Result<Db, String> {
-        let url = file
-            .to_str()
-            .ok_or_else(|| format!("database path {} is not UTF-8", file.display()))?;
-        let pool = Pool::builder()
-            .max_size(8)
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(10))
-            .connection_customizer(Box::new(SqlitePragmas))
-            .build(ConnectionManager::<SqliteConnection>::new(url))
-            .map_err(|e| format!("cannot open the database {}: {e}", file.display()))?;
-        let db = Db { pool };
-        let mut conn = db.conn().map_err(|e| e.to_string())?;
-        // WAL lets readers go on while one writer writes.
-        conn.batch_execute("PRAGMA journal_mode = WAL;")
-            .map_err(|e| format!("cannot switch {} to WAL: {e}", file.display()))?;
-        conn.run_pending_migrations(MIGRATIONS)
-            .map_err(|e| format!("cannot migrate the database {}: {e}", file.display()))?;
-        Ok(db)
+        let pool = open_pool(file)?;
+        Ok(Db {
+            gate: Arc::new(Gate {
+                file: file.to_path_buf(),
+                state: Mutex::new(GateState {
+                    pool: Some(pool),
+                    active: 0,
+                    closing: false,
+                }),
+                changed: Condvar::new(),
+            }),
+        })
     }
 
-    pub fn conn(&self) -> Result<PooledConnection<ConnectionManager<SqliteConnection>>, AppError> {
-        self.pool
-            .get()
-            .map_err(|e| AppError::internal("database pool", e))
+    /// The live database file.
+    pub fn file(&self) -> &Path {
+        &self.gate.file
+    }
+
+    pub fn conn(&self) -> Result<DbConn, AppError> {
+        let reentrant = HELD.with(|h| h.get() > 0);
+        let deadline = Instant::now() + WAIT_FOR_SWAP;
+        let mut state = self.gate.lock();
+        while state.closing && !reentrant {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(AppError::Internal(
+                    "database pool: a restore is taking too long".into(),
+                ));
+            }
+            state = self
+                .gate
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let Some(pool) = state.pool.clone() else {
+            return Err(AppError::Internal(
+                "database pool: the database is closed".into(),
+            ));
+        };
+        state.active += 1;
+        drop(state);
+        HELD.with(|h| h.set(h.get() + 1));
+        // From here the count is ours: DbConn's drop gives it back, even if `get` fails.
+        let mut held = DbConn {
+            conn: None,
+            gate: self.gate.clone(),
+        };
+        held.conn = Some(
+            pool.get()
+                .map_err(|e| AppError::internal("database pool", e))?,
+        );
+        Ok(held)
     }
 
     /// Runs `work` with a connection on a blocking thread, off the async workers.
@@ -81,4 +214,92 @@ impl Db {
         .await
         .map_err(|e| AppError::internal("blocking task", e))?
     }
+
+    /// Replaces the live database file while no connection is in use: waits for the
+    /// connections handed out to come back, checkpoints the WAL into the main file, closes every
+    /// connection, lets `swap` put the new file in place, and opens a new pool on it. If `swap`
+    /// fails, the old file is reopened and its error returned. Requests wait meanwhile.
+    pub fn replace_file(
+        &self,
+        swap: impl FnOnce(&Path) -> Result<(), String>,
+    ) -> Result<(), String> {
+        if HELD.with(|h| h.get() > 0) {
+            return Err("a restore cannot run while its thread holds a connection".into());
+        }
+        let mut state = self.gate.lock();
+        if state.closing {
+            return Err("another restore is under way".into());
+        }
+        state.closing = true;
+        let deadline = Instant::now() + WAIT_FOR_READERS;
+        while state.active > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                state.closing = false;
+                drop(state);
+                self.gate.changed.notify_all();
+                return Err("the database stayed busy; try the restore again".into());
+            }
+            state = self
+                .gate
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let old = state.pool.take();
+        drop(state);
+
+        let swapped =
+            checkpoint_and_close(old, &self.gate.file).and_then(|()| swap(&self.gate.file));
+        // Whatever happened, open what is now at the live path: the new file, or the old one.
+        let reopened = open_pool(&self.gate.file);
+        let mut state = self.gate.lock();
+        let result = match reopened {
+            Ok(pool) => {
+                state.pool = Some(pool);
+                swapped
+            }
+            Err(e) => Err(match swapped {
+                Ok(()) => e,
+                Err(first) => format!("{first}; then {e}"),
+            }),
+        };
+        state.closing = false;
+        drop(state);
+        self.gate.changed.notify_all();
+        result
+    }
+}
+
+/// Moves every WAL frame into the main file and closes every connection, so that the main file
+/// alone holds the whole database and can be renamed over.
+fn checkpoint_and_close(pool: Option<SqlitePool>, file: &Path) -> Result<(), String> {
+    if let Some(pool) = pool {
+        let mut conn = pool
+            .get()
+            .map_err(|e| format!("cannot reach the database: {e}"))?;
+        conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| format!("cannot checkpoint the database: {e}"))?;
+        drop(conn);
+        drop(pool);
+    }
+    // The last connection to close removes the WAL itself; a leftover is empty after the
+    // TRUNCATE checkpoint, so removing it loses nothing.
+    for suffix in ["-wal", "-shm"] {
+        let side = side_file(file, suffix);
+        match std::fs::remove_file(&side) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot remove {}: {e}", side.display())),
+        }
+    }
+    Ok(())
+}
+
+/// `medvault.sqlite-wal` and the like, next to `file`.
+pub fn side_file(file: &Path, suffix: &str) -> PathBuf {
+    let mut name = file.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
 }

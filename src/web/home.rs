@@ -72,39 +72,107 @@ async fn dashboard(
 }
 
 #[derive(Serialize)]
+struct DiskReport {
+    state: &'static str,
+    /// Bytes free for medvault on the database's file system, where the platform says.
+    free_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
 struct HealthReport {
     status: &'static str,
     database: &'static str,
+    key: &'static str,
+    disk: DiskReport,
+    /// Seconds since the newest backup, if there is one.
+    backup_age_seconds: Option<i64>,
 }
 
-/// 200 while the database answers, 503 otherwise; for load balancers and monitors.
+/// 200 while the database answers, the running root key matches the database's key check values
+/// and the database folder takes writes; 503 otherwise. For load balancers and monitors: it
+/// names states, never paths, keys or values.
 #[get("/health")]
 async fn health(_page: Public<page::Health>, app: &State<App>) -> (Status, Json<HealthReport>) {
-    let answered = app
+    let check_app = app.inner().clone();
+    let checked = app
         .db
-        .run(|conn| {
+        .run(move |conn| {
             diesel::sql_query("SELECT 1").execute(conn)?;
-            Ok(())
+            let recorded = crate::db::models::key_check::all(conn)?;
+            let key_ok = !recorded.is_empty()
+                && recorded.iter().all(|(version, value)| {
+                    check_app
+                        .keys
+                        .key_check_value(*version as u32)
+                        .is_some_and(|kcv| {
+                            crate::crypto::constant_time_eq(kcv.as_bytes(), value.as_bytes())
+                        })
+                });
+            Ok(key_ok)
         })
-        .await
-        .is_ok();
-    if answered {
-        (
-            Status::Ok,
-            Json(HealthReport {
-                status: "ok",
-                database: "ok",
-            }),
-        )
+        .await;
+    let (database, key) = match checked {
+        Ok(true) => ("ok", "ok"),
+        Ok(false) => ("ok", "mismatch"),
+        Err(_) => ("not answering", "unknown"),
+    };
+    let disk_app = app.inner().clone();
+    let (disk, backup_age_seconds) = rocket::tokio::task::spawn_blocking(move || {
+        let age = crate::backup::list(&disk_app)
+            .ok()
+            .and_then(|list| list.first().map(|b| (disk_app.now() - b.created_at).max(0)));
+        (disk_state(&disk_app.config.database_dir()), age)
+    })
+    .await
+    .unwrap_or((
+        DiskReport {
+            state: "unknown",
+            free_bytes: None,
+        },
+        None,
+    ));
+    let healthy = database == "ok" && key == "ok" && disk.state != "not writable";
+    let report = HealthReport {
+        status: if healthy { "ok" } else { "unavailable" },
+        database,
+        key,
+        disk,
+        backup_age_seconds,
+    };
+    let status = if healthy {
+        Status::Ok
     } else {
-        (
-            Status::ServiceUnavailable,
-            Json(HealthReport {
-                status: "unavailable",
-                database: "not answering",
-            }),
-        )
-    }
+        Status::ServiceUnavailable
+    };
+    (status, Json(report))
+}
+
+/// Whether the database folder takes a write (a small probe file, synced and removed), and the
+/// space left: "low" under 64 MiB, when a backup or even the WAL may not fit.
+fn disk_state(dir: &std::path::Path) -> DiskReport {
+    use std::io::Write;
+    let probe = dir.join(".health-probe");
+    let writable = std::fs::File::create(&probe)
+        .and_then(|mut f| {
+            f.write_all(b"ok")?;
+            f.sync_all()
+        })
+        .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    #[cfg(unix)]
+    let free_bytes = rustix::fs::statvfs(dir)
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+    #[cfg(not(unix))]
+    let free_bytes = None;
+    let state = if !writable {
+        "not writable"
+    } else if free_bytes.is_some_and(|b| b < 64 << 20) {
+        "low"
+    } else {
+        "ok"
+    };
+    DiskReport { state, free_bytes }
 }
 
 #[derive(Responder)]

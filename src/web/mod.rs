@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin_access;
 pub mod admin_audit;
+pub mod admin_backups;
 pub mod admin_encryption;
 pub mod admin_security;
 pub mod admin_user_actions;
@@ -11,6 +12,7 @@ mod headers;
 pub mod home;
 mod layout;
 pub mod login;
+pub mod metrics;
 
 pub use headers::SecurityHeaders;
 pub use layout::{form_context, Layout, Paging};
@@ -30,6 +32,8 @@ pub fn routes() -> Vec<Route> {
         admin_security::routes(),
         admin_audit::routes(),
         admin_encryption::routes(),
+        admin_backups::routes(),
+        metrics::routes(),
     ]
     .concat()
 }

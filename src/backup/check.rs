@@ -1,0 +1,165 @@
+//! The checks a copy of the database passes before it is listed or restored: SQLite's own
+//! integrity check, a schema this server knows, and key check values equal to the running key's.
+
+use std::path::Path;
+
+use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use diesel_migrations::MigrationHarness;
+use serde::{Deserialize, Serialize};
+
+use super::BackupError;
+use crate::crypto::{constant_time_eq, KeyRing};
+use crate::db::models::key_check;
+use crate::db::MIGRATIONS;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCheck {
+    pub version: i32,
+    pub check_value: String,
+}
+
+#[derive(QueryableByName)]
+struct IntegrityRow {
+    #[diesel(sql_type = Text)]
+    integrity_check: String,
+}
+
+#[derive(QueryableByName)]
+struct VersionRow {
+    #[diesel(sql_type = Text)]
+    version: String,
+}
+
+/// The latest migration this build knows.
+pub fn our_schema_version() -> String {
+    MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
+        .ok()
+        .into_iter()
+        .flatten()
+        .map(|m| m.name().version().to_string())
+        .max()
+        .unwrap_or_default()
+}
+
+/// Opens a copy (never the live file) for checking. Switching it out of WAL makes it one
+/// self-contained file that can be hashed, renamed and opened anywhere.
+pub(super) fn open_copy(path: &Path) -> Result<SqliteConnection, BackupError> {
+    let url = path
+        .to_str()
+        .ok_or_else(|| BackupError::Failed("the backup folder's path is not UTF-8".into()))?;
+    let mut conn = SqliteConnection::establish(url).map_err(|e| {
+        BackupError::Refused(format!("the file cannot be opened as a database: {e}"))
+    })?;
+    conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = DELETE;")
+        .map_err(|_| not_a_database())?;
+    Ok(conn)
+}
+
+fn not_a_database() -> BackupError {
+    BackupError::Refused(
+        "the file is not a readable SQLite database (it is corrupt or not a backup)".into(),
+    )
+}
+
+/// `PRAGMA integrity_check` must answer exactly `ok`.
+pub(super) fn integrity(conn: &mut SqliteConnection) -> Result<(), BackupError> {
+    let rows: Vec<IntegrityRow> = diesel::sql_query("PRAGMA integrity_check")
+        .load(conn)
+        .map_err(|_| not_a_database())?;
+    match rows.as_slice() {
+        [row] if row.integrity_check == "ok" => Ok(()),
+        rows => Err(BackupError::Refused(format!(
+            "the database's integrity check failed: {}",
+            rows.iter()
+                .take(3)
+                .map(|r| r.integrity_check.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
+    }
+}
+
+/// The latest migration applied to the copy; refused when it is newer than this build's.
+pub(super) fn schema(conn: &mut SqliteConnection) -> Result<String, BackupError> {
+    let rows: Vec<VersionRow> = diesel::sql_query(
+        "SELECT CAST(version AS TEXT) AS version FROM __diesel_schema_migrations \
+         ORDER BY version DESC LIMIT 1",
+    )
+    .load(conn)
+    .map_err(|_| {
+        BackupError::Refused("the file is a SQLite database but not a medvault one".into())
+    })?;
+    let Some(theirs) = rows.into_iter().next().map(|r| r.version) else {
+        return Err(BackupError::Refused(
+            "the file is a SQLite database but not a medvault one".into(),
+        ));
+    };
+    let ours = our_schema_version();
+    if theirs > ours {
+        return Err(BackupError::Refused(format!(
+            "the backup's schema ({theirs}) is newer than this server's ({ours}): upgrade medvault first"
+        )));
+    }
+    Ok(theirs)
+}
+
+/// Brings an older copy's schema up to this build's (on a staging copy only).
+pub(super) fn migrate(conn: &mut SqliteConnection) -> Result<(), BackupError> {
+    conn.run_pending_migrations(MIGRATIONS)
+        .map(|_| ())
+        .map_err(|e| BackupError::Refused(format!("the backup's schema cannot be migrated: {e}")))
+}
+
+/// The copy's key check values, each equal to the running key's for that version.
+pub(super) fn keys(
+    conn: &mut SqliteConnection,
+    running: &KeyRing,
+) -> Result<Vec<KeyCheck>, BackupError> {
+    let recorded = key_check::all(conn).map_err(|_| {
+        BackupError::Refused("the backup has no key check values: it is not a medvault one".into())
+    })?;
+    if recorded.is_empty() {
+        return Err(BackupError::Refused(
+            "the backup has no key check values: it is not a medvault one".into(),
+        ));
+    }
+    for (version, value) in &recorded {
+        match running.key_check_value(*version as u32) {
+            Some(ours) if constant_time_eq(ours.as_bytes(), value.as_bytes()) => {}
+            Some(_) => {
+                return Err(BackupError::Refused(format!(
+                    "the backup was written under another root key (key check value of version \
+                     {version} differs): it comes from another installation"
+                )))
+            }
+            None => {
+                return Err(BackupError::Refused(format!(
+                    "the backup was written under root key version {version}, which this \
+                     server's key provider does not hold"
+                )))
+            }
+        }
+    }
+    Ok(recorded
+        .into_iter()
+        .map(|(version, check_value)| KeyCheck {
+            version,
+            check_value,
+        })
+        .collect())
+}
+
+/// Every check a copy must pass before it is listed: integrity, schema, keys.
+pub(super) fn check_copy(
+    path: &Path,
+    running: &KeyRing,
+) -> Result<(String, Vec<KeyCheck>), BackupError> {
+    let mut conn = open_copy(path)?;
+    integrity(&mut conn)?;
+    let schema_version = schema(&mut conn)?;
+    let key_checks = keys(&mut conn, running)?;
+    Ok((schema_version, key_checks))
+}

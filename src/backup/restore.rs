@@ -1,0 +1,107 @@
+//! Restoring a backup without a restart. Every check runs on a staging copy next to the live
+//! file; the current state is backed up; then the staged file is renamed over the live one while
+//! no connection is in use (rename is atomic, so a crash leaves the old database or the new).
+
+use std::fs;
+
+use super::{
+    check, copy_hashing, create_backup, find, sync_dir, with_suffix, BackupError, BackupInfo,
+    Origin,
+};
+use crate::app::App;
+use crate::crypto::constant_time_eq;
+use crate::db::models::key_check;
+
+/// What a restore did: the backup put in place and the backup of the state it replaced.
+#[derive(Debug)]
+pub struct Restored {
+    pub restored: BackupInfo,
+    pub safety_backup: String,
+}
+
+/// Checks the listed backup `name`, backs up the current state, and swaps the backup in.
+pub fn restore_backup(app: &App, name: &str, author: &str) -> Result<Restored, BackupError> {
+    let (info, path) = find(app, name)?;
+    let Some(manifest) = info.manifest.clone() else {
+        return Err(BackupError::Refused(
+            "the backup has no manifest, so its SHA-256 cannot be checked: upload it through \
+             the page, which checks it and writes one"
+                .into(),
+        ));
+    };
+    let live = app.db.file().to_path_buf();
+    let dir = live
+        .parent()
+        .map(|p| p.to_path_buf())
+        .ok_or_else(|| BackupError::Failed("the database file has no folder".into()))?;
+    // Next to the live file, so that the final rename stays on one file system.
+    let staging = dir.join(format!(".medvault-restore-{}.staging", app.now()));
+    let _ = fs::remove_file(&staging);
+    let result = stage(app, &path, &staging, &manifest.sha256).and_then(|()| {
+        let safety = create_backup(app, author, Origin::BeforeRestore)?;
+        app.db
+            .replace_file(|live| {
+                fs::rename(&staging, live)
+                    .map_err(|e| format!("cannot put the backup in place: {e}"))?;
+                sync_dir(&dir);
+                Ok(())
+            })
+            .map_err(|e| BackupError::Failed(format!("the swap failed, nothing changed: {e}")))?;
+        Ok(safety.name)
+    });
+    for leftover in [
+        staging.clone(),
+        with_suffix(&staging, "-journal"),
+        with_suffix(&staging, "-wal"),
+        with_suffix(&staging, "-shm"),
+    ] {
+        let _ = fs::remove_file(leftover);
+    }
+    let safety_backup = result?;
+    app.reload_from_database()
+        .map_err(|e| BackupError::Failed(format!("the backup is in place, but {e}")))?;
+    tracing::info!(backup = %info.name, safety = %safety_backup, "backup restored");
+    Ok(Restored {
+        restored: info,
+        safety_backup,
+    })
+}
+
+/// Copies the backup to `staging` and runs every check on that copy (the bytes that will be
+/// used are the bytes that were hashed): SHA-256, integrity, schema (migrating an older one),
+/// key check values. The staged file ends self-contained (no WAL) and synced.
+fn stage(
+    app: &App,
+    backup: &std::path::Path,
+    staging: &std::path::Path,
+    expected_sha: &str,
+) -> Result<(), BackupError> {
+    let (sha, _) = copy_hashing(backup, staging)
+        .map_err(|e| BackupError::failed("cannot copy the backup", e))?;
+    if !constant_time_eq(sha.as_bytes(), expected_sha.as_bytes()) {
+        return Err(BackupError::Refused(
+            "the backup's SHA-256 does not match its manifest: the file was changed or damaged"
+                .into(),
+        ));
+    }
+    let mut conn = check::open_copy(staging)?;
+    check::integrity(&mut conn)?;
+    check::schema(&mut conn)?;
+    check::keys(&mut conn, &app.keys)?;
+    check::migrate(&mut conn)?;
+    // Versions added to the key file since the backup was made get their check value, as a
+    // start would add them.
+    let recorded = key_check::all(&mut conn).map_err(|e| BackupError::failed("staging", e))?;
+    for version in app.keys.root_versions() {
+        if !recorded.iter().any(|(v, _)| *v as u32 == version) {
+            if let Some(kcv) = app.keys.key_check_value(version) {
+                key_check::insert(version as i32, &kcv, app.now(), &mut conn)
+                    .map_err(|e| BackupError::failed("staging", e))?;
+            }
+        }
+    }
+    drop(conn);
+    fs::File::open(staging)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| BackupError::failed("cannot sync the staged copy", e))
+}

@@ -1,0 +1,319 @@
+//! Backups from the admin's side: making one while the pages work, the manifest, restoring it
+//! without a restart (also while other threads read and write), what a crash leaves behind,
+//! the schedule, and that a backup holds no personal value in the clear.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use diesel::prelude::*;
+use medvault::access::Level;
+use medvault::backup::{self, Origin};
+use medvault::db::schema::users;
+use rocket::http::Status;
+
+fn usernames(app: &TestApp) -> Vec<String> {
+    let mut conn = app.app().db.conn().expect("conn");
+    users::table
+        .order(users::username.asc())
+        .select(users::username)
+        .load(&mut *conn)
+        .expect("users")
+}
+
+/// The admin presses "Back up now"; returns the new backup's name.
+fn back_up_now(admin: &mut Browser<'_>) -> String {
+    admin.get("/admin/backups").assert_status(Status::Ok);
+    let done = admin.post("/admin/backups", &[]);
+    done.assert_redirect("/admin/backups");
+    let page = admin.get("/admin/backups");
+    page.assert_status(Status::Ok);
+    let start = page.body.find("<code>medvault-").expect("a listed backup") + "<code>".len();
+    let end = page.body[start..].find("</code>").expect("end of name") + start;
+    page.body[start..end].to_string()
+}
+
+fn restore(admin: &mut Browser<'_>, name: &str) -> Page {
+    admin
+        .get(&format!("/admin/backups/{name}/restore"))
+        .assert_status(Status::Ok);
+    admin.post(
+        &format!("/admin/backups/{name}/restore"),
+        &[("confirmed", "true")],
+    )
+}
+
+#[test]
+fn a_backup_is_listed_with_a_manifest_and_restoring_it_brings_back_that_state() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    app.create_user(Level::Patient, "before");
+    let name = back_up_now(&mut admin);
+    assert!(backup::is_backup_name(&name), "{name}");
+
+    let listed = backup::list(app.app()).expect("list");
+    assert_eq!(listed.len(), 1);
+    let manifest = listed[0].manifest.clone().expect("manifest");
+    assert!(listed[0].verified);
+    let path = app.home.path().join("database/backups").join(&name);
+    let (sha, size) = backup::sha256_file(&path).expect("hash");
+    assert_eq!(
+        (manifest.sha256.as_str(), manifest.size),
+        (sha.as_str(), size)
+    );
+    assert_eq!(manifest.author, "admin");
+    assert_eq!(manifest.schema_version, backup::our_schema_version());
+    assert_eq!(
+        manifest.key_checks[0].check_value,
+        app.app().keys.key_check_value(1).expect("kcv")
+    );
+
+    app.create_user(Level::Patient, "after");
+    app.raw_sql("DELETE FROM users WHERE username = 'before'");
+    assert_eq!(usernames(&app), ["admin", "after"]);
+
+    let done = restore(&mut admin, &name);
+    done.assert_redirect("/admin/backups");
+    assert_eq!(usernames(&app), ["admin", "before"]);
+    // The admin's session was in the backup, so it survives; the state replaced was saved.
+    let page = admin.get("/admin/backups");
+    page.assert_status(Status::Ok);
+    assert!(page.body.contains("before-restore"), "{}", page.body);
+    assert_eq!(backup::list(app.app()).expect("list").len(), 2);
+    let actions = app.audit_actions();
+    assert!(
+        actions.iter().any(|a| a == "backup.restored"),
+        "{actions:?}"
+    );
+    // The audit chain of the restored database still holds.
+    let report = {
+        let mut conn = app.app().db.conn().expect("conn");
+        app.app().audit.verify(&mut conn).expect("verify")
+    };
+    assert_eq!(report.first_broken, None);
+}
+
+#[test]
+fn a_restore_reloads_the_access_table_from_the_restored_database() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let name = back_up_now(&mut admin);
+    app.create_user(Level::Doctor, "drwho");
+    // After the backup, doctors are given the user list...
+    app.raw_sql(
+        "UPDATE page_access SET allowed = 1 WHERE level = 'doctor' AND page = 'AdminUsers'",
+    );
+    let mut conn = app.app().db.conn().expect("conn");
+    app.app()
+        .access
+        .replace(medvault::db::models::PageGrant::load_granted(&mut conn).expect("grants"));
+    drop(conn);
+    assert!(app
+        .app()
+        .access
+        .allows(Level::Doctor, medvault::access::Page::AdminUsers));
+    restore(&mut admin, &name).assert_redirect("/admin/backups");
+    // ...and the restore takes it back, without a restart.
+    assert!(!app
+        .app()
+        .access
+        .allows(Level::Doctor, medvault::access::Page::AdminUsers));
+}
+
+#[test]
+fn a_restore_while_other_threads_read_and_write_gives_them_no_error_and_no_mixed_state() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    app.create_user(Level::Patient, "before");
+    let name = back_up_now(&mut admin);
+    app.create_user(Level::Patient, "after");
+    let running = Arc::new(AtomicBool::new(true));
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        let (shared, running) = (app.app().clone(), running.clone());
+        workers.push(std::thread::spawn(move || {
+            let mut rounds = 0u64;
+            while running.load(Ordering::SeqCst) || rounds < 20 {
+                let mut conn = shared
+                    .db
+                    .conn()
+                    .expect("a connection, at most after a wait");
+                // Readers see the old users or the restored ones, never a mix.
+                let names: Vec<String> = users::table
+                    .order(users::username.asc())
+                    .select(users::username)
+                    .load(&mut *conn)
+                    .expect("read");
+                assert!(
+                    names == ["admin", "after", "before"] || names == ["admin", "before"],
+                    "{names:?}"
+                );
+                // Writers write two settings in one transaction; both or neither are seen.
+                conn.immediate_transaction(|conn| {
+                    let value = format!("{worker}-{rounds}");
+                    medvault::db::models::Setting::set(&format!("test.a{worker}"), &value, conn)?;
+                    medvault::db::models::Setting::set(&format!("test.b{worker}"), &value, conn)
+                })
+                .expect("write");
+                let a = medvault::db::models::Setting::get(&format!("test.a{worker}"), &mut conn);
+                let b = medvault::db::models::Setting::get(&format!("test.b{worker}"), &mut conn);
+                assert_eq!(a.expect("a"), b.expect("b"));
+                rounds += 1;
+            }
+            rounds
+        }));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    restore(&mut admin, &name).assert_redirect("/admin/backups");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    running.store(false, Ordering::SeqCst);
+    for worker in workers {
+        assert!(worker.join().expect("no worker panicked") >= 20);
+    }
+    assert_eq!(usernames(&app), ["admin", "before"]);
+    // Pages answer as before.
+    admin.get("/admin/backups").assert_status(Status::Ok);
+    admin.get("/health").assert_status(Status::Ok);
+}
+
+#[test]
+fn a_backup_holds_no_personal_value_and_no_key_in_the_clear() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    admin.get("/admin/users/new").assert_status(Status::Ok);
+    let created = admin.post(
+        "/admin/users",
+        &[
+            ("username", "jdoe"),
+            ("level", "patient"),
+            ("full_name", "Philomena Quartermaine"),
+            ("email", "philomena.quartermaine@example.org"),
+        ],
+    );
+    created.assert_status(Status::Ok);
+    let name = back_up_now(&mut admin);
+    let bytes = std::fs::read(app.home.path().join("database/backups").join(&name)).expect("read");
+    let key_file =
+        std::fs::read_to_string(app.home.path().join("secrets/master.key")).expect("key");
+    let mut secrets: Vec<String> = vec![
+        "Philomena".into(),
+        "Quartermaine".into(),
+        "philomena.quartermaine@example.org".into(),
+        PASSWORD.into(),
+    ];
+    secrets.extend(
+        key_file
+            .split([',', ':', '\n'])
+            .filter(|p| p.len() > 20)
+            .map(str::to_string),
+    );
+    for secret in &secrets {
+        let found = bytes
+            .windows(secret.len())
+            .any(|w| w.eq_ignore_ascii_case(secret.as_bytes()));
+        assert!(!found, "the backup holds {secret:?} in the clear");
+    }
+    let manifest = std::fs::read_to_string(
+        app.home
+            .path()
+            .join("database/backups")
+            .join(format!("{name}.json")),
+    )
+    .expect("manifest");
+    for secret in &secrets {
+        assert!(!manifest.contains(secret.as_str()));
+    }
+}
+
+#[test]
+fn a_crash_in_the_middle_of_a_restore_or_backup_leaves_the_live_database_whole() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    app.create_user(Level::Patient, "before");
+    back_up_now(&mut admin);
+    app.create_user(Level::Patient, "after");
+    let home = app.home.path().to_path_buf();
+    // What a kill leaves: a staged copy beside the live file (killed before the rename), a
+    // half-written copy and its manifest-less temporary in the backups folder.
+    std::fs::write(
+        home.join("database/.medvault-restore-1.staging"),
+        b"half a database",
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("database/backups/.medvault-20270101T000000Z.sqlite.partial"),
+        b"x",
+    )
+    .unwrap();
+    std::fs::write(home.join("database/backups/.medvault-1-abc.upload"), b"x").unwrap();
+    // None of it is listed, and the live database is the old one, whole.
+    assert_eq!(backup::list(app.app()).expect("list").len(), 1);
+    assert_eq!(usernames(&app), ["admin", "after", "before"]);
+    let TestApp {
+        client,
+        clock,
+        home: dir,
+    } = app;
+    drop(client);
+    // The next start cleans up and serves the same data.
+    let mut config = medvault::Config::for_home(dir.path());
+    config.clock = clock;
+    let reopened = medvault::App::open(config).expect("starts again");
+    backup::remove_leftovers(&reopened);
+    for leftover in [
+        "database/.medvault-restore-1.staging",
+        "database/backups/.medvault-20270101T000000Z.sqlite.partial",
+        "database/backups/.medvault-1-abc.upload",
+    ] {
+        assert!(!dir.path().join(leftover).exists(), "{leftover} was left");
+    }
+    let mut conn = reopened.db.conn().expect("conn");
+    let count: i64 = users::table.count().get_result(&mut *conn).expect("count");
+    assert_eq!(count, 3);
+    let check: Vec<String> = diesel::dsl::sql::<diesel::sql_types::Text>("SELECT 'ok'")
+        .load(&mut *conn)
+        .expect("query");
+    assert_eq!(check, ["ok"]);
+}
+
+#[test]
+fn the_schedule_makes_a_backup_when_due_and_keeps_the_last_n() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    admin.get("/admin/backups").assert_status(Status::Ok);
+    admin
+        .post(
+            "/admin/backups/schedule",
+            &[("interval_hours", "6"), ("keep", "2")],
+        )
+        .assert_redirect("/admin/backups");
+    assert!(app
+        .audit_actions()
+        .iter()
+        .any(|a| a == "backup.settings_saved"));
+    // A bad value is refused with a page, never a 500.
+    let bad = admin.post(
+        "/admin/backups/schedule",
+        &[("interval_hours", "-1"), ("keep", "0")],
+    );
+    bad.assert_status(Status::UnprocessableEntity);
+    let first = backup::schedule::run_due_backups(app.app()).expect("run");
+    assert!(first.made.is_some(), "no backup yet: one is due");
+    let again = backup::schedule::run_due_backups(app.app()).expect("run");
+    assert!(again.made.is_none(), "not due before the interval");
+    for _ in 0..3 {
+        app.clock.advance(6 * 3600);
+        let run = backup::schedule::run_due_backups(app.app()).expect("run");
+        assert_eq!(run.made.expect("due").origin, Some(Origin::Scheduled));
+    }
+    assert_eq!(backup::list(app.app()).expect("list").len(), 2);
+    assert!(
+        app.audit_actions()
+            .iter()
+            .filter(|a| *a == "backup.created")
+            .count()
+            >= 4
+    );
+}
