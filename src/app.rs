@@ -1,15 +1,16 @@
 //! Start-up: the directories, the database, the root key and everything derived from it,
 //! gathered in one [`App`] that the server, the command line and the tests share.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::access::AccessTable;
+use crate::access::{AccessTable, Level};
 use crate::audit::AuditLog;
 use crate::auth::SessionKeys;
 use crate::clock::Clock;
@@ -28,9 +29,25 @@ pub struct StartupError(pub String);
 pub struct SecuritySettings {
     pub bind_ip: AtomicBool,
     pub bind_user_agent: AtomicBool,
+    /// Levels that must sign in with a second factor.
+    pub require_two_factor: RwLock<HashSet<Level>>,
 }
 
 impl SecuritySettings {
+    pub fn two_factor_required(&self, level: Level) -> bool {
+        self.require_two_factor
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&level)
+    }
+
+    pub fn set_two_factor_required(&self, levels: HashSet<Level>) {
+        *self
+            .require_two_factor
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = levels;
+    }
+
     pub fn bind_ip(&self) -> bool {
         self.bind_ip.load(Ordering::Relaxed)
     }
@@ -168,6 +185,14 @@ impl App {
             bind_user_agent: AtomicBool::new(
                 Setting::get_bool(Setting::BIND_SESSION_USER_AGENT, true, &mut conn)
                     .map_err(db_error)?,
+            ),
+            require_two_factor: RwLock::new(
+                Setting::get(Setting::REQUIRE_TWO_FACTOR, &mut conn)
+                    .map_err(db_error)?
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(Level::parse)
+                    .collect(),
             ),
         };
         let newly_encryptable = Policy::insert_defaults(now, &mut conn).map_err(db_error)?;

@@ -70,6 +70,8 @@ pub enum Refusal {
     SessionEnded,
     /// Signed in with a one-time password: change it first.
     PasswordChangeNeeded,
+    /// The level requires two-factor sign-in and this user has not enrolled yet.
+    TwoFactorEnrolmentNeeded,
     /// The access table does not grant this page to this level.
     PageDenied,
     /// A form without the right CSRF token, or from another site.
@@ -119,6 +121,7 @@ fn default_message(status: Status) -> &'static str {
 fn sign_in_needed(req: &Request<'_>) -> Redirect {
     match noted_refusal(req) {
         Some(Refusal::PasswordChangeNeeded) => Redirect::to("/account/password"),
+        Some(Refusal::TwoFactorEnrolmentNeeded) => Redirect::to("/account/2fa"),
         Some(Refusal::SessionEnded) => Redirect::to("/login?ended=1"),
         _ => Redirect::to("/login"),
     }

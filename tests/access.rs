@@ -16,6 +16,9 @@ const PUBLIC: &[&str] = &[
     "POST /setup",
     "GET /health",
     "GET /static/medvault.css",
+    "GET /login/2fa",
+    "POST /login/2fa",
+    "GET /metrics",
 ];
 
 /// Open to every signed-in user whatever the grid says.
@@ -24,6 +27,10 @@ const SIGNED_IN: &[&str] = &[
     "POST /logout",
     "GET /account/password",
     "POST /account/password",
+    "GET /account/2fa",
+    "POST /account/2fa/start",
+    "POST /account/2fa/confirm",
+    "POST /account/2fa/disable",
 ];
 
 /// Every mounted route as "METHOD /path", with each dynamic segment filled with `filler`.

@@ -111,6 +111,16 @@ impl<'r, P: PageId> FromRequest<'r> for Allowed<P> {
             Outcome::Success(app) => app.inner().clone(),
             _ => return Outcome::Error((Status::InternalServerError, AppError::Forbidden)),
         };
+        if !user.two_factor_enabled
+            && app.security.two_factor_required(user.level())
+            && !matches!(
+                P::PAGE,
+                Page::AccountTwoFactor | Page::AccountPassword | Page::Logout
+            )
+        {
+            note_refusal(req, Refusal::TwoFactorEnrolmentNeeded);
+            return Outcome::Error((Status::Unauthorized, AppError::Forbidden));
+        }
         if !app.access.allows(user.level(), P::PAGE) {
             note_refusal(req, Refusal::PageDenied);
             let entry = Entry::new(

@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome as AuditOutcome};
 use crate::auth::ClientInfo;
 use crate::crypto::{keyed_digest_hex, random_id, random_token, SecretKey};
-use crate::db::models::{NewSession, SessionRow, User};
+use crate::db::models::{NewSession, SessionRow, User, STAGE_FULL};
 use crate::db::Conn;
 use crate::error::AppError;
 
@@ -135,7 +135,11 @@ async fn resolve(req: &Request<'_>) -> Result<Viewer, AppError> {
         .clone()
         .run(move |conn| resolve_token(&app, &token, &client, conn))
         .await?;
-    if let Viewer::Guest { .. } = viewer {
+    // A half-signed-in session keeps its cookie for the second-factor page.
+    if let Viewer::Guest {
+        session_ended: true,
+    } = viewer
+    {
         remove_session_cookie(req.cookies());
     }
     Ok(viewer)
@@ -160,6 +164,12 @@ fn resolve_token(
         }
         return Ok(ended);
     };
+    if !row.is_full() {
+        // Half signed in: only the second-factor page reads this session.
+        return Ok(Viewer::Guest {
+            session_ended: false,
+        });
+    }
     let Some(user) = User::find(&row.user_id, conn)?.filter(|u| u.active) else {
         end_with_audit(app, &row, client, "account deactivated", conn)?;
         return Ok(ended);
@@ -214,6 +224,7 @@ pub fn start_session(
     user: &User,
     client: &ClientInfo,
     previous_token: Option<&str>,
+    stage: &str,
     conn: &mut Conn,
 ) -> Result<String, AppError> {
     let now = app.now();
@@ -245,6 +256,7 @@ pub fn start_session(
                 user_agent: &client.user_agent,
                 created_at: now,
                 last_seen_at: now,
+                stage,
             },
             conn,
         )?;
@@ -253,11 +265,17 @@ pub fn start_session(
             name: user.username.clone(),
             ip: client.ip.clone(),
         };
+        let detail = if stage == STAGE_FULL {
+            "signed in"
+        } else {
+            "password accepted; waiting for the second factor"
+        };
         app.audit.append(
             conn,
             now,
             &Entry::new(&actor, action::LOGIN_SUCCESS, AuditOutcome::Success)
-                .target(format!("session {id}")),
+                .target(format!("session {id}"))
+                .detail(detail),
         )
     })?;
     Ok(token)

@@ -13,6 +13,7 @@ diesel::table! {
         full_name -> Text,
         email -> Text,
         email_index -> Text,
+        two_factor_enabled -> Bool,
     }
 }
 
@@ -27,6 +28,7 @@ diesel::table! {
         user_agent -> Text,
         created_at -> BigInt,
         last_seen_at -> BigInt,
+        stage -> Text,
     }
 }
 
@@ -100,6 +102,25 @@ diesel::table! {
         plain_columns -> Text,
         started_at -> BigInt,
         finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    two_factor (user_id) {
+        user_id -> Text,
+        secret -> Text,
+        enabled -> Bool,
+        last_used_step -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> Text,
+        user_id -> Text,
+        code_digest -> Text,
+        used_at -> Nullable<BigInt>,
     }
 }
 

@@ -53,41 +53,60 @@ const fn kept_clear(name: &'static str, title: &'static str, why: &'static str) 
     }
 }
 
-pub const TABLES: &[TableSpec] = &[TableSpec {
-    name: "users",
-    title: "Accounts",
-    row_column: "id",
-    owner_column: "id",
-    columns: &[
-        kept_clear(
-            "id",
-            "Id",
-            "primary key: random, never derived from personal data",
-        ),
-        kept_clear(
-            "username",
-            "Username",
-            "sign-in name: looked up at every sign-in and searched by admins",
-        ),
-        kept_clear("level", "Level", "decides page access on every request"),
-        kept_clear(
-            "password_hash",
-            "Password",
-            "already an argon2id hash with a pepper",
-        ),
-        kept_clear("must_change_password", "Must change password", "a flag"),
-        kept_clear("active", "Active", "a flag checked on every request"),
-        kept_clear("created_at", "Created", "a timestamp"),
-        kept_clear("updated_at", "Updated", "a timestamp"),
-        encryptable("full_name", "Full name"),
-        searchable("email", "Email", "email_index"),
-        kept_clear(
-            "email_index",
-            "Email blind index",
-            "a keyed, truncated HMAC used to find an email by exact value",
-        ),
-    ],
-}];
+pub const TABLES: &[TableSpec] = &[
+    TableSpec {
+        name: "users",
+        title: "Accounts",
+        row_column: "id",
+        owner_column: "id",
+        columns: &[
+            kept_clear(
+                "id",
+                "Id",
+                "primary key: random, never derived from personal data",
+            ),
+            kept_clear(
+                "username",
+                "Username",
+                "sign-in name: looked up at every sign-in and searched by admins",
+            ),
+            kept_clear("level", "Level", "decides page access on every request"),
+            kept_clear(
+                "password_hash",
+                "Password",
+                "already an argon2id hash with a pepper",
+            ),
+            kept_clear("must_change_password", "Must change password", "a flag"),
+            kept_clear("active", "Active", "a flag checked on every request"),
+            kept_clear("created_at", "Created", "a timestamp"),
+            kept_clear("updated_at", "Updated", "a timestamp"),
+            encryptable("full_name", "Full name"),
+            searchable("email", "Email", "email_index"),
+            kept_clear(
+                "email_index",
+                "Email blind index",
+                "a keyed, truncated HMAC used to find an email by exact value",
+            ),
+        ],
+    },
+    TableSpec {
+        name: "two_factor",
+        title: "Two-factor sign-in",
+        row_column: "user_id",
+        owner_column: "user_id",
+        columns: &[
+            kept_clear("user_id", "Account", "foreign key: the account's random id"),
+            encryptable("secret", "TOTP secret"),
+            kept_clear("enabled", "Enabled", "a flag checked at every sign-in"),
+            kept_clear(
+                "last_used_step",
+                "Last used step",
+                "compared at every sign-in so that no code works twice",
+            ),
+            kept_clear("created_at", "Created", "a timestamp"),
+        ],
+    },
+];
 
 /// Columns kept in other tables that name people, shown on the encryption page with the reason
 /// they stay readable.

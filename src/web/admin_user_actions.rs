@@ -18,7 +18,13 @@ use crate::error::AppError;
 use crate::web::{ButtonForm, Layout};
 
 pub fn routes() -> Vec<Route> {
-    routes![set_active, reset_password, end_sessions, delete]
+    routes![
+        set_active,
+        reset_password,
+        end_sessions,
+        reset_two_factor,
+        delete
+    ]
 }
 
 #[derive(FromForm)]
@@ -169,6 +175,34 @@ async fn end_sessions(
             format!("{ended} session(s) ended"),
         )?;
         Ok(format!("{ended} session(s) of {} ended.", user.username))
+    })
+    .await
+}
+
+/// Turns the user's two-factor sign-in off (a lost phone): they enrol again at next sign-in if
+/// their level requires it. Their sessions end.
+#[post("/admin/users/<id>/reset-2fa", data = "<_form>")]
+async fn reset_two_factor(
+    who: Who,
+    app: &State<App>,
+    id: &str,
+    _form: CsrfForm<'_, ButtonForm>,
+) -> Result<Flash<Redirect>, AppError> {
+    change_user(&who, app, id, |app, actor, user, _, conn| {
+        crate::db::models::two_factor::TwoFactor::remove(&user.id, conn)?;
+        let ended = SessionRow::delete_all_for_user(&user.id, conn)?;
+        audit(
+            app,
+            conn,
+            actor,
+            action::TWO_FACTOR_RESET,
+            user,
+            format!("{ended} session(s) ended"),
+        )?;
+        Ok(format!(
+            "Two-factor sign-in of {} is off; they can enrol again.",
+            user.username
+        ))
     })
     .await
 }

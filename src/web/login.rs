@@ -15,7 +15,7 @@ use crate::auth::{
     start_session, Allowed, ClientInfo, CsrfForm, Public, Viewer, SESSION_COOKIE,
 };
 use crate::crypto::random_id;
-use crate::db::models::{NewUser, User};
+use crate::db::models::{NewUser, User, STAGE_FULL, STAGE_SECOND_FACTOR};
 use crate::error::AppError;
 use crate::web::{form_context, ButtonForm, Layout};
 
@@ -97,9 +97,25 @@ async fn login(
             };
             match user {
                 Some(user) if verified && user.active => {
-                    let token =
-                        start_session(&app, &user, &client2, previous_token.as_deref(), conn)?;
-                    Ok(Some((token, user.must_change_password)))
+                    let stage = if user.two_factor_enabled {
+                        STAGE_SECOND_FACTOR
+                    } else {
+                        STAGE_FULL
+                    };
+                    let token = start_session(
+                        &app,
+                        &user,
+                        &client2,
+                        previous_token.as_deref(),
+                        stage,
+                        conn,
+                    )?;
+                    let next = if user.two_factor_enabled {
+                        "/login/2fa"
+                    } else {
+                        after_sign_in(&user)
+                    };
+                    Ok(Some((token, next)))
                 }
                 other => {
                     let actor = Actor {
@@ -118,13 +134,9 @@ async fn login(
         })
         .await;
     match outcome {
-        Ok(Some((token, must_change))) => {
+        Ok(Some((token, next))) => {
             set_session_cookie(cookies, token, app.secure_cookies());
-            Ok(Redirect::to(if must_change {
-                "/account/password"
-            } else {
-                "/dashboard"
-            }))
+            Ok(Redirect::to(next))
         }
         // The same page and status whether the username exists or not.
         Ok(None) => Err((
@@ -138,6 +150,15 @@ async fn login(
                 "Signing in failed on our side. Please try again.",
             ))
         }
+    }
+}
+
+/// Where a fully signed-in user goes first.
+pub fn after_sign_in(user: &User) -> &'static str {
+    if user.must_change_password {
+        "/account/password"
+    } else {
+        "/dashboard"
     }
 }
 

@@ -13,6 +13,7 @@ pub mod home;
 mod layout;
 pub mod login;
 pub mod metrics;
+pub mod two_factor;
 
 pub use headers::SecurityHeaders;
 pub use layout::{form_context, Layout, Paging};
@@ -25,6 +26,7 @@ pub fn routes() -> Vec<Route> {
     [
         home::routes(),
         login::routes(),
+        two_factor::routes(),
         account::routes(),
         admin_users::routes(),
         admin_user_actions::routes(),

@@ -5,10 +5,11 @@ pub mod key_check;
 pub mod page_grant;
 pub mod session;
 pub mod setting;
+pub mod two_factor;
 pub mod user;
 
 pub use audit_event::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use page_grant::PageGrant;
-pub use session::{NewSession, SessionRow};
+pub use session::{NewSession, SessionRow, STAGE_FULL, STAGE_SECOND_FACTOR};
 pub use setting::Setting;
 pub use user::{NewUser, User, UserFilter};

@@ -19,7 +19,12 @@ pub struct SessionRow {
     pub user_agent: String,
     pub created_at: i64,
     pub last_seen_at: i64,
+    /// [`STAGE_FULL`], or [`STAGE_SECOND_FACTOR`] between the password and the code.
+    pub stage: String,
 }
+
+pub const STAGE_FULL: &str = "full";
+pub const STAGE_SECOND_FACTOR: &str = "second_factor";
 
 #[derive(Insertable)]
 #[diesel(table_name = sessions)]
@@ -33,9 +38,14 @@ pub struct NewSession<'a> {
     pub user_agent: &'a str,
     pub created_at: i64,
     pub last_seen_at: i64,
+    pub stage: &'a str,
 }
 
 impl SessionRow {
+    pub fn is_full(&self) -> bool {
+        self.stage == STAGE_FULL
+    }
+
     pub fn insert(new: &NewSession<'_>, conn: &mut Conn) -> QueryResult<()> {
         diesel::insert_into(sessions::table)
             .values(new)

@@ -11,6 +11,8 @@ impl Setting {
     pub const BIND_SESSION_IP: &'static str = "session.bind_ip";
     pub const BIND_SESSION_USER_AGENT: &'static str = "session.bind_user_agent";
     pub const AUDIT_HEAD: &'static str = "audit.head";
+    /// Comma-separated levels that must use two-factor sign-in.
+    pub const REQUIRE_TWO_FACTOR: &'static str = "security.require_2fa";
 
     pub fn get(name: &str, conn: &mut Conn) -> QueryResult<Option<String>> {
         settings::table

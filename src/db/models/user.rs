@@ -25,6 +25,7 @@ pub struct User {
     pub email: String,
     #[serde(skip)]
     pub email_index: String,
+    pub two_factor_enabled: bool,
 }
 
 #[derive(Insertable)]

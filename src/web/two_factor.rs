@@ -1,0 +1,425 @@
+//! Two-factor sign-in: enrolling an authenticator at `/account/2fa`, and the code asked for at
+//! `/login/2fa` between a correct password and a full session.
+
+use rocket::form::FromForm;
+use rocket::http::{CookieJar, Status};
+use rocket::request::FlashMessage;
+use rocket::response::{Flash, Redirect};
+use rocket::{get, post, routes, Route, State};
+use rocket_dyn_templates::{context, Template};
+
+use crate::access::{page, Page};
+use crate::app::App;
+use crate::audit::{action, Actor, Entry, Outcome};
+use crate::auth::{
+    login_csrf_token, remove_session_cookie, set_session_cookie, start_session, Allowed,
+    ClientInfo, CsrfForm, Public, SESSION_COOKIE,
+};
+use crate::crypto::{
+    new_totp_secret, random_id, recovery_code_digest, totp_enrolment, totp_secret_text,
+    verify_totp, FieldRef, Purpose,
+};
+use crate::db::models::two_factor::{RecoveryCode, TwoFactor};
+use crate::db::models::{SessionRow, User, STAGE_FULL};
+use crate::db::Conn;
+use crate::error::AppError;
+use crate::web::layout::FormView;
+use crate::web::login::after_sign_in;
+use crate::web::{ButtonForm, Layout};
+
+pub fn routes() -> Vec<Route> {
+    routes![code_page, submit_code, overview, start, confirm, disable]
+}
+
+/// How long the half-signed-in state between password and code lasts.
+pub const PENDING_SECONDS: i64 = 5 * 60;
+const RECOVERY_CODES: usize = 10;
+
+fn secret_field(user_id: &str) -> FieldRef<'_> {
+    FieldRef {
+        table: "two_factor",
+        column: "secret",
+        row_id: user_id,
+        owner_id: user_id,
+    }
+}
+
+fn open_secret(app: &App, enrolment: &TwoFactor) -> Result<Vec<u8>, AppError> {
+    let text = app
+        .fields
+        .open(&secret_field(&enrolment.user_id), &enrolment.secret)
+        .map_err(|e| AppError::internal("two-factor secret", e))?;
+    hex::decode(text).map_err(|e| AppError::internal("two-factor secret", e))
+}
+
+/// Which second factor a code was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecondFactor {
+    Totp,
+    RecoveryCode,
+}
+
+/// Checks `code` as a TOTP code (spending its step) or else as a recovery code (spending it).
+pub fn check_second_factor(
+    app: &App,
+    user_id: &str,
+    code: &str,
+    conn: &mut Conn,
+) -> Result<Option<SecondFactor>, AppError> {
+    let Some(enrolment) = TwoFactor::find(user_id, conn)?.filter(|t| t.enabled) else {
+        return Ok(None);
+    };
+    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let secret = open_secret(app, &enrolment)?;
+        let Some(step) = verify_totp(&secret, &digits, app.now(), enrolment.last_used_step) else {
+            return Ok(None);
+        };
+        return Ok(TwoFactor::use_step(user_id, step, conn)?.then_some(SecondFactor::Totp));
+    }
+    let digest = recovery_code_digest(&app.keys.purpose_key(Purpose::RecoveryCodes), user_id, code);
+    Ok(RecoveryCode::spend(user_id, &digest, app.now(), conn)?
+        .then_some(SecondFactor::RecoveryCode))
+}
+
+/// The half-signed-in session of this browser, with its user, if it is still fresh.
+fn pending(
+    app: &App,
+    token: &str,
+    conn: &mut Conn,
+) -> Result<Option<(SessionRow, User)>, AppError> {
+    let now = app.now();
+    let digest = app.sessions.digest(token, app.sessions.epoch(now));
+    let Some(row) = SessionRow::find_by_digest(&digest, conn)? else {
+        return Ok(None);
+    };
+    if row.is_full() || now - row.created_at > PENDING_SECONDS {
+        return Ok(None);
+    }
+    Ok(User::find(&row.user_id, conn)?
+        .filter(|u| u.active)
+        .map(|u| (row, u)))
+}
+
+fn code_template(layout: Layout) -> Template {
+    Template::render("auth/two_factor", context! { layout })
+}
+
+#[get("/login/2fa")]
+async fn code_page(
+    _page: Public<page::LoginTwoFactor>,
+    app: &State<App>,
+    cookies: &CookieJar<'_>,
+    flash: Option<FlashMessage<'_>>,
+) -> Result<Template, Flash<Redirect>> {
+    let token = cookies
+        .get_private(SESSION_COOKIE)
+        .map(|c| c.value().to_string());
+    let app2 = app.inner().clone();
+    let found = match token {
+        Some(token) => app
+            .db
+            .run(move |conn| pending(&app2, &token, conn))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    if found.is_none() {
+        return Err(Flash::error(
+            Redirect::to("/login"),
+            "Sign in with your password first.",
+        ));
+    }
+    let layout = Layout::for_guest(Page::LoginTwoFactor, login_csrf_token(cookies), flash);
+    Ok(code_template(layout))
+}
+
+#[derive(FromForm)]
+pub struct CodeForm {
+    code: String,
+}
+
+/// What the code page answers: onwards, the form again, or back to the password.
+#[derive(rocket::Responder)]
+enum CodeAnswer {
+    SignedIn(Box<Redirect>),
+    TryAgain(Box<(Status, Template)>),
+    StartOver(Box<Flash<Redirect>>),
+}
+
+fn start_over(message: &'static str) -> CodeAnswer {
+    CodeAnswer::StartOver(Box::new(Flash::error(Redirect::to("/login"), message)))
+}
+
+#[post("/login/2fa", data = "<form>")]
+async fn submit_code(
+    _page: Public<page::LoginTwoFactor>,
+    app: &State<App>,
+    client: &ClientInfo,
+    cookies: &CookieJar<'_>,
+    form: CsrfForm<'_, CodeForm>,
+) -> CodeAnswer {
+    let Some(token) = cookies
+        .get_private(SESSION_COOKIE)
+        .map(|c| c.value().to_string())
+    else {
+        return start_over("Sign in with your password first.");
+    };
+    let code = form
+        .value
+        .as_ref()
+        .map(|f| f.code.clone())
+        .unwrap_or_default();
+    let (app2, client2) = (app.inner().clone(), client.clone());
+    let outcome = app
+        .db
+        .run(move |conn| {
+            let app = app2;
+            let Some((row, user)) = pending(&app, &token, conn)? else {
+                return Ok(Err(false));
+            };
+            let actor = Actor {
+                id: user.id.clone(),
+                name: user.username.clone(),
+                ip: client2.ip.clone(),
+            };
+            match check_second_factor(&app, &user.id, &code, conn)? {
+                Some(factor) => {
+                    if factor == SecondFactor::RecoveryCode {
+                        app.audit.append(
+                            conn,
+                            app.now(),
+                            &Entry::new(&actor, action::RECOVERY_CODE_USED, Outcome::Success),
+                        )?;
+                    }
+                    // A fresh token for the full session; the half one ends.
+                    SessionRow::delete(&row.id, conn)?;
+                    let token = start_session(&app, &user, &client2, None, STAGE_FULL, conn)?;
+                    Ok(Ok((token, after_sign_in(&user))))
+                }
+                None => {
+                    app.audit.append(
+                        conn,
+                        app.now(),
+                        &Entry::new(&actor, action::TWO_FACTOR_FAILURE, Outcome::Failure),
+                    )?;
+                    Ok(Err(true))
+                }
+            }
+        })
+        .await;
+    match outcome {
+        Ok(Ok((token, next))) => {
+            set_session_cookie(cookies, token, app.secure_cookies());
+            CodeAnswer::SignedIn(Box::new(Redirect::to(next)))
+        }
+        Ok(Err(true)) => {
+            let layout = Layout::for_guest(Page::LoginTwoFactor, login_csrf_token(cookies), None)
+                .with_message(
+                    "error",
+                    "That code did not work. Codes work once; wait for the next one, or use a recovery code.",
+                );
+            CodeAnswer::TryAgain(Box::new((Status::Unauthorized, code_template(layout))))
+        }
+        Ok(Err(false)) => {
+            remove_session_cookie(cookies);
+            start_over("That took too long. Sign in with your password again.")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "second factor failed");
+            start_over("Signing in failed; please try again.")
+        }
+    }
+}
+
+type Who = Allowed<page::AccountTwoFactor>;
+
+#[get("/account/2fa")]
+async fn overview(
+    who: Who,
+    app: &State<App>,
+    flash: Option<FlashMessage<'_>>,
+) -> Result<Template, AppError> {
+    let user_id = who.user.id.clone();
+    let unused = app
+        .db
+        .run(move |conn| Ok(RecoveryCode::count_unused(&user_id, conn)?))
+        .await?;
+    let required = app.security.two_factor_required(who.user.level());
+    let layout = Layout::for_user(app, &who, flash);
+    Ok(Template::render(
+        "account/two_factor",
+        context! { layout, enabled: who.user.two_factor_enabled, unused, required, form: FormView::default() },
+    ))
+}
+
+/// Makes a new secret, held (sealed) on the server, and shows it to be scanned.
+#[post("/account/2fa/start", data = "<_form>")]
+async fn start(
+    who: Who,
+    app: &State<App>,
+    _form: CsrfForm<'_, ButtonForm>,
+) -> Result<Template, AppError> {
+    if who.user.two_factor_enabled {
+        return Err(AppError::Conflict(
+            "Two-factor sign-in is already on. Turn it off first to enrol another authenticator."
+                .into(),
+        ));
+    }
+    let secret = new_totp_secret();
+    let sealed = app
+        .fields
+        .seal(&secret_field(&who.user.id), &hex::encode(&secret))?;
+    let (app2, user_id) = (app.inner().clone(), who.user.id.clone());
+    app.db
+        .run(move |conn| {
+            Ok(TwoFactor::begin_enrolment(
+                &user_id,
+                &sealed,
+                app2.now(),
+                conn,
+            )?)
+        })
+        .await?;
+    Ok(enrol_template(app, &who, &secret, FormView::default()))
+}
+
+fn enrol_template(app: &App, who: &Who, secret: &[u8], form: FormView) -> Template {
+    let (url, qr) = totp_enrolment(secret, "medvault", &who.user.username);
+    let layout = Layout::for_user(app, who, None);
+    Template::render(
+        "account/two_factor_enrol",
+        context! { layout, url, qr, secret_text: totp_secret_text(secret), form },
+    )
+}
+
+#[post("/account/2fa/confirm", data = "<form>")]
+async fn confirm(
+    who: Who,
+    app: &State<App>,
+    form: CsrfForm<'_, CodeForm>,
+) -> Result<Template, Result<(Status, Template), AppError>> {
+    let code = form
+        .value
+        .as_ref()
+        .map(|f| f.code.clone())
+        .unwrap_or_default();
+    let (app2, user_id, actor) = (app.inner().clone(), who.user.id.clone(), who.actor());
+    let outcome = app
+        .db
+        .run(move |conn| {
+            let app = app2;
+            let Some(enrolment) = TwoFactor::find(&user_id, conn)?.filter(|t| !t.enabled) else {
+                return Ok(Err(None));
+            };
+            let secret = open_secret(&app, &enrolment)?;
+            let Some(step) = verify_totp(&secret, &code, app.now(), 0) else {
+                return Ok(Err(Some(secret)));
+            };
+            let codes: Vec<String> = (0..RECOVERY_CODES)
+                .map(|_| crate::crypto::random_password()[..14].to_string())
+                .collect();
+            let key = app.keys.purpose_key(Purpose::RecoveryCodes);
+            let digests: Vec<(String, String)> = codes
+                .iter()
+                .map(|c| (random_id(16), recovery_code_digest(&key, &user_id, c)))
+                .collect();
+            conn.immediate_transaction(|conn| {
+                TwoFactor::enable(&user_id, conn)?;
+                TwoFactor::use_step(&user_id, step, conn)?;
+                RecoveryCode::replace_all(&user_id, &digests, conn)?;
+                app.audit.append(
+                    conn,
+                    app.now(),
+                    &Entry::new(&actor, action::TWO_FACTOR_ENROLLED, Outcome::Success),
+                )
+            })?;
+            Ok(Ok(codes))
+        })
+        .await
+        .map_err(Err)?;
+    match outcome {
+        Ok(codes) => {
+            let layout = Layout::for_user(app, &who, None);
+            Ok(Template::render(
+                "account/two_factor_codes",
+                context! { layout, codes },
+            ))
+        }
+        Err(Some(secret)) => {
+            let view = FormView::default().error(
+                "code",
+                "That code does not match. Check the authenticator's clock and enter the current code.",
+            );
+            Err(Ok((
+                Status::UnprocessableEntity,
+                enrol_template(app, &who, &secret, view),
+            )))
+        }
+        Err(None) => Err(Err(AppError::Conflict(
+            "There is no enrolment in progress. Start again from the two-factor page.".into(),
+        ))),
+    }
+}
+
+#[derive(FromForm)]
+pub struct DisableForm {
+    password: String,
+    code: String,
+}
+
+/// Turning two-factor sign-in off needs the password and a current code.
+#[post("/account/2fa/disable", data = "<form>")]
+async fn disable(
+    who: Who,
+    app: &State<App>,
+    form: CsrfForm<'_, DisableForm>,
+) -> Result<Flash<Redirect>, AppError> {
+    let (password, code) = form
+        .value
+        .as_ref()
+        .map(|f| (f.password.clone(), f.code.clone()))
+        .unwrap_or_default();
+    if app.security.two_factor_required(who.user.level()) {
+        return Ok(Flash::error(
+            Redirect::to("/account/2fa"),
+            "Two-factor sign-in is required for your level; it cannot be turned off.",
+        ));
+    }
+    let (app2, user, actor) = (app.inner().clone(), who.user.clone(), who.actor());
+    let done = app
+        .db
+        .run(move |conn| {
+            let app = app2;
+            let password_ok = app.passwords.verify(&password, &user.password_hash);
+            let code_ok = check_second_factor(&app, &user.id, &code, conn)?.is_some();
+            if !(password_ok && code_ok) {
+                app.audit.append(
+                    conn,
+                    app.now(),
+                    &Entry::new(&actor, action::TWO_FACTOR_FAILURE, Outcome::Failure)
+                        .detail("turning two-factor off refused"),
+                )?;
+                return Ok(false);
+            }
+            conn.immediate_transaction(|conn| {
+                TwoFactor::remove(&user.id, conn)?;
+                app.audit.append(
+                    conn,
+                    app.now(),
+                    &Entry::new(&actor, action::TWO_FACTOR_DISABLED, Outcome::Success),
+                )
+            })?;
+            Ok(true)
+        })
+        .await?;
+    Ok(if done {
+        Flash::success(Redirect::to("/account/2fa"), "Two-factor sign-in is off.")
+    } else {
+        Flash::error(
+            Redirect::to("/account/2fa"),
+            "The password or the code is wrong; two-factor sign-in stays on.",
+        )
+    })
+}
