@@ -13,6 +13,8 @@ pub struct ColumnSpec {
     pub encrypted_by_default: bool,
     /// The column holding this one's blind index, if it is searchable by exact value.
     pub blind_index: Option<&'static str>,
+    /// A secret that must never be stored plain (the admin picks only its suite).
+    pub always_encrypted: bool,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -33,6 +35,14 @@ const fn encryptable(name: &'static str, title: &'static str) -> ColumnSpec {
         not_encryptable: None,
         encrypted_by_default: true,
         blind_index: None,
+        always_encrypted: false,
+    }
+}
+
+const fn secret(name: &'static str, title: &'static str) -> ColumnSpec {
+    ColumnSpec {
+        always_encrypted: true,
+        ..encryptable(name, title)
     }
 }
 
@@ -50,6 +60,7 @@ const fn kept_clear(name: &'static str, title: &'static str, why: &'static str) 
         not_encryptable: Some(why),
         encrypted_by_default: false,
         blind_index: None,
+        always_encrypted: false,
     }
 }
 
@@ -96,7 +107,7 @@ pub const TABLES: &[TableSpec] = &[
         owner_column: "user_id",
         columns: &[
             kept_clear("user_id", "Account", "foreign key: the account's random id"),
-            encryptable("secret", "TOTP secret"),
+            secret("secret", "TOTP secret"),
             kept_clear("enabled", "Enabled", "a flag checked at every sign-in"),
             kept_clear(
                 "last_used_step",

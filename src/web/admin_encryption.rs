@@ -53,6 +53,7 @@ struct ColumnView {
     encrypted: bool,
     not_encryptable: Option<&'static str>,
     searchable: bool,
+    always_encrypted: bool,
 }
 
 #[derive(Serialize)]
@@ -104,6 +105,7 @@ fn tables(policy: &Policy) -> Vec<TableView> {
                         encrypted: policy.is_encrypted(t.name, c.name),
                         not_encryptable: c.not_encryptable,
                         searchable: c.blind_index.is_some(),
+                        always_encrypted: c.always_encrypted,
                     })
                     .collect(),
             }
@@ -184,25 +186,26 @@ pub struct PolicyForm {
     blind_index_bits: u32,
 }
 
-/// The policy the form asks for, or what is wrong with it.
-fn read_policy(form: &PolicyForm) -> Result<Policy, String> {
+/// The policy the form asks for, or what is wrong with it. A table the form does not name
+/// keeps its suite; a secret column stays encrypted whatever the form says.
+fn read_policy(form: &PolicyForm, current: &Policy) -> Result<Policy, String> {
     let mut suites = HashMap::new();
     for table in TABLES {
-        let cipher = form
-            .cipher
-            .get(table.name)
-            .map(String::as_str)
-            .unwrap_or_default();
-        let hash = form
-            .hash
-            .get(table.name)
-            .map(String::as_str)
-            .unwrap_or_default();
-        let suite = Suite::parse_keys(cipher, hash)
-            .map_err(|e| format!("{}: {e}. Choose from the lists.", table.title))?;
+        let suite = match (form.cipher.get(table.name), form.hash.get(table.name)) {
+            (None, None) => current.suite_for(table.name),
+            (cipher, hash) => Suite::parse_keys(
+                cipher.map(String::as_str).unwrap_or_default(),
+                hash.map(String::as_str).unwrap_or_default(),
+            )
+            .map_err(|e| format!("{}: {e}. Choose from the lists.", table.title))?,
+        };
         suites.insert(table.name.to_string(), suite);
     }
-    let mut encrypted = HashSet::new();
+    let mut encrypted: HashSet<(String, String)> = registry::encryptable_columns()
+        .into_iter()
+        .filter(|(_, c)| c.always_encrypted)
+        .map(|(t, c)| (t.name.to_string(), c.name.to_string()))
+        .collect();
     for value in &form.encrypt {
         let (table, column) = value
             .split_once('.')
@@ -244,7 +247,7 @@ async fn save(
         page(app, layout, Status::UnprocessableEntity).await
     };
     let parsed = match form.value.as_ref() {
-        Some(values) => read_policy(values).map(|p| (p, values.id_length)),
+        Some(values) => read_policy(values, &app.fields.policy()).map(|p| (p, values.id_length)),
         None => Err(
             "The form is incomplete; every table needs a cipher and a hash, and the \
                      id length and blind index width must be whole numbers."

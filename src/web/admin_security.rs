@@ -84,10 +84,11 @@ async fn save(
                 app2.audit.append(
                     conn,
                     app2.now(),
-                    &Entry::new(&actor, action::SECURITY_SETTINGS_SAVED, Outcome::Success)
-                        .detail(format!(
+                    &Entry::new(&actor, action::SECURITY_SETTINGS_SAVED, Outcome::Success).detail(
+                        format!(
                         "bind_ip={bind_ip} bind_user_agent={bind_ua} require_2fa={required_text}"
-                    )),
+                    ),
+                    ),
                 )
             })?)
         })
