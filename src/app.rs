@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::access::{AccessTable, Level};
 use crate::audit::AuditLog;
+use crate::auth::throttle::{BruteForceGuard, BruteForcePolicy, TRACKED_ENTRIES};
 use crate::auth::SessionKeys;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -132,6 +133,7 @@ pub struct AppInner {
     /// Length of new random ids, set at `/admin/encryption`.
     pub id_length: AtomicUsize,
     pub job_signal: JobSignal,
+    pub brute_force: BruteForceGuard,
 }
 
 /// Everything a request handler needs, cheap to clone into a blocking task.
@@ -208,6 +210,13 @@ impl App {
             .map_err(db_error)?
             .and_then(|v| v.parse().ok())
             .unwrap_or(config.id_length);
+        let brute_force = BruteForceGuard::new(
+            Setting::get(Setting::BRUTE_FORCE_POLICY, &mut conn)
+                .map_err(db_error)?
+                .and_then(|json| serde_json::from_str::<BruteForcePolicy>(&json).ok())
+                .unwrap_or_default(),
+            TRACKED_ENTRIES,
+        );
         let setup = SetupToken::default();
         if !User::exists_active_admin(&mut conn).map_err(db_error)? {
             setup.restore(random_token());
@@ -237,6 +246,7 @@ impl App {
             fields,
             id_length: AtomicUsize::new(id_length),
             job_signal: JobSignal::default(),
+            brute_force,
         }));
         if !newly_encryptable.is_empty() {
             // Columns that just became encryptable (a new installation, or an upgrade) may hold
@@ -280,6 +290,18 @@ impl App {
         self.security.bind_user_agent.store(
             Setting::get_bool(Setting::BIND_SESSION_USER_AGENT, true, &mut conn)?,
             Ordering::Relaxed,
+        );
+        self.security.set_two_factor_required(
+            Setting::get(Setting::REQUIRE_TWO_FACTOR, &mut conn)?
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(Level::parse)
+                .collect(),
+        );
+        self.brute_force.set_policy(
+            Setting::get(Setting::BRUTE_FORCE_POLICY, &mut conn)?
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
         );
         self.fields.set_policy(Policy::load(&mut conn)?);
         self.fields.set_retired(job::retired_versions(&mut conn)?);

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use rocket::http::Status;
+use rocket::http::{Header, Status};
 use rocket::request::Request;
 use rocket::response::{self, Redirect, Responder};
 use rocket::{catch, catchers, Catcher};
@@ -138,11 +138,50 @@ fn forbidden(req: &Request<'_>) -> (Status, Template) {
     error_page(Status::Forbidden, message)
 }
 
+/// A 429 page that says when to come back.
+#[derive(rocket::Responder)]
+pub struct TooManyRequests {
+    page: (Status, Template),
+    retry_after: Header<'static>,
+}
+
+pub fn too_many_requests(retry_after_seconds: i64) -> TooManyRequests {
+    let seconds = retry_after_seconds.max(1);
+    TooManyRequests {
+        page: error_page(
+            Status::TooManyRequests,
+            &format!("Too many attempts from your address. Wait {seconds} seconds and try again."),
+        ),
+        retry_after: Header::new("Retry-After", seconds.to_string()),
+    }
+}
+
+/// The wait a rate limit noted on a request, for the 429 catcher.
+pub struct RetryAfter(pub std::sync::OnceLock<i64>);
+
+pub fn note_retry_after(req: &Request<'_>, seconds: i64) {
+    let _ = req
+        .local_cache(|| RetryAfter(std::sync::OnceLock::new()))
+        .0
+        .set(seconds);
+}
+
+#[catch(429)]
+fn too_many(req: &Request<'_>) -> TooManyRequests {
+    let seconds = req
+        .local_cache(|| RetryAfter(std::sync::OnceLock::new()))
+        .0
+        .get()
+        .copied()
+        .unwrap_or(60);
+    too_many_requests(seconds)
+}
+
 #[catch(default)]
 fn any_status(status: Status, _req: &Request<'_>) -> (Status, Template) {
     error_page(status, default_message(status))
 }
 
 pub fn catchers() -> Vec<Catcher> {
-    catchers![sign_in_needed, forbidden, any_status]
+    catchers![sign_in_needed, forbidden, too_many, any_status]
 }

@@ -81,6 +81,9 @@ impl<'r, P: PageId> FromRequest<'r> for Allowed<P> {
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, AppError> {
         mark(req, P::PAGE);
+        if let Some(refused) = rate_limited(req).await {
+            return refused;
+        }
         let viewer = match req.guard::<&Viewer>().await {
             Outcome::Success(v) => v,
             Outcome::Error(e) => return Outcome::Error(e),
@@ -162,11 +165,36 @@ pub struct Public<P: PageId>(PhantomData<P>);
 
 #[rocket::async_trait]
 impl<'r, P: PageId> FromRequest<'r> for Public<P> {
-    type Error = std::convert::Infallible;
+    type Error = AppError;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         debug_assert_eq!(P::PAGE.kind(), crate::access::PageKind::Public);
         mark(req, P::PAGE);
+        if let Some(refused) = rate_limited(req).await {
+            return refused;
+        }
         Outcome::Success(Public(PhantomData))
+    }
+}
+
+/// The application-wide rate limit per client address, checked by every page guard.
+async fn rate_limited<T>(req: &Request<'_>) -> Option<Outcome<T, AppError>> {
+    let app = match req.guard::<&State<App>>().await {
+        Outcome::Success(app) => app.inner().clone(),
+        _ => return None,
+    };
+    let client = match req.guard::<&ClientInfo>().await {
+        Outcome::Success(c) => c.clone(),
+        _ => return None,
+    };
+    match app.brute_force.take_request(&client.ip, app.now()) {
+        Ok(()) => None,
+        Err(wait) => {
+            crate::error::note_retry_after(req, wait);
+            Some(Outcome::Error((
+                Status::TooManyRequests,
+                AppError::Forbidden,
+            )))
+        }
     }
 }

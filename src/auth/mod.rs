@@ -5,6 +5,7 @@ mod csrf;
 mod guard;
 pub mod password_policy;
 mod session;
+pub mod throttle;
 
 pub use client::ClientInfo;
 pub use csrf::{login_csrf_token, CsrfForm};

@@ -1,4 +1,5 @@
-//! `/admin/security`: how tightly a session is bound to the browser that opened it.
+//! `/admin/security`: how tightly a session is bound to the browser that opened it, who must
+//! use two-factor sign-in, and the anti-brute-force methods with their parameters.
 
 use rocket::form::FromForm;
 use rocket::request::FlashMessage;
@@ -12,13 +13,14 @@ use std::collections::HashSet;
 use crate::access::{page, Level};
 use crate::app::App;
 use crate::audit::{action, Entry, Outcome};
+use crate::auth::throttle::BruteForcePolicy;
 use crate::auth::{Allowed, CsrfForm};
 use crate::db::models::Setting;
 use crate::error::AppError;
 use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
-    routes![settings_page, save]
+    routes![settings_page, save, save_brute_force]
 }
 
 type Who = Allowed<page::AdminSecurity>;
@@ -41,6 +43,7 @@ fn settings_page(who: Who, app: &State<App>, flash: Option<FlashMessage<'_>>) ->
             lifetime_hours: config.session_lifetime as f64 / 3600.0,
             key_interval_hours: config.session_key_interval as f64 / 3600.0,
             trusted_proxies: config.trusted_proxies.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            policy: app.brute_force.policy(),
         },
     )
 }
@@ -101,5 +104,91 @@ async fn save(
     Ok(Flash::success(
         Redirect::to("/admin/security"),
         "Security settings saved.",
+    ))
+}
+
+/// The anti-brute-force methods; a box left unticked switches its method off.
+#[derive(FromForm)]
+pub struct BruteForceForm {
+    lockout_enabled: bool,
+    #[field(validate = range(1..=100))]
+    lockout_failures: u32,
+    #[field(validate = range(1..=1440))]
+    lockout_window_minutes: i64,
+    #[field(validate = range(1..=1440))]
+    lockout_minutes: i64,
+    throttle_enabled: bool,
+    #[field(validate = range(1..=1000))]
+    throttle_burst: u32,
+    #[field(validate = range(1..=1000))]
+    throttle_per_minute: u32,
+    delay_enabled: bool,
+    #[field(validate = range(1..=10_000))]
+    delay_base_ms: u64,
+    #[field(validate = range(1..=30_000))]
+    delay_max_ms: u64,
+    rate_limit_enabled: bool,
+    #[field(validate = range(1..=100_000))]
+    rate_limit_burst: u32,
+    #[field(validate = range(1..=100_000))]
+    rate_limit_per_minute: u32,
+}
+
+#[post("/admin/security/brute-force", data = "<form>")]
+async fn save_brute_force(
+    who: Who,
+    app: &State<App>,
+    form: CsrfForm<'_, BruteForceForm>,
+) -> Result<Flash<Redirect>, AppError> {
+    let Some(f) = form.value.as_ref() else {
+        let problems: Vec<String> = form
+            .context
+            .errors()
+            .map(|e| {
+                let name = e.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+                format!("{name}: {e}")
+            })
+            .collect();
+        return Ok(Flash::error(
+            Redirect::to("/admin/security"),
+            format!("Nothing was saved. {}", problems.join("; ")),
+        ));
+    };
+    let policy = BruteForcePolicy {
+        lockout_enabled: f.lockout_enabled,
+        lockout_failures: f.lockout_failures,
+        lockout_window_seconds: f.lockout_window_minutes * 60,
+        lockout_seconds: f.lockout_minutes * 60,
+        throttle_enabled: f.throttle_enabled,
+        throttle_burst: f.throttle_burst,
+        throttle_per_minute: f.throttle_per_minute,
+        delay_enabled: f.delay_enabled,
+        delay_base_ms: f.delay_base_ms,
+        delay_max_ms: f.delay_max_ms.max(f.delay_base_ms),
+        rate_limit_enabled: f.rate_limit_enabled,
+        rate_limit_burst: f.rate_limit_burst,
+        rate_limit_per_minute: f.rate_limit_per_minute,
+    };
+    let json =
+        serde_json::to_string(&policy).map_err(|e| AppError::internal("brute-force policy", e))?;
+    let (app2, actor) = (app.inner().clone(), who.actor());
+    let detail = json.clone();
+    app.db
+        .run(move |conn| {
+            Ok(conn.immediate_transaction(|conn| {
+                Setting::set(Setting::BRUTE_FORCE_POLICY, &json, conn)?;
+                app2.audit.append(
+                    conn,
+                    app2.now(),
+                    &Entry::new(&actor, action::SECURITY_SETTINGS_SAVED, Outcome::Success)
+                        .detail(detail),
+                )
+            })?)
+        })
+        .await?;
+    app.brute_force.set_policy(policy);
+    Ok(Flash::success(
+        Redirect::to("/admin/security"),
+        "Anti-brute-force settings saved.",
     ))
 }

@@ -23,6 +23,7 @@ pub fn routes() -> Vec<Route> {
         reset_password,
         end_sessions,
         reset_two_factor,
+        unlock,
         delete
     ]
 }
@@ -203,6 +204,29 @@ async fn reset_two_factor(
             "Two-factor sign-in of {} is off; they can enrol again.",
             user.username
         ))
+    })
+    .await
+}
+
+/// Lifts a lockout (and forgets the failures that led to it).
+#[post("/admin/users/<id>/unlock", data = "<_form>")]
+async fn unlock(
+    who: Who,
+    app: &State<App>,
+    id: &str,
+    _form: CsrfForm<'_, ButtonForm>,
+) -> Result<Flash<Redirect>, AppError> {
+    change_user(&who, app, id, |app, actor, user, _, conn| {
+        let was_locked = app.brute_force.unlock(&user.username, app.now());
+        audit(
+            app,
+            conn,
+            actor,
+            action::ACCOUNT_UNLOCKED,
+            user,
+            format!("was locked: {was_locked}"),
+        )?;
+        Ok(format!("{} can sign in again.", user.username))
     })
     .await
 }

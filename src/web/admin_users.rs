@@ -273,10 +273,20 @@ pub(super) async fn load_user(app: &App, id: &str) -> Result<User, AppError> {
         .await
 }
 
-fn edit_template(layout: Layout, user: &User, sessions: i64, form: FormView) -> Template {
+fn edit_template(
+    app: &App,
+    layout: Layout,
+    user: &User,
+    sessions: i64,
+    form: FormView,
+) -> Template {
+    let locked = app
+        .brute_force
+        .locked_until(&user.username, app.now())
+        .is_some();
     Template::render(
         "admin/user_edit",
-        context! { layout, user, sessions, form, levels: Level::SIGNED_IN },
+        context! { layout, user, sessions, form, locked, levels: Level::SIGNED_IN },
     )
 }
 
@@ -308,7 +318,7 @@ async fn edit_page(
              not shown. Saving the form writes fresh values.",
         );
     }
-    Ok(edit_template(layout, &user, sessions, form))
+    Ok(edit_template(app, layout, &user, sessions, form))
 }
 
 /// Records that a stored value failed its integrity check when it was about to be shown.
@@ -361,7 +371,7 @@ async fn update(
         Err(view) => {
             return Err(Ok((
                 Status::UnprocessableEntity,
-                edit_template(Layout::for_user(app, &who, None), &target, 0, view),
+                edit_template(app, Layout::for_user(app, &who, None), &target, 0, view),
             )))
         }
     };
@@ -419,7 +429,7 @@ async fn update(
                 .error("username", "This username is taken.");
             Err(Ok((
                 Status::UnprocessableEntity,
-                edit_template(Layout::for_user(app, &who, None), &target, 0, view),
+                edit_template(app, Layout::for_user(app, &who, None), &target, 0, view),
             )))
         }
         Err(AppError::Conflict(message)) => Ok(Flash::error(

@@ -10,13 +10,14 @@ use rocket_dyn_templates::{context, Template};
 use crate::access::{page, Level, Page};
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
+use crate::auth::throttle::FailureOutcome;
 use crate::auth::{
     end_session, login_csrf_token, password_policy, remove_session_cookie, set_session_cookie,
     start_session, Allowed, ClientInfo, CsrfForm, Public, Viewer, SESSION_COOKIE,
 };
 use crate::crypto::random_id;
 use crate::db::models::{NewUser, User, STAGE_FULL, STAGE_SECOND_FACTOR};
-use crate::error::AppError;
+use crate::error::{too_many_requests, AppError, TooManyRequests};
 use crate::web::{form_context, ButtonForm, Layout};
 
 pub fn routes() -> Vec<Route> {
@@ -60,6 +61,17 @@ fn login_page(
     LoginPage::Form(Box::new(login_template(layout, "")))
 }
 
+/// Every failed sign-in says the same, whatever the reason.
+pub const FAILED_SIGN_IN: &str =
+    "Wrong username or password. After several failed attempts an account is locked for a while.";
+
+/// A refused sign-in: the form again, or a 429 when the address is over its attempts.
+#[derive(rocket::Responder)]
+pub enum LoginRefusal {
+    Page(Box<(Status, Template)>),
+    TooMany(Box<TooManyRequests>),
+}
+
 #[post("/login", data = "<form>")]
 async fn login(
     _page: Public<page::Login>,
@@ -67,7 +79,11 @@ async fn login(
     client: &ClientInfo,
     cookies: &CookieJar<'_>,
     form: CsrfForm<'_, LoginForm>,
-) -> Result<Redirect, (Status, Template)> {
+) -> Result<Redirect, LoginRefusal> {
+    let now = app.now();
+    if let Err(wait) = app.brute_force.take_auth_attempt(&client.ip, now) {
+        return Err(LoginRefusal::TooMany(Box::new(too_many_requests(wait))));
+    }
     let guest_layout = |message: &str| {
         Layout::for_guest(Page::Login, login_csrf_token(cookies), None)
             .with_message("error", message)
@@ -77,10 +93,10 @@ async fn login(
         password: f.password.clone(),
     }) else {
         let typed = form.context.field_value("username").unwrap_or_default();
-        return Err((
+        return Err(LoginRefusal::Page(Box::new((
             Status::UnprocessableEntity,
             login_template(guest_layout("Enter your username and password."), typed),
-        ));
+        ))));
     };
     let previous_token = cookies
         .get_private(SESSION_COOKIE)
@@ -91,12 +107,19 @@ async fn login(
         .run(move |conn| {
             let app = app2;
             let user = User::find_by_username(&username, conn)?;
+            // A locked account still pays for the hash: its answer must not stand out.
+            let locked = app.brute_force.locked_until(&username, now).is_some();
             let verified = match &user {
                 Some(u) => app.passwords.verify(&password, &u.password_hash),
                 None => app.passwords.verify_decoy(&password),
             };
             match user {
-                Some(user) if verified && user.active => {
+                Some(user) if verified && user.active && !locked => {
+                    // Failures are forgiven only once the whole sign-in succeeds: a correct
+                    // password must not wipe the count of wrong second-factor codes.
+                    if !user.two_factor_enabled {
+                        app.brute_force.record_success(&username);
+                    }
                     let stage = if user.two_factor_enabled {
                         STAGE_SECOND_FACTOR
                     } else {
@@ -123,11 +146,23 @@ async fn login(
                         name: username.chars().take(64).collect(),
                         ip: client2.ip.clone(),
                     };
+                    let detail = if locked { "account locked" } else { "" };
                     app.audit.append(
                         conn,
                         app.now(),
-                        &Entry::new(&actor, action::LOGIN_FAILURE, Outcome::Failure),
+                        &Entry::new(&actor, action::LOGIN_FAILURE, Outcome::Failure).detail(detail),
                     )?;
+                    if let FailureOutcome::LockedUntil(until) =
+                        app.brute_force.record_failure(&username, now)
+                    {
+                        app.audit.append(
+                            conn,
+                            app.now(),
+                            &Entry::new(&actor, action::ACCOUNT_LOCKED, Outcome::Denied)
+                                .target(format!("user {}", actor.name))
+                                .detail(format!("locked for {} s", until - now)),
+                        )?;
+                    }
                     Ok(None)
                 }
             }
@@ -138,17 +173,26 @@ async fn login(
             set_session_cookie(cookies, token, app.secure_cookies());
             Ok(Redirect::to(next))
         }
-        // The same page and status whether the username exists or not.
-        Ok(None) => Err((
-            Status::Unauthorized,
-            login_template(guest_layout("Wrong username or password."), &typed),
-        )),
+        // The same page and status whether the username exists, is locked, or the password is
+        // wrong.
+        Ok(None) => {
+            let delay = app
+                .brute_force
+                .delay_ms(app.brute_force.failures(&typed, now));
+            if delay > 0 {
+                rocket::tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+            Err(LoginRefusal::Page(Box::new((
+                Status::Unauthorized,
+                login_template(guest_layout(FAILED_SIGN_IN), &typed),
+            ))))
+        }
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed");
-            Err(crate::error::error_page(
+            Err(LoginRefusal::Page(Box::new(crate::error::error_page(
                 Status::InternalServerError,
                 "Signing in failed on our side. Please try again.",
-            ))
+            ))))
         }
     }
 }
@@ -213,6 +257,12 @@ async fn setup(
     cookies: &CookieJar<'_>,
     form: CsrfForm<'_, SetupForm>,
 ) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+    if let Err(wait) = app.brute_force.take_auth_attempt(&client.ip, app.now()) {
+        return Err(Ok(crate::error::error_page(
+            Status::TooManyRequests,
+            &format!("Too many attempts from your address. Wait {wait} seconds and try again."),
+        )));
+    }
     let token = form
         .context
         .field_value("token")

@@ -11,6 +11,7 @@ use rocket_dyn_templates::{context, Template};
 use crate::access::{page, Page};
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
+use crate::auth::throttle::FailureOutcome;
 use crate::auth::{
     login_csrf_token, remove_session_cookie, set_session_cookie, start_session, Allowed,
     ClientInfo, CsrfForm, Public, SESSION_COOKIE,
@@ -22,7 +23,7 @@ use crate::crypto::{
 use crate::db::models::two_factor::{RecoveryCode, TwoFactor};
 use crate::db::models::{SessionRow, User, STAGE_FULL};
 use crate::db::Conn;
-use crate::error::AppError;
+use crate::error::{too_many_requests, AppError, TooManyRequests};
 use crate::web::layout::FormView;
 use crate::web::login::after_sign_in;
 use crate::web::{ButtonForm, Layout};
@@ -146,6 +147,7 @@ enum CodeAnswer {
     SignedIn(Box<Redirect>),
     TryAgain(Box<(Status, Template)>),
     StartOver(Box<Flash<Redirect>>),
+    TooMany(Box<TooManyRequests>),
 }
 
 fn start_over(message: &'static str) -> CodeAnswer {
@@ -166,6 +168,9 @@ async fn submit_code(
     else {
         return start_over("Sign in with your password first.");
     };
+    if let Err(wait) = app.brute_force.take_auth_attempt(&client.ip, app.now()) {
+        return CodeAnswer::TooMany(Box::new(too_many_requests(wait)));
+    }
     let code = form
         .value
         .as_ref()
@@ -184,7 +189,15 @@ async fn submit_code(
                 name: user.username.clone(),
                 ip: client2.ip.clone(),
             };
-            match check_second_factor(&app, &user.id, &code, conn)? {
+            let now = app.now();
+            // A locked account's codes are not even tried: no step or recovery code is spent.
+            let locked = app.brute_force.locked_until(&user.username, now).is_some();
+            let factor = if locked {
+                None
+            } else {
+                check_second_factor(&app, &user.id, &code, conn)?
+            };
+            match factor {
                 Some(factor) => {
                     if factor == SecondFactor::RecoveryCode {
                         app.audit.append(
@@ -193,6 +206,7 @@ async fn submit_code(
                             &Entry::new(&actor, action::RECOVERY_CODE_USED, Outcome::Success),
                         )?;
                     }
+                    app.brute_force.record_success(&user.username);
                     // A fresh token for the full session; the half one ends.
                     SessionRow::delete(&row.id, conn)?;
                     let token = start_session(&app, &user, &client2, None, STAGE_FULL, conn)?;
@@ -202,8 +216,20 @@ async fn submit_code(
                     app.audit.append(
                         conn,
                         app.now(),
-                        &Entry::new(&actor, action::TWO_FACTOR_FAILURE, Outcome::Failure),
+                        &Entry::new(&actor, action::TWO_FACTOR_FAILURE, Outcome::Failure)
+                            .detail(if locked { "account locked" } else { "" }),
                     )?;
+                    if let FailureOutcome::LockedUntil(until) =
+                        app.brute_force.record_failure(&user.username, now)
+                    {
+                        app.audit.append(
+                            conn,
+                            now,
+                            &Entry::new(&actor, action::ACCOUNT_LOCKED, Outcome::Denied)
+                                .target(format!("user {}", user.username))
+                                .detail(format!("locked for {} s", until - now)),
+                        )?;
+                    }
                     Ok(Err(true))
                 }
             }

@@ -13,6 +13,8 @@ impl Setting {
     pub const AUDIT_HEAD: &'static str = "audit.head";
     /// Comma-separated levels that must use two-factor sign-in.
     pub const REQUIRE_TWO_FACTOR: &'static str = "security.require_2fa";
+    /// The anti-brute-force policy, as JSON.
+    pub const BRUTE_FORCE_POLICY: &'static str = "security.brute_force";
 
     pub fn get(name: &str, conn: &mut Conn) -> QueryResult<Option<String>> {
         settings::table

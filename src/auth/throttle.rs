@@ -1,0 +1,407 @@
+//! Anti brute force, in memory and bounded: per-account lockout with a lock time that doubles,
+//! per-address token buckets for sign-in, second factor and setup, an optional progressive
+//! delay, and an application-wide rate limit per client address.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+/// What an admin sets at `/admin/security`. Every method can be switched on and off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BruteForcePolicy {
+    pub lockout_enabled: bool,
+    /// Failures within the window that lock the account.
+    pub lockout_failures: u32,
+    pub lockout_window_seconds: i64,
+    /// The first lock's length; each further lock lasts twice the one before.
+    pub lockout_seconds: i64,
+    pub throttle_enabled: bool,
+    /// Attempts an address may make at once, and how many come back per minute.
+    pub throttle_burst: u32,
+    pub throttle_per_minute: u32,
+    pub delay_enabled: bool,
+    pub delay_base_ms: u64,
+    pub delay_max_ms: u64,
+    pub rate_limit_enabled: bool,
+    pub rate_limit_burst: u32,
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for BruteForcePolicy {
+    fn default() -> Self {
+        BruteForcePolicy {
+            lockout_enabled: true,
+            lockout_failures: 5,
+            lockout_window_seconds: 15 * 60,
+            lockout_seconds: 5 * 60,
+            throttle_enabled: true,
+            throttle_burst: 20,
+            throttle_per_minute: 10,
+            delay_enabled: false,
+            delay_base_ms: 250,
+            delay_max_ms: 4000,
+            rate_limit_enabled: true,
+            rate_limit_burst: 600,
+            rate_limit_per_minute: 600,
+        }
+    }
+}
+
+/// A map that never holds more than `capacity` entries: when full, entries `idle` says can go
+/// are swept out, and if that is not enough the oldest half goes. An attacker cycling through
+/// addresses or usernames cannot grow it without limit.
+pub struct BoundedMap<K, V> {
+    entries: HashMap<K, (i64, V)>,
+    capacity: usize,
+}
+
+impl<K: Eq + Hash + Clone, V> BoundedMap<K, V> {
+    pub fn new(capacity: usize) -> Self {
+        BoundedMap {
+            entries: HashMap::new(),
+            capacity: capacity.max(2),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.entries.get(key).map(|(_, v)| v)
+    }
+
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.entries.remove(key).map(|(_, v)| v)
+    }
+
+    /// The entry for `key`, made with `make` if absent, touched at `now`.
+    pub fn entry(
+        &mut self,
+        key: K,
+        now: i64,
+        make: impl FnOnce() -> V,
+        idle: impl Fn(&V) -> bool,
+    ) -> &mut V {
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            self.entries.retain(|_, (_, v)| !idle(v));
+            if self.entries.len() >= self.capacity {
+                let mut touched: Vec<i64> = self.entries.values().map(|(t, _)| *t).collect();
+                touched.sort_unstable();
+                let cutoff = touched[touched.len() / 2];
+                self.entries.retain(|_, (t, _)| *t > cutoff);
+            }
+        }
+        let slot = self.entries.entry(key).or_insert_with(|| (now, make()));
+        slot.0 = now;
+        &mut slot.1
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at: i64,
+}
+
+impl Bucket {
+    /// Takes a token, refilling at `per_minute`; the seconds to wait when empty.
+    fn take(&mut self, now: i64, burst: u32, per_minute: u32) -> Result<(), i64> {
+        let refill = (now - self.at).max(0) as f64 * per_minute as f64 / 60.0;
+        self.tokens = (self.tokens + refill).min(burst as f64);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            let per_second = (per_minute.max(1) as f64) / 60.0;
+            Err(((1.0 - self.tokens) / per_second).ceil().max(1.0) as i64)
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct AccountState {
+    failures: Vec<i64>,
+    locked_until: i64,
+    locks: u32,
+}
+
+/// What a failed attempt did to the account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureOutcome {
+    Counted,
+    /// This failure locked the account until the given time.
+    LockedUntil(i64),
+}
+
+pub const TRACKED_ENTRIES: usize = 20_000;
+
+pub struct BruteForceGuard {
+    policy: RwLock<BruteForcePolicy>,
+    accounts: Mutex<BoundedMap<String, AccountState>>,
+    auth_buckets: Mutex<BoundedMap<String, Bucket>>,
+    request_buckets: Mutex<BoundedMap<String, Bucket>>,
+}
+
+impl BruteForceGuard {
+    pub fn new(policy: BruteForcePolicy, capacity: usize) -> Self {
+        BruteForceGuard {
+            policy: RwLock::new(policy),
+            accounts: Mutex::new(BoundedMap::new(capacity)),
+            auth_buckets: Mutex::new(BoundedMap::new(capacity)),
+            request_buckets: Mutex::new(BoundedMap::new(capacity)),
+        }
+    }
+
+    pub fn policy(&self) -> BruteForcePolicy {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_policy(&self, policy: BruteForcePolicy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
+    }
+
+    /// Until when `account` is locked, if it is.
+    pub fn locked_until(&self, account: &str, now: i64) -> Option<i64> {
+        if !self.policy().lockout_enabled {
+            return None;
+        }
+        let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts
+            .get(&account.to_string())
+            .map(|s| s.locked_until)
+            .filter(|until| *until > now)
+    }
+
+    /// Counts a failed password, code or recovery code against `account`.
+    pub fn record_failure(&self, account: &str, now: i64) -> FailureOutcome {
+        let policy = self.policy();
+        if !policy.lockout_enabled {
+            return FailureOutcome::Counted;
+        }
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let window = policy.lockout_window_seconds;
+        let state = accounts.entry(account.to_string(), now, AccountState::default, |s| {
+            s.locked_until <= now && s.failures.iter().all(|t| now - t > window)
+        });
+        state.failures.retain(|t| now - t <= window);
+        state.failures.push(now);
+        if state.failures.len() as u32 >= policy.lockout_failures.max(1) {
+            let factor = 1i64 << state.locks.min(16);
+            state.locked_until = now + policy.lockout_seconds.saturating_mul(factor);
+            state.locks += 1;
+            state.failures.clear();
+            return FailureOutcome::LockedUntil(state.locked_until);
+        }
+        FailureOutcome::Counted
+    }
+
+    /// How many failures `account` has in the window: the progressive delay grows with it.
+    pub fn failures(&self, account: &str, now: i64) -> usize {
+        let window = self.policy().lockout_window_seconds;
+        let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts
+            .get(&account.to_string())
+            .map(|s| s.failures.iter().filter(|t| now - **t <= window).count())
+            .unwrap_or(0)
+    }
+
+    /// A success clears the failures (the doubling of lock times stays until an admin unlocks).
+    pub fn record_success(&self, account: &str) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let key = account.to_string();
+        if let Some(state) = accounts.entries.get_mut(&key) {
+            state.1.failures.clear();
+        }
+    }
+
+    /// An admin's unlock: forgets everything about the account. Returns whether it was locked.
+    pub fn unlock(&self, account: &str, now: i64) -> bool {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts
+            .remove(&account.to_string())
+            .is_some_and(|s| s.locked_until > now)
+    }
+
+    /// Takes a sign-in attempt from `address`'s bucket; the seconds to wait when it is empty.
+    pub fn take_auth_attempt(&self, address: &str, now: i64) -> Result<(), i64> {
+        let policy = self.policy();
+        if !policy.throttle_enabled {
+            return Ok(());
+        }
+        let mut buckets = self.auth_buckets.lock().unwrap_or_else(|e| e.into_inner());
+        Self::take(
+            &mut buckets,
+            address,
+            now,
+            policy.throttle_burst,
+            policy.throttle_per_minute,
+        )
+    }
+
+    /// Takes a request from `address`'s application-wide bucket.
+    pub fn take_request(&self, address: &str, now: i64) -> Result<(), i64> {
+        let policy = self.policy();
+        if !policy.rate_limit_enabled {
+            return Ok(());
+        }
+        let mut buckets = self
+            .request_buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        Self::take(
+            &mut buckets,
+            address,
+            now,
+            policy.rate_limit_burst,
+            policy.rate_limit_per_minute,
+        )
+    }
+
+    fn take(
+        buckets: &mut BoundedMap<String, Bucket>,
+        address: &str,
+        now: i64,
+        burst: u32,
+        per_minute: u32,
+    ) -> Result<(), i64> {
+        let full_after = 60 * burst as i64 / per_minute.max(1) as i64;
+        buckets
+            .entry(
+                address.to_string(),
+                now,
+                || Bucket {
+                    tokens: burst as f64,
+                    at: now,
+                },
+                // A bucket that has refilled completely is the same as no bucket.
+                |b| now - b.at >= full_after,
+            )
+            .take(now, burst, per_minute)
+    }
+
+    /// How long to hold back the answer to a failure, growing with the account's failures.
+    pub fn delay_ms(&self, failures: usize) -> u64 {
+        let policy = self.policy();
+        if !policy.delay_enabled || failures == 0 {
+            return 0;
+        }
+        let exponent = (failures - 1).min(16) as u32;
+        policy
+            .delay_base_ms
+            .saturating_mul(1u64 << exponent)
+            .min(policy.delay_max_ms)
+    }
+
+    /// Entries held, for the memory bound's test.
+    pub fn tracked(&self) -> (usize, usize, usize) {
+        fn len<V>(m: &Mutex<BoundedMap<String, V>>) -> usize {
+            m.lock().unwrap_or_else(|e| e.into_inner()).len()
+        }
+        (
+            len(&self.accounts),
+            len(&self.auth_buckets),
+            len(&self.request_buckets),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> BruteForceGuard {
+        BruteForceGuard::new(BruteForcePolicy::default(), 1000)
+    }
+
+    #[test]
+    fn five_failures_lock_and_each_lock_lasts_twice_as_long() {
+        let g = guard();
+        let mut now = 1_000_000;
+        for _ in 0..4 {
+            assert_eq!(g.record_failure("doc", now), FailureOutcome::Counted);
+        }
+        assert_eq!(
+            g.record_failure("doc", now),
+            FailureOutcome::LockedUntil(now + 300)
+        );
+        assert!(g.locked_until("doc", now + 299).is_some());
+        assert!(g.locked_until("doc", now + 300).is_none());
+        now += 301;
+        for _ in 0..4 {
+            g.record_failure("doc", now);
+        }
+        assert_eq!(
+            g.record_failure("doc", now),
+            FailureOutcome::LockedUntil(now + 600)
+        );
+        assert!(g.unlock("doc", now));
+        assert!(g.locked_until("doc", now).is_none());
+    }
+
+    #[test]
+    fn failures_outside_the_window_do_not_count() {
+        let g = guard();
+        for i in 0..10 {
+            assert_eq!(
+                g.record_failure("doc", i * 16 * 60),
+                FailureOutcome::Counted
+            );
+        }
+    }
+
+    #[test]
+    fn a_bucket_refills_at_its_rate() {
+        let g = guard();
+        for _ in 0..20 {
+            assert!(g.take_auth_attempt("192.0.2.1", 0).is_ok());
+        }
+        assert_eq!(g.take_auth_attempt("192.0.2.1", 0), Err(6));
+        assert!(
+            g.take_auth_attempt("192.0.2.2", 0).is_ok(),
+            "another address"
+        );
+        assert!(
+            g.take_auth_attempt("192.0.2.1", 6).is_ok(),
+            "one token back after 6 s"
+        );
+    }
+
+    #[test]
+    fn memory_stays_bounded_with_100000_addresses_and_usernames() {
+        let g = BruteForceGuard::new(BruteForcePolicy::default(), TRACKED_ENTRIES);
+        for i in 0..100_000u32 {
+            let address = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+            let _ = g.take_auth_attempt(&address, 0);
+            let _ = g.take_request(&address, 0);
+            g.record_failure(&format!("user{i}"), 0);
+        }
+        let (accounts, auth, requests) = g.tracked();
+        assert!(accounts <= TRACKED_ENTRIES, "{accounts}");
+        assert!(auth <= TRACKED_ENTRIES, "{auth}");
+        assert!(requests <= TRACKED_ENTRIES, "{requests}");
+    }
+
+    #[test]
+    fn the_delay_doubles_up_to_its_ceiling() {
+        let g = guard();
+        assert_eq!(g.delay_ms(3), 0, "off by default");
+        g.set_policy(BruteForcePolicy {
+            delay_enabled: true,
+            ..BruteForcePolicy::default()
+        });
+        assert_eq!(g.delay_ms(1), 250);
+        assert_eq!(g.delay_ms(3), 1000);
+        assert_eq!(g.delay_ms(10), 4000);
+    }
+}
