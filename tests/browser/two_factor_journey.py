@@ -21,6 +21,8 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 PASSWORD = "a long and private passphrase"
 
@@ -80,6 +82,10 @@ def main() -> int:
                                   options=options)
         base = f"http://127.0.0.1:{port}"
 
+        def arrive(fragment: str) -> None:
+            """A click's navigation is asynchronous: wait for the page it leads to."""
+            WebDriverWait(driver, 15).until(expected_conditions.url_contains(fragment))
+
         def shot(name: str) -> None:
             driver.save_screenshot(os.path.join(shots, f"{name}.png"))
 
@@ -90,31 +96,37 @@ def main() -> int:
             driver.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
 
         sign_in()
-        assert "/dashboard" in driver.current_url, driver.current_url
+        arrive("/dashboard")
         driver.get(base + "/account/2fa")
         shot("01-two-factor-off")
         driver.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
+        arrive("/account/2fa/start")
+        qr = WebDriverWait(driver, 15).until(lambda d: d.find_element(By.CSS_SELECTOR, "img.qr"))
         shot("02-enrol")
-        assert driver.find_element(By.CSS_SELECTOR, "img.qr").get_attribute("src").startswith("data:image/png")
+        assert qr.get_attribute("src").startswith("data:image/png")
         secret = driver.find_element(By.CSS_SELECTOR, "code.secret-key").text.strip()
         step = int(time.time()) // 30
         driver.find_element(By.NAME, "code").send_keys(totp(secret, step))
         driver.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
+        arrive("/account/2fa/confirm")
         shot("03-recovery-codes")
-        codes = driver.find_elements(By.CSS_SELECTOR, "ul.recovery-codes code")
+        codes = WebDriverWait(driver, 15).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "ul.recovery-codes code")
+        )
         assert len(codes) == 10, len(codes)
 
         driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
-        assert "/login" in driver.current_url, driver.current_url
+        arrive("/login")
         sign_in()
-        assert "/login/2fa" in driver.current_url, driver.current_url
+        arrive("/login/2fa")
+        WebDriverWait(driver, 15).until(lambda d: d.find_element(By.NAME, "code"))
         shot("04-code-asked")
         # The enrolment spent this step's code: wait for the next step, as a person would.
         while int(time.time()) // 30 <= step:
             time.sleep(0.5)
         driver.find_element(By.NAME, "code").send_keys(totp(secret, int(time.time()) // 30))
         driver.find_element(By.CSS_SELECTOR, "main button[type=submit]").click()
-        assert "/dashboard" in driver.current_url, driver.current_url
+        arrive("/dashboard")
         shot("05-signed-in-with-code")
         print("browser: two-factor journey passed")
         return 0
