@@ -86,3 +86,48 @@ fn the_command_line_backs_up_lists_and_restores() {
     assert!(medvault(home_path, &["backup"]).status.success());
     drop(lock);
 }
+
+/// `medvault` with no command serves; on a brand-new home it must get past the server lock
+/// (which lives in database/, not yet created) and answer /health.
+#[test]
+fn the_server_starts_on_a_fresh_home() {
+    use std::io::Read;
+    let home = tempfile::tempdir().unwrap();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_medvault"))
+        .env("MEDVAULT_HOME", home.path())
+        .env("ROCKET_ADDRESS", "127.0.0.1")
+        .env("ROCKET_PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut answered = None;
+    for _ in 0..200 {
+        if let Ok(Some(status)) = server.try_wait() {
+            let mut err = String::new();
+            let _ = server.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("the server stopped ({status}): {err}");
+        }
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Write;
+            let _ = write!(stream, "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+            let mut reply = String::new();
+            let _ = stream.read_to_string(&mut reply);
+            answered = Some(reply);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let reply = answered.expect("the server answered");
+    assert!(
+        reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+        "{reply}"
+    );
+    assert!(home.path().join("secrets/master.key").exists());
+}

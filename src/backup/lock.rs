@@ -15,6 +15,8 @@ fn lock_path(config: &Config) -> PathBuf {
 }
 
 fn open(config: &Config) -> std::io::Result<File> {
+    // On a fresh home the server takes the lock before anything else creates database/.
+    std::fs::create_dir_all(config.database_dir())?;
     OpenOptions::new()
         .create(true)
         .truncate(false)
