@@ -24,8 +24,9 @@ pub fn create_backup(app: &App, author: &str, origin: Origin) -> Result<BackupIn
     // The dot and the suffix keep the copy out of the listing until it is whole and checked.
     let partial = dir.join(format!(".{name}.partial"));
     let result = write_copy(app, &partial).and_then(|()| {
-        let (schema_version, key_checks) = check::check_copy(&partial, &app.keys)
-            .map_err(|e| BackupError::Failed(format!("the new copy failed its check: {e}")))?;
+        let (schema_version, key_checks) =
+            check::check_copy(&partial, &app.keys, check::Depth::Quick)
+                .map_err(|e| BackupError::Failed(format!("the new copy failed its check: {e}")))?;
         let (sha256, size) =
             sha256_file(&partial).map_err(|e| BackupError::failed("cannot read the copy", e))?;
         let manifest = Manifest {

@@ -85,7 +85,7 @@ fn stage(
         ));
     }
     let mut conn = check::open_copy(staging)?;
-    check::integrity(&mut conn)?;
+    check::integrity(&mut conn, check::Depth::Full)?;
     check::schema(&mut conn)?;
     check::keys(&mut conn, &app.keys)?;
     check::migrate(&mut conn)?;

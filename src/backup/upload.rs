@@ -54,7 +54,7 @@ fn accept(
             ));
         }
     }
-    let (schema_version, key_checks) = check::check_copy(received, &app.keys)?;
+    let (schema_version, key_checks) = check::check_copy(received, &app.keys, check::Depth::Full)?;
     // Hashed after the check: opening it may have folded a WAL into the file.
     let (sha256, size) =
         sha256_file(received).map_err(|e| BackupError::failed("cannot read the upload", e))?;
