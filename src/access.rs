@@ -128,12 +128,18 @@ pages! {
     AccountPassword { "/account/password", "Password",         SignedIn, nav: true,  [] }
     AccountTwoFactor { "/account/2fa",     "Two-factor",       SignedIn, nav: true,  [] }
     AccountSessions { "/account/sessions", "My sessions",      Granted,  nav: true,  [Admin, Doctor, Patient] }
+    Patients        { "/patients",         "Patients",         Granted,  nav: true,  [Doctor] }
+    Records         { "/records",          "My records",       Granted,  nav: true,  [Patient] }
+    AccessLog       { "/account/access-log", "Who opened my record", Granted, nav: true, [Patient] }
+    Files           { "/files",            "File downloads",   Granted,  nav: false, [Doctor, Patient] }
     AdminUsers      { "/admin/users",      "Users",            Granted,  nav: true,  [Admin] }
     AdminAccess     { "/admin/access",     "Page access",      Granted,  nav: true,  [Admin] }
     AdminSecurity   { "/admin/security",   "Security",         Granted,  nav: true,  [Admin] }
     AdminAudit      { "/admin/audit",      "Audit trail",      Granted,  nav: true,  [Admin] }
     AdminEncryption { "/admin/encryption", "Encryption",       Granted,  nav: true,  [Admin] }
     AdminBackups    { "/admin/backups",    "Backups",          Granted,  nav: true,  [Admin] }
+    AdminCareTeams  { "/admin/care-teams", "Care teams",       Granted,  nav: true,  [Admin] }
+    AdminMasking    { "/admin/masking",    "Masking",          Granted,  nav: true,  [Admin] }
 }
 
 impl Page {

@@ -274,4 +274,17 @@ pub mod action {
     pub const RECOVERY_CODE_USED: &str = "2fa.recovery_code_used";
     pub const ACCOUNT_LOCKED: &str = "account.locked";
     pub const ACCOUNT_UNLOCKED: &str = "account.unlocked";
+    pub const PATIENT_REGISTERED: &str = "record.patient_registered";
+    pub const RECORD_VIEWED: &str = "record.viewed";
+    pub const RECORD_CHANGED: &str = "record.changed";
+    pub const RECORD_FIELD_REVEALED: &str = "record.field_revealed";
+    pub const RECORD_EMERGENCY_ACCESS: &str = "record.emergency_access";
+    pub const RECORD_REFUSED: &str = "record.refused";
+    pub const FILE_UPLOADED: &str = "record.file_uploaded";
+    pub const FILE_DOWNLOADED: &str = "record.file_downloaded";
+    pub const FILE_INTEGRITY_ERROR: &str = "record.file_integrity_error";
+    pub const FILE_LINK_REFUSED: &str = "record.file_link_refused";
+    pub const CARE_ASSIGNED: &str = "care.assigned";
+    pub const CARE_UNASSIGNED: &str = "care.unassigned";
+    pub const MASKING_SAVED: &str = "admin.masking_saved";
 }

@@ -27,6 +27,13 @@ impl Clock {
         }
     }
 
+    /// Today's date in UTC.
+    pub fn today(&self) -> time::Date {
+        time::OffsetDateTime::from_unix_timestamp(self.now())
+            .map(|t| t.date())
+            .unwrap_or(time::Date::MIN)
+    }
+
     /// Moves a manual clock forward; a no-op on the system clock.
     pub fn advance(&self, seconds: i64) {
         if let Clock::Manual(now) = self {

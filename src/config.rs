@@ -36,6 +36,12 @@ pub struct Config {
     pub reencrypt_in_background: bool,
     /// A token that lets a scraper read `/metrics` from off the machine (`Bearer` header).
     pub metrics_token: Option<String>,
+    /// The largest scan or medical file accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// Seconds a signed download link (`/files/<token>`) stays valid.
+    pub file_link_lifetime: i64,
+    /// Seconds a doctor's emergency access to a record outside their care lasts.
+    pub emergency_access_lifetime: i64,
     #[serde(skip)]
     pub clock: Clock,
 }
@@ -55,6 +61,9 @@ impl Default for Config {
             template_dir: None,
             reencrypt_in_background: true,
             metrics_token: None,
+            max_upload_bytes: 20 * 1024 * 1024,
+            file_link_lifetime: 5 * 60,
+            emergency_access_lifetime: 60 * 60,
             clock: Clock::System,
         }
     }
@@ -105,6 +114,21 @@ impl Config {
         }
         if !(8..=64).contains(&self.id_length) {
             return Err(ConfigError("id_length must be between 8 and 64".into()));
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.max_upload_bytes) {
+            return Err(ConfigError(
+                "max_upload_bytes must be between 1024 and 1073741824 (1 GiB)".into(),
+            ));
+        }
+        if !(10..=3600).contains(&self.file_link_lifetime) {
+            return Err(ConfigError(
+                "file_link_lifetime must be between 10 and 3600 seconds".into(),
+            ));
+        }
+        if !(60..=24 * 3600).contains(&self.emergency_access_lifetime) {
+            return Err(ConfigError(
+                "emergency_access_lifetime must be between 60 and 86400 seconds".into(),
+            ));
         }
         for origin in &self.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))

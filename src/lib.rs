@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod fields;
+pub mod records;
 pub mod users;
 pub mod web;
 
@@ -44,7 +45,15 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
         // only (see auth::client); never from a header any client can send.
         .merge(("ip_header", false))
         .merge(("ident", false))
-        .merge(("template_dir", template_dir));
+        .merge(("template_dir", template_dir))
+        // A scan may be as large as the setting allows; the rest of a multipart form is small.
+        // One byte over the limit is read so that an oversized file is told apart from a
+        // full one and refused with the form re-filled.
+        .merge(("limits.file", app.config.max_upload_bytes + 1))
+        .merge((
+            "limits.data-form",
+            app.config.max_upload_bytes + 1024 * 1024,
+        ));
     if let Some(token) = app.setup.current() {
         let address = figment
             .extract_inner::<String>("address")

@@ -150,6 +150,8 @@ pub enum Purpose {
     CookieSecret,
     /// Keys the digests of two-factor recovery codes.
     RecoveryCodes,
+    /// Signs the expiring download links of medical files.
+    FileLinks,
 }
 
 impl Purpose {
@@ -169,6 +171,7 @@ impl Purpose {
             Purpose::SessionSeed => "medvault/v1/session-seed",
             Purpose::CookieSecret => "medvault/v1/cookie-secret",
             Purpose::RecoveryCodes => "medvault/v1/recovery-codes",
+            Purpose::FileLinks => "medvault/v1/file-links",
         }
     }
 }

@@ -10,6 +10,7 @@ mod aead;
 mod cache;
 mod envelope;
 mod field;
+mod file;
 mod kdf;
 mod keys;
 mod legacy;
@@ -28,6 +29,9 @@ pub use envelope::{
     parse_header, stored_form, CryptoError, FieldRef, Header, IntegrityError, StoredForm,
 };
 pub use field::{FieldCrypto, Opened};
+pub use file::{
+    file_link_token, open_file, seal_file, sha256_hex, verify_file_link, FileKey, FileLink,
+};
 pub use keys::{KeyError, KeyRing, Purpose, RootKeys, SecretKey};
 pub use password::{PasswordHashError, PasswordHasher};
 pub use random::{constant_time_eq, random_id, random_password, random_token};

@@ -124,5 +124,115 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    patients (user_id) {
+        user_id -> Text,
+        national_id -> Text,
+        national_id_index -> Text,
+        first_name -> Text,
+        last_name -> Text,
+        date_of_birth -> Text,
+        gender -> Text,
+        blood_type -> Text,
+        phone -> Text,
+        email -> Text,
+        address -> Text,
+        postal_code -> Text,
+        height_cm -> Text,
+        weight_kg -> Text,
+        allergies -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    care_assignments (doctor_id, patient_id) {
+        doctor_id -> Text,
+        patient_id -> Text,
+        assigned_by -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    emergency_grants (id) {
+        id -> Text,
+        doctor_id -> Text,
+        patient_id -> Text,
+        reason -> Text,
+        granted_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    consultations (id) {
+        id -> Text,
+        patient_id -> Text,
+        doctor_id -> Text,
+        occurred_at -> BigInt,
+        department -> Text,
+        block -> Text,
+        unit -> Text,
+        diagnosis -> Text,
+        notes -> Text,
+        prescription -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    medical_files (id) {
+        id -> Text,
+        patient_id -> Text,
+        uploaded_by -> Text,
+        category -> Text,
+        description -> Text,
+        taken_on -> Text,
+        file_name -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        file_key -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    vaccinations (id) {
+        id -> Text,
+        patient_id -> Text,
+        recorded_by -> Text,
+        vaccine -> Text,
+        dose_number -> Text,
+        given_on -> Text,
+        lot -> Text,
+        given_by -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    appointments (id) {
+        id -> Text,
+        patient_id -> Text,
+        doctor_id -> Text,
+        starts_at -> BigInt,
+        reason -> Text,
+        status -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    field_visibility (field, level) {
+        field -> Text,
+        level -> Text,
+        mode -> Text,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, sessions);
+diesel::allow_tables_to_appear_in_same_query!(users, sessions, care_assignments, patients);

@@ -236,6 +236,16 @@ impl Fields {
         )
     }
 
+    /// Seals and opens the columns of one row: what the record pages use.
+    pub fn row<'a>(&'a self, table: &'a str, row_id: &'a str, owner_id: &'a str) -> RowFields<'a> {
+        RowFields {
+            fields: self,
+            table,
+            row_id,
+            owner_id,
+        }
+    }
+
     /// Whether `stored` is already in the form the policy wants at `table`.`column`.
     pub fn is_current(&self, table: &str, column: &str, stored: &str) -> bool {
         match stored_form(stored) {
@@ -244,5 +254,36 @@ impl Fields {
                 .is_stale(form, self.policy().target(table, column)),
             Err(_) => false,
         }
+    }
+}
+
+/// One row's place, to seal and open its columns without repeating it.
+pub struct RowFields<'a> {
+    fields: &'a Fields,
+    table: &'a str,
+    row_id: &'a str,
+    owner_id: &'a str,
+}
+
+impl RowFields<'_> {
+    fn at<'c>(&'c self, column: &'c str) -> FieldRef<'c> {
+        FieldRef {
+            table: self.table,
+            column,
+            row_id: self.row_id,
+            owner_id: self.owner_id,
+        }
+    }
+
+    pub fn seal(&self, column: &str, value: &str) -> Result<String, AppError> {
+        self.fields.seal(&self.at(column), value)
+    }
+
+    pub fn show(&self, column: &str, stored: &str) -> Shown {
+        self.fields.show(&self.at(column), stored)
+    }
+
+    pub fn open(&self, column: &str, stored: &str) -> Result<String, IntegrityError> {
+        self.fields.open(&self.at(column), stored)
     }
 }

@@ -113,8 +113,16 @@ impl FormView {
 
 /// The values and first error per field of a posted form, for re-rendering it.
 pub fn form_context(context: &Context<'_>) -> FormView {
+    form_context_of(
+        context,
+        &["username", "level", "full_name", "email", "token", "q"],
+    )
+}
+
+/// [`form_context`] re-filling the fields `names` (never a password's).
+pub fn form_context_of(context: &Context<'_>, names: &[&str]) -> FormView {
     let mut view = FormView::default();
-    for field in ["username", "level", "full_name", "email", "token", "q"] {
+    for field in names.iter().copied() {
         if let Some(value) = context.field_value(field) {
             view.values.insert(field.to_string(), value.to_string());
         }

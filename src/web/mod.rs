@@ -5,6 +5,7 @@ pub mod admin_access;
 pub mod admin_audit;
 pub mod admin_backups;
 pub mod admin_encryption;
+pub mod admin_records;
 pub mod admin_security;
 pub mod admin_user_actions;
 pub mod admin_users;
@@ -13,10 +14,15 @@ pub mod home;
 mod layout;
 pub mod login;
 pub mod metrics;
+pub mod patient_record;
+pub mod patients;
+pub mod record_entries;
+pub mod records;
+pub mod scans;
 pub mod two_factor;
 
 pub use headers::SecurityHeaders;
-pub use layout::{form_context, Layout, Paging};
+pub use layout::{form_context, form_context_of, FormView, Layout, Paging};
 
 use rocket::form::FromForm;
 use rocket::Route;
@@ -35,7 +41,13 @@ pub fn routes() -> Vec<Route> {
         admin_audit::routes(),
         admin_encryption::routes(),
         admin_backups::routes(),
+        admin_records::routes(),
         metrics::routes(),
+        patient_record::routes(),
+        patients::routes(),
+        record_entries::routes(),
+        records::routes(),
+        scans::routes(),
     ]
     .concat()
 }
@@ -55,6 +67,7 @@ pub fn encode(text: &str) -> String {
 /// Tera filters the templates use: `datetime` shows seconds since the epoch as UTC.
 pub fn register_filters(tera: &mut rocket_dyn_templates::tera::Tera) {
     tera.register_filter("datetime", datetime_filter);
+    tera.register_filter("mask", mask_filter);
 }
 
 fn datetime_filter(
@@ -67,5 +80,17 @@ fn datetime_filter(
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
         .and_then(|t| t.format(format).ok())
         .unwrap_or_default();
+    Ok(rocket_dyn_templates::tera::Value::String(text))
+}
+
+/// `mask`: see [`crate::records::masking::mask`]; a value that is not text is masked whole.
+fn mask_filter(
+    value: &rocket_dyn_templates::tera::Value,
+    _args: &std::collections::HashMap<String, rocket_dyn_templates::tera::Value>,
+) -> rocket_dyn_templates::tera::Result<rocket_dyn_templates::tera::Value> {
+    let text = match value.as_str() {
+        Some(text) => crate::records::masking::mask(text),
+        None => crate::records::masking::mask("masked"),
+    };
     Ok(rocket_dyn_templates::tera::Value::String(text))
 }

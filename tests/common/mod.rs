@@ -109,6 +109,8 @@ pub struct Page {
     pub status: Status,
     pub location: Option<String>,
     pub body: String,
+    /// The body as sent (a file download is not text).
+    pub bytes: Vec<u8>,
     pub headers: Vec<(String, String)>,
 }
 
@@ -230,7 +232,8 @@ impl<'a> Browser<'a> {
             .map(|h| (h.name().to_string(), h.value().to_string()))
             .collect();
         let location = res.headers().get_one("Location").map(str::to_string);
-        let body = res.into_string().unwrap_or_default();
+        let bytes = res.into_bytes().unwrap_or_default();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         if let Some(token) = hidden_value(&body, "csrf_token") {
             self.csrf = Some(token);
         }
@@ -238,6 +241,7 @@ impl<'a> Browser<'a> {
             status,
             location,
             body,
+            bytes,
             headers,
         }
     }
@@ -278,6 +282,49 @@ impl<'a> Browser<'a> {
         let mut all: Vec<(&str, &str)> = vec![("csrf_token", token.as_str())];
         all.extend_from_slice(fields);
         self.post_form(uri, &all, Some(ORIGIN))
+    }
+
+    /// Posts a multipart form with the session's CSRF token and one file field named `file`.
+    pub fn post_multipart(
+        &mut self,
+        uri: &str,
+        fields: &[(&str, &str)],
+        file_name: &str,
+        content: &[u8],
+    ) -> Page {
+        const BOUNDARY: &str = "medvault-test-boundary-7MA4YWxkTrZu0gW";
+        let token = self.csrf.clone().unwrap_or_default();
+        let mut body = Vec::new();
+        let mut all: Vec<(&str, &str)> = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        for (name, value) in all {
+            body.extend_from_slice(
+                format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        let req = self
+            .app
+            .client
+            .post(uri.to_string())
+            .header(Header::new(
+                "Content-Type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            ))
+            .header(Header::new("Origin", ORIGIN))
+            .body(body);
+        self.send(req)
+    }
+
+    /// The CSRF token this browser would send.
+    pub fn csrf_token(&self) -> Option<String> {
+        self.csrf.clone()
     }
 
     /// Signs in through the real pages: the form, its CSRF token, the post.

@@ -113,3 +113,22 @@ impl AuditEvent {
             .load(conn)
     }
 }
+
+impl AuditEvent {
+    /// The newest `limit` events about `target` by anyone but `except_actor`.
+    pub fn about(
+        target: &str,
+        except_actor: &str,
+        limit: i64,
+        conn: &mut Conn,
+    ) -> QueryResult<Vec<AuditEvent>> {
+        use crate::db::schema::audit_events;
+        audit_events::table
+            .filter(audit_events::target.eq(target))
+            .filter(audit_events::actor_id.ne(except_actor))
+            .order(audit_events::id.desc())
+            .limit(limit)
+            .select(AuditEvent::as_select())
+            .load(conn)
+    }
+}

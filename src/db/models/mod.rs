@@ -3,6 +3,7 @@
 pub mod audit_event;
 pub mod key_check;
 pub mod page_grant;
+pub mod records;
 pub mod session;
 pub mod setting;
 pub mod two_factor;

@@ -204,9 +204,8 @@ impl User {
     }
 
     /// Whether clinical data names this user, in which case deleting would leave orphans.
-    /// The records tables are not there yet; they add their checks here.
-    pub fn owns_clinical_data(_id: &str, _conn: &mut Conn) -> QueryResult<bool> {
-        Ok(false)
+    pub fn owns_clinical_data(id: &str, conn: &mut Conn) -> QueryResult<bool> {
+        super::records::names_in_records(id, conn)
     }
 }
 

@@ -1,0 +1,390 @@
+//! The medical record: who may open whose record, and a patient's whole record read for a page
+//! (every value opened through the field encryption; a value that fails its integrity check is
+//! marked, never shown). The pages live in `web::patients`, `web::patient_record`, `web::records`.
+
+pub mod files;
+pub mod masking;
+pub mod validate;
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::access::Level;
+use crate::app::App;
+use crate::audit::{Actor, Entry, Outcome};
+use crate::db::models::records::{
+    AppointmentRow, CareTeam, ConsultationRow, EmergencyGrant, FieldVisibilityRows, MedicalFileRow,
+    PatientRow, VaccinationRow,
+};
+use crate::db::models::User;
+use crate::db::schema::users;
+use crate::db::Conn;
+use crate::fields::Shown;
+use masking::{Mode, Visibility, PROFILE_FIELDS};
+
+/// Why a user may open a patient's record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Relation {
+    /// The patient themself.
+    Own,
+    /// A doctor the patient is assigned to (or who registered them).
+    Care,
+    /// A doctor with running emergency access, until `expires_at`.
+    Emergency { expires_at: i64 },
+}
+
+/// How `viewer` relates to the patient `patient_id`, if at all. Only patients open their own
+/// record and only doctors open others'; no other level opens any.
+pub fn relation(
+    viewer: &User,
+    patient_id: &str,
+    now: i64,
+    conn: &mut Conn,
+) -> QueryResult<Option<Relation>> {
+    match viewer.level() {
+        Level::Patient if viewer.id == patient_id => Ok(Some(Relation::Own)),
+        Level::Doctor => {
+            if CareTeam::is_assigned(&viewer.id, patient_id, conn)? {
+                return Ok(Some(Relation::Care));
+            }
+            Ok(
+                EmergencyGrant::active(&viewer.id, patient_id, now, conn)?.map(|g| {
+                    Relation::Emergency {
+                        expires_at: g.expires_at,
+                    }
+                }),
+            )
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The patient account `id`, if it is one.
+pub fn find_patient(id: &str, conn: &mut Conn) -> QueryResult<Option<User>> {
+    Ok(User::find(id, conn)?.filter(|u| u.level() == Level::Patient))
+}
+
+/// The audit target naming a patient's record; the patient's access log reads events by it.
+pub fn audit_target(patient_id: &str) -> String {
+    format!("patient {patient_id}")
+}
+
+/// Appends an event about `patient_id`'s record.
+pub fn audit(
+    app: &App,
+    conn: &mut Conn,
+    actor: &Actor,
+    action: &'static str,
+    patient_id: &str,
+    detail: impl Into<String>,
+) -> QueryResult<()> {
+    app.audit.append(
+        conn,
+        app.now(),
+        &Entry::new(actor, action, Outcome::Success)
+            .target(audit_target(patient_id))
+            .detail(detail),
+    )
+}
+
+pub fn visibility(conn: &mut Conn) -> QueryResult<Visibility> {
+    Ok(Visibility::from_rows(&FieldVisibilityRows::all(conn)?))
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct ProfileItem {
+    pub column: &'static str,
+    pub title: &'static str,
+    pub mode: Mode,
+    pub text: String,
+    pub integrity_error: bool,
+}
+
+#[derive(Serialize)]
+pub struct ConsultationView {
+    pub id: String,
+    pub occurred_at: i64,
+    pub doctor: String,
+    pub department: Shown,
+    pub block: Shown,
+    pub unit: Shown,
+    pub diagnosis: Shown,
+    pub notes: Shown,
+    pub prescription: Shown,
+}
+
+#[derive(Serialize)]
+pub struct FileView {
+    pub id: String,
+    pub category: Shown,
+    pub description: Shown,
+    pub taken_on: Shown,
+    pub file_name: Shown,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub uploaded_by: String,
+    pub created_at: i64,
+}
+
+#[derive(Serialize)]
+pub struct VaccinationView {
+    pub id: String,
+    pub vaccine: Shown,
+    pub dose_number: Shown,
+    pub given_on: Shown,
+    pub lot: Shown,
+    pub given_by: Shown,
+}
+
+#[derive(Serialize)]
+pub struct AppointmentView {
+    pub id: String,
+    pub starts_at: i64,
+    pub doctor_id: String,
+    pub doctor: String,
+    pub reason: Shown,
+    pub status: String,
+    pub open: bool,
+}
+
+/// A patient's whole record as a page shows it to one level.
+#[derive(Serialize)]
+pub struct RecordView {
+    pub patient_id: String,
+    pub username: String,
+    pub name: String,
+    pub has_profile: bool,
+    pub profile: Vec<ProfileItem>,
+    pub consultations: Vec<ConsultationView>,
+    pub files: Vec<FileView>,
+    pub vaccinations: Vec<VaccinationView>,
+    pub appointments: Vec<AppointmentView>,
+    /// How many values failed their integrity check (each is marked where it stands).
+    pub integrity_errors: usize,
+}
+
+/// How a person is named on a record page: their full name, or their username.
+pub fn display_name(app: &App, user: &User) -> String {
+    let (full_name, _) = app.fields.show_account(user);
+    if full_name.integrity_error || full_name.text.is_empty() {
+        user.username.clone()
+    } else {
+        full_name.text
+    }
+}
+
+fn names_of(app: &App, ids: Vec<&str>, conn: &mut Conn) -> QueryResult<HashMap<String, String>> {
+    let users: Vec<User> = users::table
+        .filter(users::id.eq_any(ids))
+        .select(User::as_select())
+        .load(conn)?;
+    Ok(users
+        .into_iter()
+        .map(|u| (u.id.clone(), display_name(app, &u)))
+        .collect())
+}
+
+/// The profile's fields as `level` sees them (hidden ones left out); `revealed` is shown in
+/// full for this one render.
+pub fn profile_items(
+    app: &App,
+    row: &PatientRow,
+    level: Level,
+    visibility: &Visibility,
+    revealed: Option<&str>,
+) -> Vec<ProfileItem> {
+    let sealed = app.fields.row("patients", &row.user_id, &row.user_id);
+    PROFILE_FIELDS
+        .iter()
+        .filter_map(|field| {
+            let mut mode = visibility.mode(field.column, level);
+            if mode == Mode::Masked && revealed == Some(field.column) {
+                mode = Mode::Full;
+            }
+            if mode == Mode::Hidden {
+                return None;
+            }
+            let shown = sealed.show(field.column, profile_column(row, field.column));
+            Some(ProfileItem {
+                column: field.column,
+                title: field.title,
+                mode,
+                text: shown.text,
+                integrity_error: shown.integrity_error,
+            })
+        })
+        .collect()
+}
+
+/// The stored form of one profile column.
+pub fn profile_column<'r>(row: &'r PatientRow, column: &str) -> &'r str {
+    match column {
+        "national_id" => &row.national_id,
+        "first_name" => &row.first_name,
+        "last_name" => &row.last_name,
+        "date_of_birth" => &row.date_of_birth,
+        "gender" => &row.gender,
+        "blood_type" => &row.blood_type,
+        "phone" => &row.phone,
+        "email" => &row.email,
+        "address" => &row.address,
+        "postal_code" => &row.postal_code,
+        "height_cm" => &row.height_cm,
+        "weight_kg" => &row.weight_kg,
+        "allergies" => &row.allergies,
+        _ => "",
+    }
+}
+
+/// The name a patient goes by on the pages: first and last name from the profile, else the
+/// account's full name, else the username.
+pub fn patient_name(app: &App, user: &User, profile: Option<&PatientRow>) -> String {
+    if let Some(row) = profile {
+        let sealed = app.fields.row("patients", &row.user_id, &row.user_id);
+        let first = sealed.show("first_name", &row.first_name);
+        let last = sealed.show("last_name", &row.last_name);
+        let name = format!("{} {}", first.text, last.text);
+        if !first.integrity_error && !last.integrity_error && !name.trim().is_empty() {
+            return name.trim().to_string();
+        }
+    }
+    display_name(app, user)
+}
+
+/// Reads `patient`'s whole record for `level`.
+pub fn load_record(
+    app: &App,
+    patient: &User,
+    level: Level,
+    revealed: Option<&str>,
+    conn: &mut Conn,
+) -> QueryResult<RecordView> {
+    let pid = patient.id.as_str();
+    let profile = PatientRow::find(pid, conn)?;
+    let visibility = visibility(conn)?;
+    let consultations = ConsultationRow::for_patient(pid, conn)?;
+    let files = MedicalFileRow::for_patient(pid, conn)?;
+    let vaccinations = VaccinationRow::for_patient(pid, conn)?;
+    let appointments = AppointmentRow::for_patient(pid, conn)?;
+    let mut people: Vec<&str> = consultations.iter().map(|c| c.doctor_id.as_str()).collect();
+    people.extend(files.iter().map(|f| f.uploaded_by.as_str()));
+    people.extend(appointments.iter().map(|a| a.doctor_id.as_str()));
+    people.sort_unstable();
+    people.dedup();
+    let names = names_of(app, people, conn)?;
+    let name_of = |id: &str| names.get(id).cloned().unwrap_or_else(|| "—".into());
+
+    let now = app.now();
+    let mut view = RecordView {
+        patient_id: patient.id.clone(),
+        username: patient.username.clone(),
+        name: patient_name(app, patient, profile.as_ref()),
+        has_profile: profile.is_some(),
+        profile: profile
+            .as_ref()
+            .map(|row| profile_items(app, row, level, &visibility, revealed))
+            .unwrap_or_default(),
+        consultations: consultations
+            .iter()
+            .map(|c| {
+                let s = app.fields.row("consultations", &c.id, pid);
+                ConsultationView {
+                    id: c.id.clone(),
+                    occurred_at: c.occurred_at,
+                    doctor: name_of(&c.doctor_id),
+                    department: s.show("department", &c.department),
+                    block: s.show("block", &c.block),
+                    unit: s.show("unit", &c.unit),
+                    diagnosis: s.show("diagnosis", &c.diagnosis),
+                    notes: s.show("notes", &c.notes),
+                    prescription: s.show("prescription", &c.prescription),
+                }
+            })
+            .collect(),
+        files: files
+            .iter()
+            .map(|f| {
+                let s = app.fields.row("medical_files", &f.id, pid);
+                FileView {
+                    id: f.id.clone(),
+                    category: s.show("category", &f.category),
+                    description: s.show("description", &f.description),
+                    taken_on: s.show("taken_on", &f.taken_on),
+                    file_name: s.show("file_name", &f.file_name),
+                    content_type: f.content_type.clone(),
+                    size_bytes: f.size_bytes,
+                    uploaded_by: name_of(&f.uploaded_by),
+                    created_at: f.created_at,
+                }
+            })
+            .collect(),
+        vaccinations: vaccinations
+            .iter()
+            .map(|v| {
+                let s = app.fields.row("vaccinations", &v.id, pid);
+                VaccinationView {
+                    id: v.id.clone(),
+                    vaccine: s.show("vaccine", &v.vaccine),
+                    dose_number: s.show("dose_number", &v.dose_number),
+                    given_on: s.show("given_on", &v.given_on),
+                    lot: s.show("lot", &v.lot),
+                    given_by: s.show("given_by", &v.given_by),
+                }
+            })
+            .collect(),
+        appointments: appointments
+            .iter()
+            .map(|a| AppointmentView {
+                id: a.id.clone(),
+                starts_at: a.starts_at,
+                doctor_id: a.doctor_id.clone(),
+                doctor: name_of(&a.doctor_id),
+                reason: app
+                    .fields
+                    .row("appointments", &a.id, pid)
+                    .show("reason", &a.reason),
+                status: a.status.clone(),
+                open: matches!(a.status.as_str(), "booked" | "changed") && a.starts_at > now,
+            })
+            .collect(),
+        integrity_errors: 0,
+    };
+    view.integrity_errors = count_integrity_errors(&view);
+    Ok(view)
+}
+
+fn count_integrity_errors(view: &RecordView) -> usize {
+    let mut n = view.profile.iter().filter(|p| p.integrity_error).count();
+    for c in &view.consultations {
+        n += [
+            &c.department,
+            &c.block,
+            &c.unit,
+            &c.diagnosis,
+            &c.notes,
+            &c.prescription,
+        ]
+        .iter()
+        .filter(|s| s.integrity_error)
+        .count();
+    }
+    for f in &view.files {
+        n += [&f.category, &f.description, &f.taken_on, &f.file_name]
+            .iter()
+            .filter(|s| s.integrity_error)
+            .count();
+    }
+    for v in &view.vaccinations {
+        n += [&v.vaccine, &v.dose_number, &v.given_on, &v.lot, &v.given_by]
+            .iter()
+            .filter(|s| s.integrity_error)
+            .count();
+    }
+    n + view
+        .appointments
+        .iter()
+        .filter(|a| a.reason.integrity_error)
+        .count()
+}

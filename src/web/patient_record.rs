@@ -1,0 +1,631 @@
+//! `/patients/<id>`: a doctor's view of one patient's whole record, with its forms; revealing a
+//! masked value; emergency access to a record outside the doctor's care; the profile form.
+//! Every view and change writes an audit event the patient sees at `/account/access-log`.
+
+use rocket::form::FromForm;
+use rocket::http::Status;
+use rocket::request::FlashMessage;
+use rocket::response::{Flash, Redirect};
+use rocket::{get, post, routes, Route, State};
+use rocket_dyn_templates::{context, Template};
+use serde::Serialize;
+
+use crate::access::{page, Level};
+use crate::app::App;
+use crate::audit::action;
+use crate::auth::{Allowed, CsrfForm};
+use crate::crypto::random_id;
+use crate::db::models::records::{EmergencyGrant, PatientRow};
+use crate::db::models::User;
+use crate::error::AppError;
+use crate::records::masking::{Mode, PROFILE_FIELDS};
+use crate::records::{self, validate, Relation};
+use crate::web::{form_context_of, FormView, Layout};
+
+pub fn routes() -> Vec<Route> {
+    routes![view, reveal, emergency, save_profile]
+}
+
+pub(super) type Doctor = Allowed<page::Patients>;
+
+/// What a doctor may do with a patient's record, or the patient a refusal names.
+pub(super) enum Access {
+    Granted(User, Relation),
+    Refused(User),
+}
+
+/// The patient `id` and the doctor's relation to them. Not a patient: 404.
+pub(super) async fn access(app: &App, who: &Doctor, id: &str) -> Result<Access, AppError> {
+    let (app2, viewer, id) = (app.clone(), who.user.clone(), id.to_string());
+    app.db
+        .run(move |conn| {
+            let patient = records::find_patient(&id, conn)?.ok_or(AppError::NotFound)?;
+            Ok(match records::relation(&viewer, &id, app2.now(), conn)? {
+                Some(relation) => Access::Granted(patient, relation),
+                None => Access::Refused(patient),
+            })
+        })
+        .await
+}
+
+/// The patient `id` if the doctor may change their record; 403 (audited) otherwise.
+pub(super) async fn patient_for_change(
+    app: &App,
+    who: &Doctor,
+    id: &str,
+) -> Result<User, AppError> {
+    match access(app, who, id).await? {
+        Access::Granted(patient, _) => Ok(patient),
+        Access::Refused(patient) => {
+            audit_refusal(app, who, &patient.id).await;
+            Err(AppError::Forbidden)
+        }
+    }
+}
+
+async fn audit_refusal(app: &App, who: &Doctor, patient_id: &str) {
+    let (app2, actor, pid) = (app.clone(), who.actor(), patient_id.to_string());
+    let written = app
+        .db
+        .run(move |conn| {
+            Ok(app2.audit.append(
+                conn,
+                app2.now(),
+                &crate::audit::Entry::new(
+                    &actor,
+                    action::RECORD_REFUSED,
+                    crate::audit::Outcome::Denied,
+                )
+                .target(records::audit_target(&pid))
+                .detail("not in this doctor's care"),
+            )?)
+        })
+        .await;
+    if let Err(e) = written {
+        tracing::error!(error = %e, "cannot audit a refused record");
+    }
+}
+
+/// The forms of the record page, one of which may come back with errors.
+#[derive(Serialize, Default)]
+pub(super) struct RecordForms {
+    pub profile: FormView,
+    pub consultation: FormView,
+    pub scan: FormView,
+    pub vaccination: FormView,
+    pub appointment: FormView,
+}
+
+/// Renders the record page for a doctor, writing the view's audit event with `action`.
+pub(super) async fn render_record(
+    app: &App,
+    who: &Doctor,
+    patient: User,
+    relation: Relation,
+    forms: RecordForms,
+    revealed: Option<String>,
+    flash: Option<FlashMessage<'_>>,
+) -> Result<Template, AppError> {
+    let (app2, actor) = (app.clone(), who.actor());
+    let reveal = revealed.clone();
+    let emergency = matches!(relation, Relation::Emergency { .. });
+    let record = app
+        .db
+        .run(move |conn| {
+            let record =
+                records::load_record(&app2, &patient, Level::Doctor, reveal.as_deref(), conn)?;
+            let (action, detail) = match &reveal {
+                Some(field) => (action::RECORD_FIELD_REVEALED, format!("field {field}")),
+                None if emergency => (action::RECORD_VIEWED, "emergency access".to_string()),
+                None => (action::RECORD_VIEWED, "record".to_string()),
+            };
+            records::audit(&app2, conn, &actor, action, &patient.id, detail)?;
+            Ok(record)
+        })
+        .await?;
+    let mut layout = Layout::for_user(app, who, flash);
+    if record.integrity_errors > 0 {
+        layout = layout.with_message(
+            "error",
+            format!(
+                "Integrity error: {} value(s) of this record were altered in the database and are not shown.",
+                record.integrity_errors
+            ),
+        );
+    }
+    let emergency_until = match relation {
+        Relation::Emergency { expires_at } => Some(expires_at),
+        _ => None,
+    };
+    let today = validate::date_text(app.clock.today());
+    Ok(Template::render(
+        "records/patient",
+        context! {
+            layout, record, forms, emergency_until, today,
+            blood_types: validate::BLOOD_TYPES, genders: validate::GENDERS,
+            profile_fields: PROFILE_FIELDS,
+            max_upload_mib: app.config.max_upload_bytes / (1024 * 1024),
+        },
+    ))
+}
+
+/// The page a doctor gets for a patient outside their care: 403, with the emergency form.
+fn refused_page(app: &App, who: &Doctor, patient: &User, form: FormView) -> (Status, Template) {
+    let layout = Layout::for_user(app, who, None);
+    (
+        Status::Forbidden,
+        Template::render(
+            "records/refused",
+            context! { layout, patient_id: &patient.id, username: &patient.username, form,
+            hours: app.config.emergency_access_lifetime / 3600 },
+        ),
+    )
+}
+
+#[get("/patients/<id>")]
+async fn view(
+    who: Doctor,
+    app: &State<App>,
+    flash: Option<FlashMessage<'_>>,
+    id: &str,
+) -> Result<Result<Template, (Status, Template)>, AppError> {
+    match access(app, &who, id).await? {
+        Access::Granted(patient, relation) => Ok(Ok(render_record(
+            app,
+            &who,
+            patient,
+            relation,
+            RecordForms::default(),
+            None,
+            flash,
+        )
+        .await?)),
+        Access::Refused(patient) => {
+            audit_refusal(app, &who, &patient.id).await;
+            Ok(Err(refused_page(app, &who, &patient, FormView::default())))
+        }
+    }
+}
+
+#[derive(FromForm)]
+pub struct RevealForm {
+    field: String,
+}
+
+/// Shows one masked value of this patient in full, for this page only; audited.
+#[post("/patients/<id>/reveal", data = "<form>")]
+async fn reveal(
+    who: Doctor,
+    app: &State<App>,
+    id: &str,
+    form: CsrfForm<'_, RevealForm>,
+) -> Result<Template, AppError> {
+    let field = form
+        .value
+        .as_ref()
+        .map(|f| f.field.clone())
+        .unwrap_or_default();
+    let patient = patient_for_change(app, &who, id).await?;
+    let visibility = app.db.run(|conn| Ok(records::visibility(conn)?)).await?;
+    if visibility.mode(&field, Level::Doctor) != Mode::Masked {
+        return Err(AppError::BadRequest(
+            "Only a masked value can be revealed.".into(),
+        ));
+    }
+    let relation = match access(app, &who, id).await? {
+        Access::Granted(_, relation) => relation,
+        Access::Refused(_) => return Err(AppError::Forbidden),
+    };
+    render_record(
+        app,
+        &who,
+        patient,
+        relation,
+        RecordForms::default(),
+        Some(field),
+        None,
+    )
+    .await
+}
+
+#[derive(FromForm)]
+pub struct EmergencyForm {
+    reason: String,
+}
+
+/// Opens a record outside the doctor's care for a while, with a written reason the patient sees.
+#[post("/patients/<id>/emergency", data = "<form>")]
+async fn emergency(
+    who: Doctor,
+    app: &State<App>,
+    id: &str,
+    form: CsrfForm<'_, EmergencyForm>,
+) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+    let patient = match access(app, &who, id).await.map_err(Err)? {
+        Access::Granted(patient, _) | Access::Refused(patient) => patient,
+    };
+    let reason = form
+        .value
+        .as_ref()
+        .map(|f| f.reason.trim().to_string())
+        .unwrap_or_default();
+    let problem = if reason.chars().count() < 15 {
+        Some("Write why you need this record now, in at least 15 characters.")
+    } else if reason.chars().count() > 500 {
+        Some("The reason has at most 500 characters.")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        let view = FormView::default()
+            .value("reason", &reason)
+            .error("reason", problem);
+        let (status, page) = refused_page(app, &who, &patient, view);
+        let status = if status == Status::Forbidden {
+            Status::UnprocessableEntity
+        } else {
+            status
+        };
+        return Err(Ok((status, page)));
+    }
+    let (app2, actor, doctor_id, pid) = (
+        app.inner().clone(),
+        who.actor(),
+        who.user.id.clone(),
+        patient.id.clone(),
+    );
+    let lifetime = app.config.emergency_access_lifetime;
+    app.db
+        .run(move |conn| {
+            let now = app2.now();
+            let grant_id = random_id(app2.id_length());
+            let sealed = app2
+                .fields
+                .row("emergency_grants", &grant_id, &pid)
+                .seal("reason", &reason)?;
+            conn.immediate_transaction(|conn| {
+                EmergencyGrant::insert(
+                    &EmergencyGrant {
+                        id: grant_id.clone(),
+                        doctor_id,
+                        patient_id: pid.clone(),
+                        reason: sealed,
+                        granted_at: now,
+                        expires_at: now + lifetime,
+                    },
+                    conn,
+                )?;
+                records::audit(
+                    &app2,
+                    conn,
+                    &actor,
+                    action::RECORD_EMERGENCY_ACCESS,
+                    &pid,
+                    format!("grant {grant_id}, {lifetime} s; reason kept sealed"),
+                )?;
+                Ok::<_, AppError>(())
+            })
+        })
+        .await
+        .map_err(Err)?;
+    Ok(Flash::warning(
+        Redirect::to(format!("/patients/{}", patient.id)),
+        "Emergency access granted. It is audited and shown to the patient.",
+    ))
+}
+
+#[derive(FromForm)]
+pub struct ProfileForm {
+    national_id: String,
+    first_name: String,
+    last_name: String,
+    date_of_birth: String,
+    gender: String,
+    blood_type: String,
+    phone: String,
+    email: String,
+    address: String,
+    postal_code: String,
+    height_cm: String,
+    weight_kg: String,
+    allergies: String,
+    /// Sent only by the registration form (`/patients/new`), which also creates the account.
+    pub username: Option<String>,
+}
+
+pub(super) const PROFILE_NAMES: [&str; 13] = [
+    "national_id",
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "gender",
+    "blood_type",
+    "phone",
+    "email",
+    "address",
+    "postal_code",
+    "height_cm",
+    "weight_kg",
+    "allergies",
+];
+
+/// A profile as typed, checked and normalised. An empty value of a field the doctor sees
+/// masked or hidden keeps the stored one (the form never shows such a value to re-send).
+pub(super) struct Profile {
+    pub values: std::collections::HashMap<&'static str, String>,
+}
+
+pub(super) fn check_profile(
+    form: &CsrfForm<'_, ProfileForm>,
+    today: time::Date,
+    keep_blank: bool,
+) -> Result<Profile, FormView> {
+    let mut view = form_context_of(&form.context, &PROFILE_NAMES);
+    let Some(f) = form.value.as_ref() else {
+        return Err(view.error("national_id", "Fill in the profile."));
+    };
+    let mut values = std::collections::HashMap::new();
+    let mut put =
+        |name: &'static str, checked: Result<String, String>, view: &mut FormView| match checked {
+            Ok(v) => {
+                values.insert(name, v);
+            }
+            Err(e) => {
+                view.errors.insert(name.to_string(), e);
+            }
+        };
+    let blank_ok = |v: &str| keep_blank && v.trim().is_empty();
+    let nid = if blank_ok(&f.national_id) {
+        Ok(String::new())
+    } else {
+        validate::national_id(&f.national_id).map_err(str::to_string)
+    };
+    put("national_id", nid, &mut view);
+    put(
+        "first_name",
+        validate::text(&f.first_name, 100, true, "first name"),
+        &mut view,
+    );
+    put(
+        "last_name",
+        validate::text(&f.last_name, 100, true, "last name"),
+        &mut view,
+    );
+    let dob = validate::date(&f.date_of_birth, today, true)
+        .map(validate::date_text)
+        .map_err(str::to_string);
+    put("date_of_birth", dob, &mut view);
+    let gender = if validate::GENDERS.contains(&f.gender.as_str()) {
+        Ok(f.gender.clone())
+    } else {
+        Err("Choose one of the listed genders.".to_string())
+    };
+    put("gender", gender, &mut view);
+    let blood = if validate::BLOOD_TYPES.contains(&f.blood_type.as_str()) {
+        Ok(f.blood_type.clone())
+    } else {
+        Err("Choose one of the listed blood types.".to_string())
+    };
+    put("blood_type", blood, &mut view);
+    put(
+        "phone",
+        validate::phone(&f.phone).map_err(str::to_string),
+        &mut view,
+    );
+    let email = f.email.trim().to_lowercase();
+    let email_ok = email.is_empty()
+        || (email.len() <= 254
+            && !email.contains(char::is_whitespace)
+            && email
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.')));
+    put(
+        "email",
+        if email_ok {
+            Ok(email)
+        } else {
+            Err("Enter an email like name@example.org, or leave it empty.".into())
+        },
+        &mut view,
+    );
+    put(
+        "address",
+        validate::text(&f.address, 300, false, "address"),
+        &mut view,
+    );
+    put(
+        "postal_code",
+        validate::text(&f.postal_code, 12, false, "postal code"),
+        &mut view,
+    );
+    let number = |text: &str, min, max, what| {
+        if text.trim().is_empty() {
+            Ok(String::new())
+        } else {
+            validate::number(text, min, max, what)
+        }
+    };
+    put(
+        "height_cm",
+        number(&f.height_cm, 20.0, 280.0, "height in cm"),
+        &mut view,
+    );
+    put(
+        "weight_kg",
+        number(&f.weight_kg, 0.5, 500.0, "weight in kg"),
+        &mut view,
+    );
+    put(
+        "allergies",
+        validate::text(&f.allergies, 2000, false, "allergies"),
+        &mut view,
+    );
+    if view.has_errors() {
+        Err(view)
+    } else {
+        Ok(Profile { values })
+    }
+}
+
+/// The profile row to store: `profile`'s values sealed, with blanks of fields the doctor could
+/// not see taken from `current`.
+pub(super) fn seal_profile(
+    app: &App,
+    patient_id: &str,
+    profile: &Profile,
+    current: Option<&PatientRow>,
+    hidden_from_doctor: &[&str],
+) -> Result<PatientRow, AppError> {
+    let sealed = app.fields.row("patients", patient_id, patient_id);
+    let mut row = current.cloned().unwrap_or(PatientRow {
+        user_id: patient_id.to_string(),
+        national_id: String::new(),
+        national_id_index: String::new(),
+        first_name: String::new(),
+        last_name: String::new(),
+        date_of_birth: String::new(),
+        gender: String::new(),
+        blood_type: String::new(),
+        phone: String::new(),
+        email: String::new(),
+        address: String::new(),
+        postal_code: String::new(),
+        height_cm: String::new(),
+        weight_kg: String::new(),
+        allergies: String::new(),
+        updated_at: 0,
+    });
+    for name in PROFILE_NAMES {
+        let value = profile.values.get(name).map(String::as_str).unwrap_or("");
+        if value.is_empty() && current.is_some() && hidden_from_doctor.contains(&name) {
+            continue;
+        }
+        let stored = sealed.seal(name, value)?;
+        match name {
+            "national_id" => {
+                row.national_id_index = app.fields.blind_index("patients", "national_id", value);
+                row.national_id = stored;
+            }
+            "first_name" => row.first_name = stored,
+            "last_name" => row.last_name = stored,
+            "date_of_birth" => row.date_of_birth = stored,
+            "gender" => row.gender = stored,
+            "blood_type" => row.blood_type = stored,
+            "phone" => row.phone = stored,
+            "email" => row.email = stored,
+            "address" => row.address = stored,
+            "postal_code" => row.postal_code = stored,
+            "height_cm" => row.height_cm = stored,
+            "weight_kg" => row.weight_kg = stored,
+            _ => row.allergies = stored,
+        }
+    }
+    row.updated_at = app.now();
+    Ok(row)
+}
+
+/// The patients already registered under national ID `national_id`, other than `except`.
+pub(super) fn national_id_taken(
+    app: &App,
+    national_id: &str,
+    except: &str,
+    conn: &mut crate::db::Conn,
+) -> Result<bool, AppError> {
+    let indexes = app
+        .fields
+        .blind_index_candidates("patients", "national_id", national_id);
+    let rows = PatientRow::find_by_national_id_index(&indexes, conn)?;
+    Ok(rows.iter().any(|row| {
+        row.user_id != except
+            && app
+                .fields
+                .row("patients", &row.user_id, &row.user_id)
+                .open("national_id", &row.national_id)
+                .is_ok_and(|v| v == national_id)
+    }))
+}
+
+#[post("/patients/<id>/profile", data = "<form>")]
+async fn save_profile(
+    who: Doctor,
+    app: &State<App>,
+    id: &str,
+    form: CsrfForm<'_, ProfileForm>,
+) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+    let patient = patient_for_change(app, &who, id).await.map_err(Err)?;
+    let (app2, pid) = (app.inner().clone(), patient.id.clone());
+    let (current, visibility) = app
+        .db
+        .run(move |conn| Ok((PatientRow::find(&pid, conn)?, records::visibility(conn)?)))
+        .await
+        .map_err(Err)?;
+    let not_shown: Vec<&str> = PROFILE_NAMES
+        .into_iter()
+        .filter(|n| visibility.mode(n, Level::Doctor) != Mode::Full)
+        .collect();
+    let checked = check_profile(&form, app.clock.today(), current.is_some());
+    let profile = match checked {
+        Ok(profile) => profile,
+        Err(view) => return Err(rerender(app, &who, &patient, "profile", view).await),
+    };
+    let row =
+        seal_profile(app, &patient.id, &profile, current.as_ref(), &not_shown).map_err(Err)?;
+    let nid = profile.values["national_id"].clone();
+    let (actor, pid) = (who.actor(), patient.id.clone());
+    let saved = app
+        .db
+        .run(move |conn| {
+            if !nid.is_empty() && national_id_taken(&app2, &nid, &pid, conn)? {
+                return Ok(false);
+            }
+            conn.immediate_transaction(|conn| {
+                PatientRow::save(&row, conn)?;
+                records::audit(
+                    &app2,
+                    conn,
+                    &actor,
+                    action::RECORD_CHANGED,
+                    &pid,
+                    "profile saved",
+                )?;
+                Ok::<_, AppError>(true)
+            })
+        })
+        .await
+        .map_err(Err)?;
+    if !saved {
+        let view = form_context_of(&form.context, &PROFILE_NAMES).error(
+            "national_id",
+            "Another patient is registered with this national ID.",
+        );
+        return Err(rerender(app, &who, &patient, "profile", view).await);
+    }
+    Ok(Flash::success(
+        Redirect::to(format!("/patients/{}#profile", patient.id)),
+        "Profile saved.",
+    ))
+}
+
+/// The record page again with form `which` re-filled and its errors shown: 422.
+pub(super) async fn rerender(
+    app: &App,
+    who: &Doctor,
+    patient: &User,
+    which: &str,
+    view: FormView,
+) -> Result<(Status, Template), AppError> {
+    let relation = match access(app, who, &patient.id).await? {
+        Access::Granted(_, relation) => relation,
+        Access::Refused(_) => return Err(AppError::Forbidden),
+    };
+    let mut forms = RecordForms::default();
+    match which {
+        "profile" => forms.profile = view,
+        "consultation" => forms.consultation = view,
+        "scan" => forms.scan = view,
+        "vaccination" => forms.vaccination = view,
+        _ => forms.appointment = view,
+    }
+    let page = render_record(app, who, patient.clone(), relation, forms, None, None).await?;
+    Ok((Status::UnprocessableEntity, page))
+}

@@ -1,0 +1,282 @@
+//! A patient's own pages: `/records` (profile, consultations, files, vaccinations and
+//! appointments, masked as the admin set), booking and cancelling their own appointments,
+//! downloading their own files, and `/account/access-log` (who opened their record).
+
+use rocket::http::Status;
+use rocket::request::FlashMessage;
+use rocket::response::{Flash, Redirect};
+use rocket::{get, post, routes, Route, State};
+use rocket_dyn_templates::{context, Template};
+use serde::Serialize;
+
+use crate::access::{page, Level};
+use crate::app::App;
+use crate::audit::action;
+use crate::auth::{Allowed, CsrfForm};
+use crate::db::models::records::{AppointmentRow, CareTeam, EmergencyGrant};
+use crate::db::models::AuditEvent;
+use crate::error::AppError;
+use crate::records;
+use crate::web::record_entries::{book, check_booking, AppointmentForm};
+use crate::web::scans::{file_of, link_for};
+use crate::web::{form_context_of, ButtonForm, FormView, Layout};
+
+pub fn routes() -> Vec<Route> {
+    routes![own_record, book_own, cancel_own, own_file, access_log]
+}
+
+type Patient = Allowed<page::Records>;
+
+#[derive(Serialize)]
+struct DoctorOption {
+    id: String,
+    name: String,
+}
+
+async fn render(
+    app: &App,
+    who: &Patient,
+    form: FormView,
+    flash: Option<FlashMessage<'_>>,
+) -> Result<Template, AppError> {
+    let (app2, patient, actor) = (app.clone(), who.user.clone(), who.actor());
+    let (record, doctors) = app
+        .db
+        .run(move |conn| {
+            let record = records::load_record(&app2, &patient, Level::Patient, None, conn)?;
+            let doctors: Vec<DoctorOption> = CareTeam::doctors_of(&patient.id, conn)?
+                .iter()
+                .map(|d| DoctorOption {
+                    id: d.id.clone(),
+                    name: records::display_name(&app2, d),
+                })
+                .collect();
+            records::audit(
+                &app2,
+                conn,
+                &actor,
+                action::RECORD_VIEWED,
+                &patient.id,
+                "own record",
+            )?;
+            Ok((record, doctors))
+        })
+        .await?;
+    let mut layout = Layout::for_user(app, who, flash);
+    if record.integrity_errors > 0 {
+        layout = layout.with_message(
+            "error",
+            "Integrity error: part of your record was altered in the database and is not shown. Your clinic has been told.",
+        );
+    }
+    Ok(Template::render(
+        "records/own",
+        context! { layout, record, doctors, form },
+    ))
+}
+
+#[get("/records")]
+async fn own_record(
+    who: Patient,
+    app: &State<App>,
+    flash: Option<FlashMessage<'_>>,
+) -> Result<Template, AppError> {
+    render(app, &who, FormView::default(), flash).await
+}
+
+fn unprocessable(page: Result<Template, AppError>) -> Result<(Status, Template), AppError> {
+    page.map(|p| (Status::UnprocessableEntity, p))
+}
+
+#[post("/records/appointments", data = "<form>")]
+async fn book_own(
+    who: Patient,
+    app: &State<App>,
+    form: CsrfForm<'_, AppointmentForm>,
+) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+    let names = ["starts_at", "reason", "doctor_id"];
+    let doctor_id = form
+        .context
+        .field_value("doctor_id")
+        .unwrap_or_default()
+        .to_string();
+    let (app2, pid, did) = (app.inner().clone(), who.user.id.clone(), doctor_id.clone());
+    let treats = app
+        .db
+        .run(move |conn| {
+            Ok(CareTeam::doctors_of(&pid, conn)?
+                .iter()
+                .any(|d| d.id == did))
+        })
+        .await
+        .map_err(Err)?;
+    let checked = check_booking(&app2, &form, form_context_of(&form.context, &names));
+    let (starts_at, reason) = match checked {
+        Ok(ok) if treats => ok,
+        Ok(_) => {
+            let view = form_context_of(&form.context, &names)
+                .error("doctor_id", "Choose one of your doctors.");
+            return Err(unprocessable(render(app, &who, view, None).await));
+        }
+        Err(mut view) => {
+            if !treats {
+                view = view.error("doctor_id", "Choose one of your doctors.");
+            }
+            return Err(unprocessable(render(app, &who, view, None).await));
+        }
+    };
+    let booked = book(
+        app,
+        who.actor(),
+        &who.user.id,
+        &doctor_id,
+        starts_at,
+        &reason,
+    )
+    .await
+    .map_err(Err)?;
+    if let Err(problem) = booked {
+        let view = form_context_of(&form.context, &names).error("starts_at", problem);
+        return Err(unprocessable(render(app, &who, view, None).await));
+    }
+    Ok(Flash::success(
+        Redirect::to("/records#appointments"),
+        "Appointment booked.",
+    ))
+}
+
+/// Cancels one of the patient's own appointments that has not happened yet.
+#[post("/records/appointments/<aid>/cancel", data = "<_form>")]
+async fn cancel_own(
+    who: Patient,
+    app: &State<App>,
+    aid: &str,
+    _form: CsrfForm<'_, ButtonForm>,
+) -> Result<Flash<Redirect>, AppError> {
+    let (app2, actor, pid, aid) = (
+        app.inner().clone(),
+        who.actor(),
+        who.user.id.clone(),
+        aid.to_string(),
+    );
+    let outcome = app
+        .db
+        .run(move |conn| {
+            conn.immediate_transaction(|conn| {
+                // Someone else's appointment id is simply not found among this patient's.
+                let row = AppointmentRow::find(&pid, &aid, conn)?.ok_or(AppError::NotFound)?;
+                let now = app2.now();
+                if !matches!(row.status.as_str(), "booked" | "changed") || row.starts_at <= now {
+                    return Ok(false);
+                }
+                AppointmentRow::set_status(&row.id, "cancelled", now, conn)?;
+                records::audit(
+                    &app2,
+                    conn,
+                    &actor,
+                    action::RECORD_CHANGED,
+                    &pid,
+                    format!("appointment {} cancelled by the patient", row.id),
+                )?;
+                Ok::<_, AppError>(true)
+            })
+        })
+        .await?;
+    Ok(if outcome {
+        Flash::success(
+            Redirect::to("/records#appointments"),
+            "Appointment cancelled.",
+        )
+    } else {
+        Flash::error(
+            Redirect::to("/records#appointments"),
+            "This appointment can no longer be cancelled.",
+        )
+    })
+}
+
+/// A signed link to one of the patient's own files; anyone else's file id is 404.
+#[get("/records/files/<fid>")]
+async fn own_file(who: Patient, app: &State<App>, fid: &str) -> Result<Redirect, AppError> {
+    let file = file_of(app, &who.user.id, fid).await?;
+    Ok(Redirect::to(link_for(app, &who.user.id, &file.id)))
+}
+
+#[derive(Serialize)]
+struct AccessLine {
+    at: i64,
+    who: String,
+    what: &'static str,
+    detail: String,
+}
+
+#[derive(Serialize)]
+struct EmergencyLine {
+    granted_at: i64,
+    expires_at: i64,
+    doctor: String,
+    reason: crate::fields::Shown,
+}
+
+/// What an audit action means to a patient.
+fn describe(action: &str) -> &'static str {
+    match action {
+        action::RECORD_VIEWED => "opened your record",
+        action::RECORD_CHANGED => "changed your record",
+        action::RECORD_FIELD_REVEALED => "revealed a masked value",
+        action::RECORD_EMERGENCY_ACCESS => "used emergency access",
+        action::RECORD_REFUSED => "was refused your record",
+        action::FILE_UPLOADED => "added a file",
+        action::FILE_DOWNLOADED => "downloaded a file",
+        action::FILE_INTEGRITY_ERROR => "met a damaged file",
+        action::PATIENT_REGISTERED => "registered you",
+        _ => "other",
+    }
+}
+
+#[get("/account/access-log")]
+async fn access_log(who: Allowed<page::AccessLog>, app: &State<App>) -> Result<Template, AppError> {
+    let (app2, me) = (app.inner().clone(), who.user.id.clone());
+    let (events, grants) = app
+        .db
+        .run(move |conn| {
+            let events = AuditEvent::about(&records::audit_target(&me), &me, 500, conn)?;
+            let grants = EmergencyGrant::for_patient(&me, conn)?
+                .into_iter()
+                .map(|g| {
+                    let doctor = crate::db::models::User::find(&g.doctor_id, conn)?
+                        .map(|d| records::display_name(&app2, &d))
+                        .unwrap_or_else(|| "a former doctor".into());
+                    Ok(EmergencyLine {
+                        granted_at: g.granted_at,
+                        expires_at: g.expires_at,
+                        doctor,
+                        reason: app2
+                            .fields
+                            .row("emergency_grants", &g.id, &me)
+                            .show("reason", &g.reason),
+                    })
+                })
+                .collect::<Result<Vec<_>, AppError>>()?;
+            Ok((events, grants))
+        })
+        .await?;
+    let lines: Vec<AccessLine> = events
+        .into_iter()
+        .map(|e| AccessLine {
+            at: e.at,
+            who: e.actor_name,
+            what: describe(&e.action),
+            detail: if e.action == action::RECORD_VIEWED && e.detail == "emergency access" {
+                "emergency access".into()
+            } else {
+                String::new()
+            },
+        })
+        .collect();
+    let layout = Layout::for_user(app, &who, None);
+    Ok(Template::render(
+        "records/access_log",
+        context! { layout, lines, grants },
+    ))
+}

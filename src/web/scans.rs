@@ -1,0 +1,381 @@
+//! Scans and other medical files: upload (type read from the content, size limited, sealed
+//! under a key of its own, SHA-256 kept), signed expiring download links issued after the
+//! authorisation check, and `/files/<token>`, which checks the link, the user, the file's
+//! integrity and its digest before a byte leaves.
+
+use rocket::form::FromForm;
+use rocket::fs::TempFile;
+use rocket::http::{ContentType, Header, Status};
+use rocket::response::{Flash, Redirect, Responder};
+use rocket::tokio::io::AsyncReadExt;
+use rocket::{get, post, routes, Route, State};
+use rocket_dyn_templates::Template;
+
+use crate::access::page;
+use crate::app::App;
+use crate::audit::{action, Actor, Entry, Outcome};
+use crate::auth::{Allowed, CsrfForm};
+use crate::crypto::{
+    file_link_token, open_file, random_id, seal_file, sha256_hex, verify_file_link, FileKey,
+    Purpose,
+};
+use crate::db::models::records::MedicalFileRow;
+use crate::error::AppError;
+use crate::records::files::{self, FileType};
+use crate::records::{self, validate};
+use crate::web::form_context_of;
+use crate::web::patient_record::{patient_for_change, rerender, Doctor};
+
+pub fn routes() -> Vec<Route> {
+    routes![upload, doctor_link, download]
+}
+
+#[derive(FromForm)]
+pub struct ScanForm<'r> {
+    category: String,
+    description: String,
+    taken_on: String,
+    file: TempFile<'r>,
+}
+
+const SCAN_NAMES: [&str; 3] = ["category", "description", "taken_on"];
+pub const CATEGORIES: [&str; 6] = ["X-ray", "CT", "MRI", "Ultrasound", "Lab report", "Other"];
+
+#[post("/patients/<id>/scans", data = "<form>")]
+async fn upload(
+    who: Doctor,
+    app: &State<App>,
+    id: &str,
+    form: CsrfForm<'_, ScanForm<'_>>,
+) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+    let patient = patient_for_change(app, &who, id).await.map_err(Err)?;
+    let max = app.config.max_upload_bytes;
+    let mut view = form_context_of(&form.context, &SCAN_NAMES);
+    if form
+        .context
+        .field_errors("file")
+        .any(|e| matches!(e.kind, rocket::form::error::ErrorKind::InvalidLength { .. }))
+    {
+        view = view.error("file", too_large(max));
+    }
+    let Some(f) = form.value.as_ref() else {
+        if !view.errors.contains_key("file") {
+            view = view.error("file", "Choose a file and fill in the form.");
+        }
+        return Err(rerender(app, &who, &patient, "scan", view).await);
+    };
+    if !CATEGORIES.contains(&f.category.as_str()) {
+        view = view.error("category", "Choose one of the listed categories.");
+    }
+    let description = validate::text(&f.description, 1000, false, "description");
+    if let Err(e) = &description {
+        view = view.error("description", e.clone());
+    }
+    let taken_on = validate::date(&f.taken_on, app.clock.today(), true).map(validate::date_text);
+    if let Err(e) = taken_on {
+        view = view.error("taken_on", e);
+    }
+    let content = read_upload(&f.file, max).await;
+    let file_type = match &content {
+        Err(problem) => {
+            view = view.error("file", problem.clone());
+            None
+        }
+        Ok(bytes) => match FileType::sniff(bytes) {
+            Some(t) => Some(t),
+            None => {
+                view = view.error("file", "This file is not a JPEG, PNG, PDF or DICOM file.");
+                None
+            }
+        },
+    };
+    let (Ok(content), Some(file_type), Ok(description), Ok(taken_on), false) =
+        (content, file_type, description, taken_on, view.has_errors())
+    else {
+        return Err(rerender(app, &who, &patient, "scan", view).await);
+    };
+    // Kept only sealed, shown escaped, and never used as a path (see files::download_name).
+    let typed_name: String = f
+        .file
+        .raw_name()
+        .map(|n| {
+            n.dangerous_unsafe_unsanitized_raw()
+                .as_str()
+                .chars()
+                .take(200)
+                .collect()
+        })
+        .unwrap_or_default();
+    let category = f.category.clone();
+    let (app2, actor, pid, uploader) = (
+        app.inner().clone(),
+        who.actor(),
+        patient.id.clone(),
+        who.user.id.clone(),
+    );
+    app.db
+        .run(move |conn| {
+            let id = random_id(app2.id_length());
+            let key = FileKey::generate();
+            let sealed_file = seal_file(&key, &id, &content);
+            let sealed = app2.fields.row("medical_files", &id, &pid);
+            let row = MedicalFileRow {
+                id: id.clone(),
+                patient_id: pid.clone(),
+                uploaded_by: uploader,
+                category: sealed.seal("category", &category)?,
+                description: sealed.seal("description", &description)?,
+                taken_on: sealed.seal("taken_on", &taken_on)?,
+                file_name: sealed.seal("file_name", &typed_name)?,
+                content_type: file_type.content_type().to_string(),
+                size_bytes: content.len() as i64,
+                sha256: sealed.seal("sha256", &sha256_hex(&content))?,
+                file_key: sealed.seal("file_key", &key.to_text())?,
+                created_at: app2.now(),
+            };
+            let storage = app2.config.storage_dir();
+            files::write_sealed(&storage, &id, &sealed_file)
+                .map_err(|e| AppError::internal("writing a medical file", e))?;
+            let saved = conn.immediate_transaction(|conn| {
+                MedicalFileRow::insert(&row, conn)?;
+                records::audit(
+                    &app2,
+                    conn,
+                    &actor,
+                    action::FILE_UPLOADED,
+                    &pid,
+                    format!("file {id}, {} bytes, {}", row.size_bytes, row.content_type),
+                )
+            });
+            if let Err(e) = saved {
+                // No row points at the file: take it away again.
+                files::remove_sealed(&storage, &id);
+                return Err(AppError::from(e));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(Err)?;
+    Ok(Flash::success(
+        Redirect::to(format!("/patients/{}#files", patient.id)),
+        "File uploaded and encrypted.",
+    ))
+}
+
+fn too_large(max: u64) -> String {
+    format!(
+        "The file is larger than the {:.1} MiB allowed.",
+        max as f64 / (1024.0 * 1024.0)
+    )
+}
+
+/// The uploaded bytes, if there are some and not more than `max`.
+async fn read_upload(file: &TempFile<'_>, max: u64) -> Result<Vec<u8>, String> {
+    if file.len() == 0 {
+        return Err("Choose a file: this one is empty.".into());
+    }
+    if file.len() > max {
+        return Err(too_large(max));
+    }
+    let unreadable = |_| "The file could not be read; try again.".to_string();
+    let mut content = Vec::with_capacity(file.len() as usize);
+    let mut reader = Box::pin(file.open().await.map_err(unreadable)?);
+    reader.read_to_end(&mut content).await.map_err(unreadable)?;
+    Ok(content)
+}
+
+/// A signed link to file `file_id` for `user_id`, valid for the configured lifetime.
+pub(super) fn link_for(app: &App, user_id: &str, file_id: &str) -> String {
+    let key = app.keys.purpose_key(Purpose::FileLinks);
+    let expires_at = app.now() + app.config.file_link_lifetime;
+    format!(
+        "/files/{}",
+        file_link_token(&key, user_id, file_id, expires_at)
+    )
+}
+
+/// The file `fid` of patient `id`, if it is theirs; 404 otherwise.
+pub(super) async fn file_of(
+    app: &App,
+    patient_id: &str,
+    fid: &str,
+) -> Result<MedicalFileRow, AppError> {
+    let (pid, fid) = (patient_id.to_string(), fid.to_string());
+    app.db
+        .run(move |conn| {
+            MedicalFileRow::find(&fid, conn)?
+                .filter(|f| f.patient_id == pid)
+                .ok_or(AppError::NotFound)
+        })
+        .await
+}
+
+#[get("/patients/<id>/files/<fid>")]
+async fn doctor_link(
+    who: Doctor,
+    app: &State<App>,
+    id: &str,
+    fid: &str,
+) -> Result<Redirect, AppError> {
+    let patient = patient_for_change(app, &who, id).await?;
+    let file = file_of(app, &patient.id, fid).await?;
+    Ok(Redirect::to(link_for(app, &who.user.id, &file.id)))
+}
+
+/// A file's content on its way out: type, a safe name, never cached.
+pub struct Download {
+    content: Vec<u8>,
+    content_type: ContentType,
+    name: String,
+}
+
+impl<'r> Responder<'r, 'static> for Download {
+    fn respond_to(self, req: &'r rocket::Request<'_>) -> rocket::response::Result<'static> {
+        rocket::Response::build_from(self.content.respond_to(req)?)
+            .header(self.content_type)
+            .header(Header::new(
+                "Content-Disposition",
+                format!("attachment; filename=\"{}\"", self.name),
+            ))
+            .ok()
+    }
+}
+
+async fn audit_file(
+    app: &App,
+    actor: &Actor,
+    act: &'static str,
+    outcome: Outcome,
+    target: String,
+    detail: String,
+) {
+    let (app2, entry) = (
+        app.clone(),
+        Entry::new(actor, act, outcome)
+            .target(target)
+            .detail(detail),
+    );
+    if let Err(e) = app
+        .db
+        .run(move |conn| Ok(app2.audit.append(conn, app2.now(), &entry)?))
+        .await
+    {
+        tracing::error!(error = %e, "cannot audit a file download");
+    }
+}
+
+#[get("/files/<token>")]
+async fn download(
+    who: Allowed<page::Files>,
+    app: &State<App>,
+    token: &str,
+) -> Result<Download, AppError> {
+    let actor = who.actor();
+    let key = app.keys.purpose_key(Purpose::FileLinks);
+    let link = verify_file_link(&key, token);
+    let refusal = match &link {
+        None => Some("altered or malformed link"),
+        Some(l) if l.user_id != who.user.id => Some("link issued to another user"),
+        Some(l) if l.expires_at <= app.now() => Some("expired link"),
+        Some(_) => None,
+    };
+    let Some(link) = link.filter(|_| refusal.is_none()) else {
+        let why = refusal.unwrap_or_default();
+        audit_file(
+            app,
+            &actor,
+            action::FILE_LINK_REFUSED,
+            Outcome::Denied,
+            "file link".into(),
+            why.into(),
+        )
+        .await;
+        return Err(AppError::Forbidden);
+    };
+    let (app2, viewer, fid) = (app.inner().clone(), who.user.clone(), link.file_id.clone());
+    // The link was issued after an authorisation check; the check runs again in case the
+    // care assignment or emergency access ended since.
+    let file = app
+        .db
+        .run(move |conn| {
+            let file = MedicalFileRow::find(&fid, conn)?.ok_or(AppError::NotFound)?;
+            records::relation(&viewer, &file.patient_id, app2.now(), conn)?
+                .ok_or(AppError::NotFound)?;
+            Ok(file)
+        })
+        .await?;
+    let target = records::audit_target(&file.patient_id);
+    match open_stored(app, &file).await {
+        Ok(content) => {
+            audit_file(
+                app,
+                &actor,
+                action::FILE_DOWNLOADED,
+                Outcome::Success,
+                target,
+                format!("file {}", file.id),
+            )
+            .await;
+            let file_type =
+                FileType::from_content_type(&file.content_type).unwrap_or(FileType::Pdf);
+            let name = app
+                .fields
+                .row("medical_files", &file.id, &file.patient_id)
+                .open("file_name", &file.file_name)
+                .unwrap_or_default();
+            Ok(Download {
+                content,
+                content_type: ContentType::parse_flexible(file_type.content_type())
+                    .unwrap_or(ContentType::Binary),
+                name: files::download_name(&name, file_type),
+            })
+        }
+        Err(why) => {
+            tracing::error!(file = %file.id, why, "medical file refused");
+            audit_file(
+                app,
+                &actor,
+                action::FILE_INTEGRITY_ERROR,
+                Outcome::Failure,
+                target,
+                format!("file {}: {why}", file.id),
+            )
+            .await;
+            Err(AppError::Conflict(
+                "Integrity error: this file was altered or damaged on disk and is not served. \
+                 The event is audited; ask an admin to restore it from a backup."
+                    .into(),
+            ))
+        }
+    }
+}
+
+/// The plain content of a stored file, if its key, its sealed copy and its digest all hold.
+async fn open_stored(app: &App, file: &MedicalFileRow) -> Result<Vec<u8>, &'static str> {
+    let (app2, file) = (app.clone(), file.clone());
+    let opened = app
+        .db
+        .run(move |_conn| {
+            let sealed = app2.fields.row("medical_files", &file.id, &file.patient_id);
+            let opened = (|| {
+                let key_text = sealed
+                    .open("file_key", &file.file_key)
+                    .map_err(|_| "file key refused")?;
+                let key = FileKey::from_text(&key_text).map_err(|_| "file key malformed")?;
+                let digest = sealed
+                    .open("sha256", &file.sha256)
+                    .map_err(|_| "digest refused")?;
+                let stored = files::read_sealed(&app2.config.storage_dir(), &file.id)
+                    .map_err(|_| "missing on disk")?;
+                let content =
+                    open_file(&key, &file.id, stored).map_err(|_| "failed authentication")?;
+                if sha256_hex(&content) != digest {
+                    return Err("SHA-256 mismatch");
+                }
+                Ok(content.to_vec())
+            })();
+            Ok(opened)
+        })
+        .await;
+    opened.unwrap_or(Err("database unavailable"))
+}

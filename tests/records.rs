@@ -1,0 +1,204 @@
+//! Medical records end to end: a doctor registers and treats a patient, the patient reads their
+//! record masked, files are sealed on disk and checked, and everyone else is kept out.
+
+mod common;
+
+use common::*;
+use medvault::access::Level;
+use rocket::http::Status;
+
+pub const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-not-a-real-image-but-png-magic";
+
+/// A doctor with one patient in their care whose profile is filled in; the patient has a
+/// password of their own. Returns (app, doctor's browser, patient id).
+fn doctor_with_patient(app: &TestApp) -> (Browser<'_>, String) {
+    let mut doctor = app.signed_in(Level::Doctor, "dr.grey");
+    let page = doctor.post(
+        "/patients/new",
+        &[
+            ("username", "pat.one"),
+            ("national_id", "S1234567D"),
+            ("first_name", "Patricia"),
+            ("last_name", "Onewater"),
+            ("date_of_birth", "1980-02-29"),
+            ("gender", "female"),
+            ("blood_type", "O+"),
+            ("phone", "+65 6123 4567"),
+            ("email", "pat@example.org"),
+            ("address", "10 Downing Street"),
+            ("postal_code", "238801"),
+            ("height_cm", "165"),
+            ("weight_kg", "60.5"),
+            ("allergies", "Penicillin"),
+        ],
+    );
+    page.assert_status(Status::Ok);
+    assert!(page.body.contains("pat.one is registered"), "{}", page.body);
+    let one_time = between(&page.body, "<code>", "</code>");
+    let id = between(&page.body, "href=\"/patients/", "\"");
+    // The patient replaces the one-time password.
+    let mut patient = app.browser();
+    patient
+        .login("pat.one", &one_time)
+        .assert_redirect("/account/password");
+    patient
+        .post(
+            "/account/password",
+            &[
+                ("current_password", one_time.as_str()),
+                ("new_password", PASSWORD),
+                ("confirm_password", PASSWORD),
+            ],
+        )
+        .assert_redirect("/");
+    (doctor, id)
+}
+
+fn between(text: &str, start: &str, end: &str) -> String {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {text}"))
+        + start.len();
+    let to = text[from..].find(end).expect("end") + from;
+    text[from..to].to_string()
+}
+
+fn patient_browser(app: &TestApp) -> Browser<'_> {
+    let mut patient = app.browser();
+    patient.login("pat.one", PASSWORD).assert_redirect("/");
+    patient
+}
+
+#[test]
+fn a_doctor_registers_a_patient_records_care_and_the_patient_reads_it_masked() {
+    let app = TestApp::new();
+    let (mut doctor, id) = doctor_with_patient(&app);
+    let record = format!("/patients/{id}");
+    doctor
+        .post(
+            &format!("{record}/consultations"),
+            &[
+                ("occurred_at", "2026-11-20T10:30"),
+                ("department", "Cardiology"),
+                ("block", "B"),
+                ("unit", "07-12"),
+                ("diagnosis", "Mild arrhythmia"),
+                ("notes", "Follow up in 3 months"),
+                ("prescription", "Bisoprolol 2.5 mg"),
+            ],
+        )
+        .assert_redirect(&record);
+    doctor
+        .post(
+            &format!("{record}/vaccinations"),
+            &[
+                ("vaccine", "Hepatitis B"),
+                ("dose_number", "1"),
+                ("given_on", "2026-01-10"),
+                ("lot", "HB-2231"),
+                ("given_by", "Nurse Joy"),
+            ],
+        )
+        .assert_redirect(&record);
+    doctor.get(&record);
+    doctor
+        .post_multipart(
+            &format!("{record}/scans"),
+            &[
+                ("category", "X-ray"),
+                ("description", "Chest PA"),
+                ("taken_on", "2026-11-19"),
+            ],
+            "chest.png",
+            PNG,
+        )
+        .assert_redirect(&record);
+    doctor
+        .post(
+            &format!("{record}/appointments"),
+            &[
+                ("starts_at", "2027-03-01T09:00"),
+                ("reason", "Cardiology follow-up"),
+            ],
+        )
+        .assert_redirect(&record);
+
+    let page = doctor.get(&record);
+    page.assert_status(Status::Ok);
+    for shown in [
+        "Mild arrhythmia",
+        "Bisoprolol 2.5 mg",
+        "Hepatitis B",
+        "Chest PA",
+        "Cardiology follow-up",
+        "Penicillin",
+    ] {
+        assert!(page.body.contains(shown), "{shown}");
+    }
+    // Masked for the doctor by default: national ID, phone, address, postal code.
+    assert!(page.body.contains("S••••567D"), "{}", page.body);
+    assert!(!page.body.contains("S1234567D"));
+    assert!(!page.body.contains("10 Downing Street"));
+    assert!(!page.body.contains("238801"));
+
+    // The patient sees the same record, masked the same way, and downloads the scan.
+    let mut patient = patient_browser(&app);
+    let own = patient.get("/records");
+    own.assert_status(Status::Ok);
+    for shown in [
+        "Mild arrhythmia",
+        "Hepatitis B",
+        "Chest PA",
+        "Cardiology follow-up",
+    ] {
+        assert!(own.body.contains(shown), "{shown}");
+    }
+    assert!(own.body.contains("S••••567D"));
+    assert!(!own.body.contains("S1234567D"));
+    let file_id = between(&own.body, "href=\"/records/files/", "\"");
+    let link = patient.get(&format!("/records/files/{file_id}"));
+    let location = link.location.clone().expect("a signed link");
+    assert!(location.starts_with("/files/"), "{location}");
+    let download = patient.get(&location);
+    download.assert_status(Status::Ok);
+    assert_eq!(download.header("Content-Type"), Some("image/png"));
+    assert!(download
+        .header("Content-Disposition")
+        .unwrap()
+        .contains("chest.png"));
+    assert_eq!(download.bytes, PNG);
+
+    // Nothing readable is on disk or in the database.
+    let storage = app.home.path().join("storage");
+    for entry in std::fs::read_dir(&storage).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(8).any(|w| w == &PNG[..8]),
+            "file stored in the clear"
+        );
+    }
+    let db = std::fs::read(app.home.path().join("database/medvault.sqlite")).unwrap();
+    let wal =
+        std::fs::read(app.home.path().join("database/medvault.sqlite-wal")).unwrap_or_default();
+    for secret in [
+        "S1234567D",
+        "Mild arrhythmia",
+        "Penicillin",
+        "Hepatitis B",
+        "Chest PA",
+    ] {
+        for file in [&db, &wal] {
+            assert!(
+                !file.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in the clear"
+            );
+        }
+    }
+
+    // The patient sees who opened their record.
+    let log = patient.get("/account/access-log");
+    log.assert_status(Status::Ok);
+    assert!(log.body.contains("dr.grey"));
+    assert!(log.body.contains("opened your record"));
+    assert!(log.body.contains("downloaded a file") || log.body.contains("added a file"));
+}
