@@ -5,9 +5,8 @@
 //! Sealed layout: `mvf1` ‖ 96-bit nonce ‖ ciphertext ‖ tag. A key seals exactly one file once,
 //! so the random nonce never repeats under it.
 
-use aes_gcm::aead::generic_array::GenericArray;
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use rand::{rngs::OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -45,7 +44,7 @@ impl FileKey {
     }
 
     fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(GenericArray::from_slice(self.0.as_ref()))
+        Aes256Gcm::new(&(*self.0).into())
     }
 }
 
@@ -61,11 +60,7 @@ pub fn seal_file(key: &FileKey, file_id: &str, content: &[u8]) -> Vec<u8> {
     let body_start = MAGIC.len() + NONCE_LEN;
     let tag = key
         .cipher()
-        .encrypt_in_place_detached(
-            GenericArray::from_slice(&nonce),
-            &aad,
-            &mut out[body_start..],
-        )
+        .encrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut out[body_start..]).into())
         .expect("AES-GCM seals up to 64 GiB");
     out.extend_from_slice(&tag);
     out
@@ -94,12 +89,7 @@ pub fn open_file(
     let aad = [MAGIC.as_slice(), file_id.as_bytes()].concat();
     let body = &mut sealed[MAGIC.len() + NONCE_LEN..tag_start];
     key.cipher()
-        .decrypt_in_place_detached(
-            GenericArray::from_slice(&nonce),
-            &aad,
-            body,
-            GenericArray::from_slice(&tag),
-        )
+        .decrypt_inout_detached(&Nonce::from(nonce), &aad, body.into(), &Tag::from(tag))
         .map_err(|_| IntegrityError::Forged)?;
     let content = body.to_vec();
     Ok(Zeroizing::new(content))
