@@ -48,9 +48,10 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
         .merge(("template_dir", template_dir))
         // A scan may be as large as the setting allows; the rest of a multipart form is small.
         // One byte over the limit is read so that an oversized file is told apart from a
-        // full one and refused with the form re-filled.
-        .merge(("limits.file", app.config.max_upload_bytes + 1))
-        .merge((
+        // full one and refused with the form re-filled. Joined, not merged: limits the
+        // operator set (larger ones for backup uploads) win, and the scan page checks its own.
+        .join(("limits.file", app.config.max_upload_bytes + 1))
+        .join((
             "limits.data-form",
             app.config.max_upload_bytes + 1024 * 1024,
         ));
