@@ -16,6 +16,7 @@ const PUBLIC: &[&str] = &[
     "POST /setup",
     "GET /health",
     "GET /static/medvault.css",
+    "GET /favicon.ico",
     "GET /login/2fa",
     "POST /login/2fa",
     "GET /metrics",

@@ -230,6 +230,8 @@ fn describe(action: &str) -> &'static str {
         action::FILE_DOWNLOADED => "downloaded a file",
         action::FILE_INTEGRITY_ERROR => "met a damaged file",
         action::PATIENT_REGISTERED => "registered you",
+        action::CARE_ASSIGNED => "put you in a doctor's care",
+        action::CARE_UNASSIGNED => "ended a doctor's care of you",
         _ => "other",
     }
 }
@@ -237,10 +239,20 @@ fn describe(action: &str) -> &'static str {
 #[get("/account/access-log")]
 async fn access_log(who: Allowed<page::AccessLog>, app: &State<App>) -> Result<Template, AppError> {
     let (app2, me) = (app.inner().clone(), who.user.id.clone());
-    let (events, grants) = app
+    let (events, grants, names) = app
         .db
         .run(move |conn| {
             let events = AuditEvent::about(&records::audit_target(&me), &me, 500, conn)?;
+            // Named as the record pages name people (full name, else username).
+            let mut names = std::collections::HashMap::new();
+            for event in &events {
+                if !names.contains_key(&event.actor_id) {
+                    let name = crate::db::models::User::find(&event.actor_id, conn)?
+                        .map(|u| records::display_name(&app2, &u))
+                        .unwrap_or_else(|| event.actor_name.clone());
+                    names.insert(event.actor_id.clone(), name);
+                }
+            }
             let grants = EmergencyGrant::for_patient(&me, conn)?
                 .into_iter()
                 .map(|g| {
@@ -258,14 +270,14 @@ async fn access_log(who: Allowed<page::AccessLog>, app: &State<App>) -> Result<T
                     })
                 })
                 .collect::<Result<Vec<_>, AppError>>()?;
-            Ok((events, grants))
+            Ok((events, grants, names))
         })
         .await?;
     let lines: Vec<AccessLine> = events
         .into_iter()
         .map(|e| AccessLine {
             at: e.at,
-            who: e.actor_name,
+            who: names.get(&e.actor_id).cloned().unwrap_or(e.actor_name),
             what: describe(&e.action),
             detail: if e.action == action::RECORD_VIEWED && e.detail == "emergency access" {
                 "emergency access".into()
