@@ -76,3 +76,34 @@ fn metrics_are_readable_from_afar_with_the_configured_token_only() {
     assert_eq!(ask("s3cret-scrape-tokeN"), Status::Forbidden);
     assert_eq!(ask(""), Status::Forbidden);
 }
+
+#[test]
+fn metrics_count_field_encryption_operations_and_refusals() {
+    let app = TestApp::new();
+    let read = |app: &TestApp, kind: &str| -> u64 {
+        let page = Browser::new(app, "127.0.0.1:50000", "prometheus").get("/metrics");
+        let prefix = format!("medvault_field_operations_total{{operation=\"{kind}\"}} ");
+        page.body
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("{kind} in {}", page.body))
+            .parse()
+            .unwrap()
+    };
+    let (sealed, opened, refused) = (
+        read(&app, "seal"),
+        read(&app, "open"),
+        read(&app, "refused"),
+    );
+    // An account's name and email are sealed at creation and opened on the admin's list.
+    app.create_user(Level::Patient, "pat");
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    admin.get("/admin/users").assert_status(Status::Ok);
+    assert!(read(&app, "seal") >= sealed + 2);
+    assert!(read(&app, "open") > opened);
+    assert_eq!(read(&app, "refused"), refused);
+    // A value altered in the file is counted as refused when a page meets it.
+    app.raw_sql("UPDATE users SET full_name = 'plain:forged' WHERE username = 'pat'");
+    admin.get("/admin/users").assert_status(Status::Ok);
+    assert!(read(&app, "refused") > refused);
+}

@@ -8,7 +8,7 @@ pub mod registry;
 pub mod rotation;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::crypto::{
@@ -35,6 +35,16 @@ pub struct Fields {
     migrating: AtomicBool,
     /// Encrypted columns that may still hold plain values from before the running job.
     tolerated_plain: RwLock<HashSet<(String, String)>>,
+    /// What `/metrics` reports: values sealed, values opened, values refused.
+    pub operations: Operations,
+}
+
+/// Counts of field encryption operations since the server started.
+#[derive(Default)]
+pub struct Operations {
+    pub sealed: AtomicU64,
+    pub opened: AtomicU64,
+    pub refused: AtomicU64,
 }
 
 impl Fields {
@@ -54,6 +64,7 @@ impl Fields {
             retired: RwLock::new(retired),
             migrating: AtomicBool::new(migration.is_some()),
             tolerated_plain: RwLock::new(migration.unwrap_or_default()),
+            operations: Operations::default(),
         }
     }
 
@@ -101,6 +112,7 @@ impl Fields {
 
     /// `value` in the stored form the policy asks for at `field`'s column.
     pub fn seal(&self, field: &FieldRef<'_>, value: &str) -> Result<String, AppError> {
+        self.operations.sealed.fetch_add(1, Ordering::Relaxed);
         match self.policy().target(field.table, field.column) {
             None => Ok(FieldCrypto::seal_plain(value)),
             Some(suite) => self
@@ -112,9 +124,17 @@ impl Fields {
 
     /// The text of a stored value, if it is whole and in its own place.
     pub fn open(&self, field: &FieldRef<'_>, stored: &str) -> Result<String, IntegrityError> {
-        let opened = self.crypto().open(field, stored)?;
-        self.vet(field, opened.form)?;
-        String::from_utf8(opened.plaintext.to_vec()).map_err(|_| IntegrityError::Forged)
+        let opened = (|| {
+            let opened = self.crypto().open(field, stored)?;
+            self.vet(field, opened.form)?;
+            String::from_utf8(opened.plaintext.to_vec()).map_err(|_| IntegrityError::Forged)
+        })();
+        let counter = match opened {
+            Ok(_) => &self.operations.opened,
+            Err(_) => &self.operations.refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        opened
     }
 
     /// The rules a value that opened must still pass: a value claiming a retired key version is

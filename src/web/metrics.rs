@@ -237,6 +237,22 @@ async fn metrics(
             .find(|(a, _)| a == name)
             .map_or(0, |(_, n)| *n)
     };
+    out.push_str(
+        "# HELP medvault_field_operations_total Field values sealed, opened, and refused (integrity errors) since the start.\n",
+    );
+    out.push_str("# TYPE medvault_field_operations_total counter\n");
+    let ops = &app.fields.operations;
+    for (kind, counter) in [
+        ("seal", &ops.sealed),
+        ("open", &ops.opened),
+        ("refused", &ops.refused),
+    ] {
+        let _ = writeln!(
+            out,
+            "medvault_field_operations_total{{operation=\"{kind}\"}} {}",
+            counter.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     out.push_str("# HELP medvault_logins_total Sign-ins recorded in the audit trail.\n");
     out.push_str("# TYPE medvault_logins_total counter\n");
     let _ = writeln!(
