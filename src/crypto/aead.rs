@@ -34,7 +34,8 @@ const MAX_NONCE_LEN: usize = 24;
 pub(crate) enum AeadKey {
     Aes256Gcm(Aes256Gcm),
     Aes128Gcm(Aes128Gcm),
-    Aes256GcmSiv(Aes256GcmSiv),
+    /// Boxed: its two key schedules make it half again as large as the others.
+    Aes256GcmSiv(Box<Aes256GcmSiv>),
     ChaCha20Poly1305(ChaCha20Poly1305),
     XChaCha20Poly1305(XChaCha20Poly1305),
 }
@@ -63,7 +64,9 @@ impl AeadKey {
             Cipher::Aes128Gcm => {
                 AeadKey::Aes128Gcm(<Aes128Gcm as KeyInit06>::new_from_slice(key).ok()?)
             }
-            Cipher::Aes256GcmSiv => AeadKey::Aes256GcmSiv(Aes256GcmSiv::new_from_slice(key).ok()?),
+            Cipher::Aes256GcmSiv => {
+                AeadKey::Aes256GcmSiv(Box::new(Aes256GcmSiv::new_from_slice(key).ok()?))
+            }
             Cipher::ChaCha20Poly1305 => {
                 AeadKey::ChaCha20Poly1305(ChaCha20Poly1305::new_from_slice(key).ok()?)
             }

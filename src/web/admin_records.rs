@@ -168,7 +168,7 @@ async fn change_care_team(
 struct MaskingRow {
     column: &'static str,
     title: &'static str,
-    /// One per level of [`LEVELS`]: (form name, current mode).
+    /// One per level of [`LEVELS`]: (form key `field-level`, current mode).
     cells: Vec<(String, &'static str)>,
 }
 
@@ -188,7 +188,7 @@ async fn masking(
                 .iter()
                 .map(|l| {
                     (
-                        format!("{}:{}", f.column, l.as_str()),
+                        format!("{}-{}", f.column, l.as_str()),
                         visibility.mode(f.column, *l).as_str(),
                     )
                 })
@@ -206,7 +206,7 @@ async fn masking(
 
 #[derive(FromForm)]
 pub struct MaskingForm {
-    /// `field:level` to mode.
+    /// `field-level` to mode (Rocket reads a `:` in a map key as a separator).
     mode: HashMap<String, String>,
 }
 
@@ -222,7 +222,7 @@ async fn save_masking(
     let mut rows = Vec::new();
     for field in PROFILE_FIELDS {
         for level in LEVELS {
-            let key = format!("{}:{}", field.column, level.as_str());
+            let key = format!("{}-{}", field.column, level.as_str());
             let mode = f
                 .mode
                 .get(&key)

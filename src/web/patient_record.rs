@@ -144,7 +144,7 @@ pub(super) async fn render_record(
             layout, record, forms, emergency_until, today,
             blood_types: validate::BLOOD_TYPES, genders: validate::GENDERS,
             profile_fields: PROFILE_FIELDS,
-            max_upload_mib: app.config.max_upload_bytes / (1024 * 1024),
+            max_upload: super::scans::size_text(app.config.max_upload_bytes),
         },
     ))
 }

@@ -124,7 +124,7 @@ async fn list(
         lines.retain(|l| l.name.to_lowercase().contains(&needle) || l.username.contains(&needle));
     }
     match sort {
-        "recent" => lines.sort_by(|a, b| b.updated_at.cmp(&a.updated_at)),
+        "recent" => lines.sort_by_key(|l| std::cmp::Reverse(l.updated_at)),
         _ => lines.sort_by_key(|l| l.name.to_lowercase()),
     }
     let paging = Paging::new(page.unwrap_or(1), PER_PAGE as i64, lines.len() as i64);
@@ -163,10 +163,10 @@ async fn register(
     let mut names = PROFILE_NAMES.to_vec();
     names.push("username");
     let refill = |view: FormView| {
-        Err(Ok((
+        (
             Status::UnprocessableEntity,
             new_patient_template(app, &who, view),
-        )))
+        )
     };
     let username = User::normalize_username(
         form.value
@@ -189,7 +189,7 @@ async fn register(
     }
     let profile = match profile {
         Ok(p) if !view.has_errors() => p,
-        _ => return refill(view),
+        _ => return Err(Ok(refill(view))),
     };
     let one_time = random_password();
     let (app2, actor, doctor_id, name, secret) = (
@@ -269,6 +269,6 @@ async fn register(
                 context! { layout, id, username, one_time },
             ))
         }
-        Err((field, problem)) => refill(view.error(field, problem)),
+        Err((field, problem)) => Err(Ok(refill(view.error(field, problem)))),
     }
 }
