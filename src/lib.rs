@@ -66,6 +66,7 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
     }
     Ok(rocket::custom(figment)
         .attach(Shield::new())
+        .attach(web::PinDatabase)
         .attach(web::SecurityHeaders)
         .attach(web::metrics::RequestMetrics::default())
         .attach(Template::custom(|engines| {

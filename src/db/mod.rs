@@ -2,9 +2,12 @@
 //! migrations, and [`Db::run`] to use a connection on a blocking thread.
 //!
 //! The pool sits behind a gate so that a restore can swap the whole database file while the
-//! server runs: every connection handed out counts as a reader; [`Db::replace_file`] closes the
-//! gate, waits for the readers to finish, swaps, and opens a new pool. A request therefore sees
-//! the old database or the new one, and waits a moment at most.
+//! server runs: every connection handed out counts as a reader, and every request in flight
+//! holds a [`RequestPin`] (taken by a fairing before its handler runs). [`Db::replace_file`]
+//! closes the gate to new requests, lets the requests in flight finish (they may still take
+//! connections: they see the old database throughout), waits for the connections to come
+//! back, swaps, and opens a new pool. A request therefore sees the old database or the new one
+//! for its whole life, never a mix, and waits a moment at most.
 
 pub mod models;
 pub mod schema;
@@ -53,7 +56,10 @@ struct GateState {
     pool: Option<SqlitePool>,
     /// Connections handed out and not yet returned.
     active: usize,
-    /// A swap is waiting or under way: no new connection until it ends.
+    /// Requests in flight that started before a swap began.
+    pinned: usize,
+    /// A swap is waiting or under way: no new request until it ends, and no new connection
+    /// once the pinned requests are done.
     closing: bool,
 }
 
@@ -97,6 +103,20 @@ impl Deref for DbConn {
 impl DerefMut for DbConn {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         self.conn.as_deref_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+/// A request's claim on the database it started with: while any is held, a swap waits.
+pub struct RequestPin {
+    gate: Arc<Gate>,
+}
+
+impl Drop for RequestPin {
+    fn drop(&mut self) {
+        let mut state = self.gate.lock();
+        state.pinned = state.pinned.saturating_sub(1);
+        drop(state);
+        self.gate.changed.notify_all();
     }
 }
 
@@ -150,6 +170,7 @@ impl Db {
                 state: Mutex::new(GateState {
                     pool: Some(pool),
                     active: 0,
+                    pinned: 0,
                     closing: false,
                 }),
                 changed: Condvar::new(),
@@ -162,11 +183,26 @@ impl Db {
         &self.gate.file
     }
 
+    /// Pins the database for a request, unless a swap is waiting or under way (then `None`:
+    /// the request waits and tries again).
+    pub fn try_pin(&self) -> Option<RequestPin> {
+        let mut state = self.gate.lock();
+        if state.closing {
+            return None;
+        }
+        state.pinned += 1;
+        Some(RequestPin {
+            gate: self.gate.clone(),
+        })
+    }
+
     pub fn conn(&self) -> Result<DbConn, AppError> {
         let reentrant = HELD.with(|h| h.get() > 0);
         let deadline = Instant::now() + WAIT_FOR_SWAP;
         let mut state = self.gate.lock();
-        while state.closing && !reentrant {
+        // While pinned requests drain, connections are still handed out (on the old file);
+        // after that, only to a thread that already holds one.
+        while state.closing && state.pinned == 0 && !reentrant {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(AppError::Internal(
@@ -215,10 +251,12 @@ impl Db {
         .map_err(|e| AppError::internal("blocking task", e))?
     }
 
-    /// Replaces the live database file while no connection is in use: waits for the
-    /// connections handed out to come back, checkpoints the WAL into the main file, closes every
-    /// connection, lets `swap` put the new file in place, and opens a new pool on it. If `swap`
-    /// fails, the old file is reopened and its error returned. Requests wait meanwhile.
+    /// Replaces the live database file while no request and no connection is in use: waits for
+    /// the pinned requests to finish and the connections handed out to come back, checkpoints
+    /// the WAL into the main file, closes every connection, lets `swap` put the new file in
+    /// place, and opens a new pool on it. If `swap` fails, the old file is reopened and its
+    /// error returned. New requests wait meanwhile. A request that restores must drop its own
+    /// pin first.
     pub fn replace_file(
         &self,
         swap: impl FnOnce(&Path) -> Result<(), String>,
@@ -232,7 +270,7 @@ impl Db {
         }
         state.closing = true;
         let deadline = Instant::now() + WAIT_FOR_READERS;
-        while state.active > 0 {
+        while state.active > 0 || state.pinned > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 state.closing = false;
@@ -302,4 +340,67 @@ pub fn side_file(file: &Path, suffix: &str) -> PathBuf {
     let mut name = file.as_os_str().to_os_string();
     name.push(suffix);
     PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sql_types::Text;
+    use diesel::{Connection, QueryableByName, RunQueryDsl};
+
+    #[derive(QueryableByName)]
+    struct Marker {
+        #[diesel(sql_type = Text)]
+        v: String,
+    }
+
+    fn marker(db: &Db) -> String {
+        let mut conn = db.conn().expect("connection");
+        diesel::sql_query("SELECT v FROM marker")
+            .get_result::<Marker>(&mut *conn)
+            .expect("marker")
+            .v
+    }
+
+    fn file_with_marker(path: &Path, value: &str) {
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute(&format!(
+            "CREATE TABLE marker (v TEXT); INSERT INTO marker VALUES ('{value}');"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn a_swap_waits_for_pinned_requests_which_see_the_old_file_throughout() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.sqlite");
+        let next = dir.path().join("next.sqlite");
+        file_with_marker(&live, "old");
+        file_with_marker(&next, "new");
+        let db = Db::open(&live).unwrap();
+
+        // A request in flight reads once...
+        let pin = db.try_pin().expect("no swap yet");
+        assert_eq!(marker(&db), "old");
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let swapper = db.clone();
+        let next2 = next.clone();
+        std::thread::spawn(move || {
+            let result = swapper
+                .replace_file(|live| std::fs::rename(&next2, live).map_err(|e| e.to_string()));
+            done_tx.send(result).unwrap();
+        });
+        // ...the swap waits for it, and new requests wait for the swap...
+        assert!(done.recv_timeout(Duration::from_millis(300)).is_err());
+        assert!(db.try_pin().is_none(), "a new request must wait");
+        // ...while it reads again, from the same (old) file.
+        assert_eq!(marker(&db), "old");
+        drop(pin);
+        done.recv_timeout(Duration::from_secs(10))
+            .expect("the swap ends once the request is done")
+            .expect("swap");
+        let after = db.try_pin().expect("requests go on after the swap");
+        assert_eq!(marker(&db), "new");
+        drop(after);
+    }
 }

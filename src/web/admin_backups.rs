@@ -258,6 +258,7 @@ async fn restore(
     app: &State<App>,
     name: String,
     form: CsrfForm<'_, ConfirmForm>,
+    pin: super::OwnPin<'_>,
 ) -> Answer {
     if !confirmed(&form) {
         return Answer::Done(Flash::warning(
@@ -265,6 +266,9 @@ async fn restore(
             "Confirm the restore first.",
         ));
     }
+    // The swap waits for every request in flight to finish: this one included, unless it lets
+    // go of its pin. What it does after the restore reads the restored database.
+    pin.release();
     let (work_app, wanted, author) = (app.inner().clone(), name.clone(), who.user.username.clone());
     match blocking(move || backup::restore_backup(&work_app, &wanted, &author)).await {
         Ok(done) => {

@@ -18,11 +18,13 @@ pub mod patient_record;
 pub mod patients;
 pub mod record_entries;
 pub mod records;
+mod request_pin;
 pub mod scans;
 pub mod two_factor;
 
 pub use headers::SecurityHeaders;
 pub use layout::{form_context, form_context_of, FormView, Layout, Paging};
+pub use request_pin::{OwnPin, PinDatabase};
 
 use rocket::form::FromForm;
 use rocket::Route;
