@@ -35,7 +35,7 @@ enum Command {
     /// List the backups, newest first.
     Backups,
     /// Check a listed backup and put it in place (the current state is backed up first).
-    /// Refused while a server runs on the same home: restore from /admin/backups then.
+    /// While a server runs on the same home, the server does it (requests wait a moment).
     Restore {
         /// A name as `medvault backups` lists it.
         name: String,
@@ -113,6 +113,7 @@ fn serve(config: Config) -> ExitCode {
         // Only the server runs the schedule: tests build the server without this thread and
         // call `backup::schedule::run_due_backups` themselves.
         backup::schedule::spawn_worker(app.clone());
+        backup::requests::spawn_worker(app.clone());
     }
     match rocket::execute(rocket.launch()) {
         Ok(_) => ExitCode::SUCCESS,
@@ -211,10 +212,24 @@ fn list_backups(config: Config) -> ExitCode {
 }
 
 fn restore(config: Config, name: &str) -> ExitCode {
+    let answer = |answer: Result<String, String>| match answer {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    };
     if backup::lock::server_is_running(&config) {
-        return fail(
-            "a medvault server runs on this home: restore from /admin/backups, or stop it first",
-        );
+        // The running server restores, so that nobody swaps the file under its connections.
+        let id = match backup::requests::submit(&config, name) {
+            Ok(id) => id,
+            Err(e) => return fail(format!("cannot leave a restore request: {e}")),
+        };
+        let limit = std::time::Duration::from_secs(600);
+        if let Some(done) = backup::requests::wait(&config, &id, limit) {
+            return answer(done);
+        }
+        // The server stopped before it took the request: restore here.
     }
     // Held while restoring, so that a server cannot start in the middle.
     let _lock = match backup::lock::hold_server_lock(&config) {
@@ -225,44 +240,5 @@ fn restore(config: Config, name: &str) -> ExitCode {
         Ok(app) => app,
         Err(e) => return fail(e),
     };
-    match backup::restore_backup(&app, name, "command line") {
-        Ok(done) => {
-            audit(
-                &app,
-                &Entry::new(
-                    &command_line_actor(),
-                    action::BACKUP_RESTORED,
-                    Outcome::Success,
-                )
-                .target(done.restored.name.clone())
-                .detail(format!(
-                    "state before the restore saved as {}",
-                    done.safety_backup
-                )),
-            );
-            println!(
-                "restored {}; the state before it was saved as {}",
-                done.restored.name, done.safety_backup
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            audit(
-                &app,
-                &Entry::new(
-                    &command_line_actor(),
-                    action::BACKUP_REFUSED,
-                    Outcome::Denied,
-                )
-                .target(
-                    name.chars()
-                        .filter(|c| !c.is_control())
-                        .take(120)
-                        .collect::<String>(),
-                )
-                .detail(format!("restore: {e}")),
-            );
-            fail(e)
-        }
-    }
+    answer(backup::requests::restore_for_command_line(&app, name))
 }

@@ -77,14 +77,94 @@ fn the_command_line_backs_up_lists_and_restores() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no backup named"));
 
-    // While a server holds the home, a command-line restore is refused; a backup still works.
-    let config = medvault::Config::for_home(home_path);
-    let lock = medvault::backup::lock::hold_server_lock(&config).expect("lock");
-    let busy = medvault(home_path, &["restore", &name]);
-    assert!(!busy.status.success());
-    assert!(String::from_utf8_lossy(&busy.stderr).contains("server runs"));
+    // While a server runs on the home, the command line hands the restore to the server,
+    // which carries it out (and refuses a bad name just the same); backups work alongside.
+    {
+        let app = medvault::App::open(medvault::Config::for_home(home_path)).expect("open");
+        let actor = medvault::audit::Actor::default();
+        medvault::users::create_user(&app, Level::Patient, "later", PASSWORD, &actor)
+            .expect("user");
+    }
+    let mut server = start_server(home_path);
     assert!(medvault(home_path, &["backup"]).status.success());
-    drop(lock);
+    let refused = medvault(home_path, &["restore", "../medvault.sqlite"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no backup named"));
+    let restored = medvault(home_path, &["restore", &name]);
+    let said = String::from_utf8_lossy(&restored.stdout).to_string()
+        + &String::from_utf8_lossy(&restored.stderr);
+    assert!(restored.status.success(), "{said}");
+    assert!(said.contains("restored"), "{said}");
+    // The server answers on the restored database.
+    assert!(get(server.port, "/health").starts_with("HTTP/1.1 200"));
+    server.stop();
+    assert_eq!(usernames(home_path), ["admin", "before"]);
+    let leftovers = std::fs::read_dir(home_path.join("database/restore-requests"))
+        .unwrap()
+        .count();
+    assert_eq!(leftovers, 0, "requests and answers are cleaned up");
+}
+
+struct Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Server {
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    );
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply
+}
+
+/// The real server on `home`, once it answers.
+fn start_server(home: &std::path::Path) -> Server {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_medvault"))
+        .env("MEDVAULT_HOME", home)
+        .env("MEDVAULT_LOG", "error")
+        .env_remove("MEDVAULT_MASTER_KEY")
+        .env("ROCKET_ADDRESS", "127.0.0.1")
+        .env("ROCKET_PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server { child, port };
+    for _ in 0..400 {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("the server stopped ({status})");
+        }
+        if !get(port, "/health").is_empty() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server.stop();
+    panic!("the server did not answer");
 }
 
 /// `medvault` with no command serves; on a brand-new home it must get past the server lock
