@@ -89,6 +89,24 @@ pub fn audit(
     )
 }
 
+/// Appends the event of a change to `patient_id`'s record, described by `what`.
+pub fn changed(
+    app: &App,
+    conn: &mut Conn,
+    actor: &Actor,
+    patient_id: &str,
+    what: impl Into<String>,
+) -> QueryResult<()> {
+    audit(
+        app,
+        conn,
+        actor,
+        crate::audit::action::RECORD_CHANGED,
+        patient_id,
+        what,
+    )
+}
+
 pub fn visibility(conn: &mut Conn) -> QueryResult<Visibility> {
     Ok(Visibility::from_rows(&FieldVisibilityRows::all(conn)?))
 }

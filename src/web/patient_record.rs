@@ -580,14 +580,7 @@ async fn save_profile(
             }
             conn.immediate_transaction(|conn| {
                 PatientRow::save(&row, conn)?;
-                records::audit(
-                    &app2,
-                    conn,
-                    &actor,
-                    action::RECORD_CHANGED,
-                    &pid,
-                    "profile saved",
-                )?;
+                records::changed(&app2, conn, &actor, &pid, "profile saved")?;
                 Ok::<_, AppError>(true)
             })
         })

@@ -143,11 +143,10 @@ async fn add_consultation(
         .run(move |conn| {
             conn.immediate_transaction(|conn| {
                 ConsultationRow::insert(&row, conn)?;
-                records::audit(
+                records::changed(
                     &app2,
                     conn,
                     &actor,
-                    action::RECORD_CHANGED,
                     &row.patient_id,
                     format!("consultation {} added", row.id),
                 )?;
@@ -258,11 +257,10 @@ async fn update_consultation(
             row.updated_at = app2.now();
             conn.immediate_transaction(|conn| {
                 ConsultationRow::update(&row, conn)?;
-                records::audit(
+                records::changed(
                     &app2,
                     conn,
                     &actor,
-                    action::RECORD_CHANGED,
                     &pid,
                     format!("consultation {} edited", row.id),
                 )?;
@@ -378,14 +376,7 @@ async fn add_vaccination(
                     return Ok(Err(problem));
                 }
                 VaccinationRow::insert(&row, conn)?;
-                records::audit(
-                    &app2,
-                    conn,
-                    &actor,
-                    action::RECORD_CHANGED,
-                    &pid,
-                    format!("vaccination {id} added"),
-                )?;
+                records::changed(&app2, conn, &actor, &pid, format!("vaccination {id} added"))?;
                 Ok::<_, AppError>(Ok(()))
             })
         })
@@ -539,11 +530,10 @@ pub(super) async fn book(
                     ));
                 }
                 AppointmentRow::insert(&row, conn)?;
-                records::audit(
+                records::changed(
                     &app2,
                     conn,
                     &actor,
-                    action::RECORD_CHANGED,
                     &pid,
                     format!("appointment {id} booked"),
                 )?;
@@ -620,11 +610,10 @@ async fn change_appointment(
                     }
                     None => AppointmentRow::set_status(&row.id, "done", now, conn)?,
                 }
-                records::audit(
+                records::changed(
                     &app2,
                     conn,
                     &actor,
-                    action::RECORD_CHANGED,
                     &pid,
                     format!("appointment {} {change}", row.id),
                 )?;

@@ -170,11 +170,10 @@ async fn cancel_own(
                     return Ok(false);
                 }
                 AppointmentRow::set_status(&row.id, "cancelled", now, conn)?;
-                records::audit(
+                records::changed(
                     &app2,
                     conn,
                     &actor,
-                    action::RECORD_CHANGED,
                     &pid,
                     format!("appointment {} cancelled by the patient", row.id),
                 )?;
