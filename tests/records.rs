@@ -202,3 +202,70 @@ fn a_doctor_registers_a_patient_records_care_and_the_patient_reads_it_masked() {
     assert!(log.body.contains("opened your record"));
     assert!(log.body.contains("downloaded a file") || log.body.contains("added a file"));
 }
+
+/// The value attribute of the input named `name`, as a browser would send it back.
+fn input_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let tag_end = html[at..].find('>')? + at;
+    let tag = &html[at..tag_end];
+    let start = tag.find("value=\"")? + "value=\"".len();
+    let end = tag[start..].find('"')? + start;
+    Some(tag[start..end].to_string())
+}
+
+#[test]
+fn editing_one_profile_field_keeps_the_others_and_never_puts_masked_values_in_the_form() {
+    let app = TestApp::new();
+    let (mut doctor, id) = doctor_with_patient(&app);
+    let record = format!("/patients/{id}");
+    let page = doctor.get(&record);
+    // What the doctor sees in full starts the edit form; masked values stay out of the page.
+    assert_eq!(
+        input_value(&page.body, "first_name").as_deref(),
+        Some("Patricia")
+    );
+    assert_eq!(
+        input_value(&page.body, "weight_kg").as_deref(),
+        Some("60.5")
+    );
+    assert_eq!(input_value(&page.body, "national_id"), None);
+    assert_eq!(input_value(&page.body, "address"), None);
+    assert!(!page.body.contains("S1234567D") && !page.body.contains("Downing"));
+
+    // The browser sends the form back with one change; the blank masked fields keep theirs.
+    let mut fields: Vec<(&str, String)> = [
+        "first_name",
+        "last_name",
+        "date_of_birth",
+        "email",
+        "height_cm",
+        "weight_kg",
+    ]
+    .iter()
+    .map(|n| (*n, input_value(&page.body, n).unwrap_or_default()))
+    .collect();
+    fields.extend([
+        ("gender", "female".to_string()),
+        ("blood_type", "O+".to_string()),
+        ("allergies", "Penicillin, latex".to_string()),
+        ("national_id", String::new()),
+        ("phone", String::new()),
+        ("address", String::new()),
+        ("postal_code", String::new()),
+    ]);
+    let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    doctor
+        .post(&format!("{record}/profile"), &form)
+        .assert_redirect(&record);
+    let after = doctor.get(&record).body;
+    assert!(after.contains("Penicillin, latex"));
+    assert!(after.contains("pat@example.org") && after.contains("60.5"));
+    assert!(after.contains("S••••567D"), "the national ID is kept");
+    assert!(
+        after.contains("+••••••••4567"),
+        "the phone is kept: {after}"
+    );
+    // The patient still finds their own national ID the same way.
+    let mut patient = patient_browser(&app);
+    assert!(patient.get("/records").body.contains("S••••567D"));
+}

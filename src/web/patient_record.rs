@@ -102,7 +102,7 @@ pub(super) async fn render_record(
     who: &Doctor,
     patient: User,
     relation: Relation,
-    forms: RecordForms,
+    mut forms: RecordForms,
     revealed: Option<String>,
     flash: Option<FlashMessage<'_>>,
 ) -> Result<Template, AppError> {
@@ -132,6 +132,18 @@ pub(super) async fn render_record(
                 record.integrity_errors
             ),
         );
+    }
+    if forms.profile.values.is_empty() {
+        // The edit form starts from what the doctor sees in full; a masked or hidden value
+        // stays out of the page (left blank, it keeps the stored one).
+        for item in record.profile.iter().filter(|i| i.mode == Mode::Full) {
+            if !item.integrity_error {
+                forms
+                    .profile
+                    .values
+                    .insert(item.column.to_string(), item.text.clone());
+            }
+        }
     }
     let emergency_until = match relation {
         Relation::Emergency { expires_at } => Some(expires_at),
