@@ -28,6 +28,23 @@ use crate::error::AppError;
 /// `MultiConnection` without touching the models.
 pub type Conn = SqliteConnection;
 
+/// Loads the row a query finds, if any, for queries that find at most one (a key) or few rows
+/// in the order wanted. Unlike Diesel's `first`, it sends no `LIMIT ?`: SQLite re-prepares a
+/// statement whose LIMIT is a bound parameter each time the parameter is bound, which cost a
+/// tenth of the record page's CPU (BENCHMARKS.md); without it the cached statement is reused.
+pub trait LoadOne<'q, T> {
+    fn load_one(self, conn: &mut Conn) -> diesel::QueryResult<Option<T>>;
+}
+
+impl<'q, Q, T> LoadOne<'q, T> for Q
+where
+    Q: diesel::query_dsl::LoadQuery<'q, Conn, T> + diesel::RunQueryDsl<Conn>,
+{
+    fn load_one(self, conn: &mut Conn) -> diesel::QueryResult<Option<T>> {
+        Ok(self.load::<T>(conn)?.into_iter().next())
+    }
+}
+
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;

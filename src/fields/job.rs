@@ -5,6 +5,8 @@
 use std::collections::HashSet;
 
 use diesel::prelude::*;
+
+use crate::db::LoadOne;
 use diesel::sql_types::{BigInt, Text};
 use serde::Serialize;
 
@@ -51,8 +53,7 @@ impl Job {
         reencryption_jobs::table
             .order(reencryption_jobs::id.desc())
             .select(Job::as_select())
-            .first(conn)
-            .optional()
+            .load_one(conn)
     }
 
     pub fn running(conn: &mut Conn) -> QueryResult<Option<Job>> {

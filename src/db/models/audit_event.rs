@@ -46,12 +46,21 @@ pub struct AuditFilter {
 }
 
 impl AuditEvent {
+    /// The newest event's id and MAC. In two cached statements, the newest id, then its row,
+    /// rather than `ORDER BY id DESC LIMIT ?`, which SQLite re-prepares on every call.
     pub fn last(conn: &mut Conn) -> QueryResult<Option<(i64, String)>> {
-        audit_events::table
-            .select((audit_events::id, audit_events::mac))
-            .order(audit_events::id.desc())
-            .first(conn)
-            .optional()
+        let newest: Option<i64> = audit_events::table
+            .select(diesel::dsl::max(audit_events::id))
+            .get_result(conn)?;
+        let Some(id) = newest else {
+            return Ok(None);
+        };
+        crate::db::LoadOne::load_one(
+            audit_events::table
+                .find(id)
+                .select((audit_events::id, audit_events::mac)),
+            conn,
+        )
     }
 
     pub fn insert(new: &NewAuditEvent<'_>, conn: &mut Conn) -> QueryResult<()> {

@@ -3,6 +3,8 @@
 
 use diesel::prelude::*;
 
+use crate::db::LoadOne;
+
 use crate::db::schema::{
     appointments, care_assignments, consultations, emergency_grants, field_visibility,
     medical_files, patients, users, vaccinations,
@@ -35,8 +37,7 @@ impl PatientRow {
         patients::table
             .find(user_id)
             .select(PatientRow::as_select())
-            .first(conn)
-            .optional()
+            .load_one(conn)
     }
 
     pub fn find_by_national_id_index(
@@ -199,8 +200,7 @@ impl EmergencyGrant {
             .filter(emergency_grants::expires_at.gt(now))
             .order(emergency_grants::expires_at.desc())
             .select(EmergencyGrant::as_select())
-            .first(conn)
-            .optional()
+            .load_one(conn)
     }
 
     pub fn for_patient(patient_id: &str, conn: &mut Conn) -> QueryResult<Vec<EmergencyGrant>> {
@@ -267,8 +267,7 @@ impl ConsultationRow {
             .find(id)
             .filter(consultations::patient_id.eq(patient_id))
             .select(ConsultationRow::as_select())
-            .first(conn)
-            .optional()
+            .load_one(conn)
     }
 
     pub fn for_patient(patient_id: &str, conn: &mut Conn) -> QueryResult<Vec<ConsultationRow>> {
@@ -309,8 +308,7 @@ impl MedicalFileRow {
         medical_files::table
             .find(id)
             .select(MedicalFileRow::as_select())
-            .first(conn)
-            .optional()
+            .load_one(conn)
     }
 
     pub fn for_patient(patient_id: &str, conn: &mut Conn) -> QueryResult<Vec<MedicalFileRow>> {
@@ -383,8 +381,7 @@ impl AppointmentRow {
             .find(id)
             .filter(appointments::patient_id.eq(patient_id))
             .select(AppointmentRow::as_select())
-            .first(conn)
-            .optional()
+            .load_one(conn)
     }
 
     pub fn set_time(id: &str, starts_at: i64, now: i64, conn: &mut Conn) -> QueryResult<()> {

@@ -1,4 +1,6 @@
 use diesel::prelude::*;
+
+use crate::db::LoadOne;
 use serde::Serialize;
 
 use crate::db::schema::sessions;
@@ -57,8 +59,7 @@ impl SessionRow {
         sessions::table
             .filter(sessions::token_digest.eq(digest))
             .select(SessionRow::as_select())
-            .first(conn)
-            .optional()
+            .load_one(conn)
     }
 
     pub fn touch(id: &str, now: i64, conn: &mut Conn) -> QueryResult<usize> {

@@ -1,4 +1,6 @@
 use diesel::prelude::*;
+
+use crate::db::LoadOne;
 use diesel::upsert::excluded;
 
 use crate::db::schema::settings;
@@ -20,8 +22,7 @@ impl Setting {
         settings::table
             .find(name)
             .select(settings::value)
-            .first(conn)
-            .optional()
+            .load_one(conn)
     }
 
     pub fn get_bool(name: &str, default: bool, conn: &mut Conn) -> QueryResult<bool> {

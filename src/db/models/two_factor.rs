@@ -1,5 +1,7 @@
 use diesel::prelude::*;
 
+use crate::db::LoadOne;
+
 use crate::db::schema::{recovery_codes, two_factor, users};
 use crate::db::Conn;
 
@@ -19,8 +21,7 @@ impl TwoFactor {
         two_factor::table
             .find(user_id)
             .select(TwoFactor::as_select())
-            .first(conn)
-            .optional()
+            .load_one(conn)
     }
 
     /// Starts (or restarts) an enrolment with a new sealed secret, not yet enabled.

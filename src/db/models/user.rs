@@ -1,4 +1,6 @@
 use diesel::prelude::*;
+
+use crate::db::LoadOne;
 use serde::Serialize;
 
 use crate::access::Level;
@@ -79,16 +81,14 @@ impl User {
         users::table
             .find(id)
             .select(User::as_select())
-            .first(conn)
-            .optional()
+            .load_one(conn)
     }
 
     pub fn find_by_username(username: &str, conn: &mut Conn) -> QueryResult<Option<User>> {
         users::table
             .filter(users::username.eq(username))
             .select(User::as_select())
-            .first(conn)
-            .optional()
+            .load_one(conn)
     }
 
     pub fn insert(new: &NewUser<'_>, conn: &mut Conn) -> QueryResult<()> {
