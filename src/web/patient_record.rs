@@ -30,7 +30,7 @@ pub(super) type Doctor = Allowed<page::Patients>;
 
 /// What a doctor may do with a patient's record, or the patient a refusal names.
 pub(super) enum Access {
-    Granted(User, Relation),
+    Granted(User),
     Refused(User),
 }
 
@@ -41,7 +41,7 @@ pub(super) async fn access(app: &App, who: &Doctor, id: &str) -> Result<Access, 
         .run(move |conn| {
             let patient = records::find_patient(&id, conn)?.ok_or(AppError::NotFound)?;
             Ok(match records::relation(&viewer, &id, app2.now(), conn)? {
-                Some(relation) => Access::Granted(patient, relation),
+                Some(_) => Access::Granted(patient),
                 None => Access::Refused(patient),
             })
         })
@@ -55,7 +55,7 @@ pub(super) async fn patient_for_change(
     id: &str,
 ) -> Result<User, AppError> {
     match access(app, who, id).await? {
-        Access::Granted(patient, _) => Ok(patient),
+        Access::Granted(patient) => Ok(patient),
         Access::Refused(patient) => {
             audit_refusal(app, who, &patient.id).await;
             Err(AppError::Forbidden)
@@ -96,33 +96,53 @@ pub(super) struct RecordForms {
     pub appointment: FormView,
 }
 
-/// Renders the record page for a doctor, writing the view's audit event with `action`.
+/// The record page, or the patient it was refused for.
+pub(super) enum RecordPage {
+    Shown(Template),
+    Refused(User),
+}
+
+/// Renders patient `patient_id`'s record for a doctor and writes the view's audit event, all
+/// in one go on the database (the page is the one doctors load most); a patient outside the
+/// doctor's care comes back as [`RecordPage::Refused`], a non-patient as 404.
 pub(super) async fn render_record(
     app: &App,
     who: &Doctor,
-    patient: User,
-    relation: Relation,
+    patient_id: &str,
     mut forms: RecordForms,
     revealed: Option<String>,
     flash: Option<FlashMessage<'_>>,
-) -> Result<Template, AppError> {
-    let (app2, actor) = (app.clone(), who.actor());
+) -> Result<RecordPage, AppError> {
+    let (app2, actor, viewer, id) = (
+        app.clone(),
+        who.actor(),
+        who.user.clone(),
+        patient_id.to_string(),
+    );
     let reveal = revealed.clone();
-    let emergency = matches!(relation, Relation::Emergency { .. });
-    let record = app
+    let loaded = app
         .db
         .run(move |conn| {
+            let patient = records::find_patient(&id, conn)?.ok_or(AppError::NotFound)?;
+            let Some(relation) = records::relation(&viewer, &id, app2.now(), conn)? else {
+                return Ok(Err(patient));
+            };
             let record =
                 records::load_record(&app2, &patient, Level::Doctor, reveal.as_deref(), conn)?;
+            let emergency = matches!(relation, Relation::Emergency { .. });
             let (action, detail) = match &reveal {
                 Some(field) => (action::RECORD_FIELD_REVEALED, format!("field {field}")),
                 None if emergency => (action::RECORD_VIEWED, "emergency access".to_string()),
                 None => (action::RECORD_VIEWED, "record".to_string()),
             };
             records::audit(&app2, conn, &actor, action, &patient.id, detail)?;
-            Ok(record)
+            Ok(Ok((record, relation)))
         })
         .await?;
+    let (record, relation) = match loaded {
+        Ok(loaded) => loaded,
+        Err(patient) => return Ok(RecordPage::Refused(patient)),
+    };
     let mut layout = Layout::for_user(app, who, flash);
     if record.integrity_errors > 0 {
         layout = layout.with_message(
@@ -150,7 +170,7 @@ pub(super) async fn render_record(
         _ => None,
     };
     let today = validate::date_text(app.clock.today());
-    Ok(Template::render(
+    Ok(RecordPage::Shown(Template::render(
         "records/patient",
         context! {
             layout, record, forms, emergency_until, today,
@@ -158,7 +178,7 @@ pub(super) async fn render_record(
             profile_fields: PROFILE_FIELDS,
             max_upload: super::scans::size_text(app.config.max_upload_bytes),
         },
-    ))
+    )))
 }
 
 /// The page a doctor gets for a patient outside their care: 403, with the emergency form.
@@ -181,18 +201,9 @@ async fn view(
     flash: Option<FlashMessage<'_>>,
     id: &str,
 ) -> Result<Result<Template, (Status, Template)>, AppError> {
-    match access(app, &who, id).await? {
-        Access::Granted(patient, relation) => Ok(Ok(render_record(
-            app,
-            &who,
-            patient,
-            relation,
-            RecordForms::default(),
-            None,
-            flash,
-        )
-        .await?)),
-        Access::Refused(patient) => {
+    match render_record(app, &who, id, RecordForms::default(), None, flash).await? {
+        RecordPage::Shown(page) => Ok(Ok(page)),
+        RecordPage::Refused(patient) => {
             audit_refusal(app, &who, &patient.id).await;
             Ok(Err(refused_page(app, &who, &patient, FormView::default())))
         }
@@ -224,20 +235,19 @@ async fn reveal(
             "Only a masked value can be revealed.".into(),
         ));
     }
-    let relation = match access(app, &who, id).await? {
-        Access::Granted(_, relation) => relation,
-        Access::Refused(_) => return Err(AppError::Forbidden),
-    };
-    render_record(
+    match render_record(
         app,
         &who,
-        patient,
-        relation,
+        &patient.id,
         RecordForms::default(),
         Some(field),
         None,
     )
-    .await
+    .await?
+    {
+        RecordPage::Shown(page) => Ok(page),
+        RecordPage::Refused(_) => Err(AppError::Forbidden),
+    }
 }
 
 #[derive(FromForm)]
@@ -254,7 +264,7 @@ async fn emergency(
     form: CsrfForm<'_, EmergencyForm>,
 ) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
     let patient = match access(app, &who, id).await.map_err(Err)? {
-        Access::Granted(patient, _) | Access::Refused(patient) => patient,
+        Access::Granted(patient) | Access::Refused(patient) => patient,
     };
     let reason = form
         .value
@@ -619,10 +629,6 @@ pub(super) async fn rerender(
     which: &str,
     view: FormView,
 ) -> Result<(Status, Template), AppError> {
-    let relation = match access(app, who, &patient.id).await? {
-        Access::Granted(_, relation) => relation,
-        Access::Refused(_) => return Err(AppError::Forbidden),
-    };
     let mut forms = RecordForms::default();
     match which {
         "profile" => forms.profile = view,
@@ -631,6 +637,8 @@ pub(super) async fn rerender(
         "vaccination" => forms.vaccination = view,
         _ => forms.appointment = view,
     }
-    let page = render_record(app, who, patient.clone(), relation, forms, None, None).await?;
-    Ok((Status::UnprocessableEntity, page))
+    match render_record(app, who, &patient.id, forms, None, None).await? {
+        RecordPage::Shown(page) => Ok((Status::UnprocessableEntity, page)),
+        RecordPage::Refused(_) => Err(AppError::Forbidden),
+    }
 }
