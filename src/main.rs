@@ -10,6 +10,13 @@ use medvault::audit::{action, Actor, Entry, Outcome};
 use medvault::backup::{self, Origin};
 use medvault::{build_rocket, App, Config};
 
+/// mimalloc instead of glibc's malloc: a rendered record page allocates thousands of small
+/// strings and values, and glibc's allocator took a sixth of the server's CPU under load
+/// (malloc, free and their consolidation in `perf`; BENCHMARKS.md). mimalloc's per-thread free
+/// lists also return memory to the system instead of keeping one arena per blocking thread.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "medvault",
