@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod fields;
+pub mod logging;
 pub mod records;
 pub mod users;
 pub mod web;

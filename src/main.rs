@@ -78,12 +78,10 @@ impl From<LevelArg> for Level {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MEDVAULT_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    medvault::logging::init(
+        std::io::stdout,
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    );
     let cli = Cli::parse();
     let config = match Config::load() {
         Ok(config) => config,

@@ -165,6 +165,13 @@ impl Fairing for RequestMetrics {
                 uri.split('?').next().unwrap_or_default().to_string()
             })
             .unwrap_or_else(|| "unmatched".into());
+        tracing::info!(
+            target: "medvault::access",
+            method = req.method().as_str(),
+            route = route.as_str(),
+            status = res.status().code,
+            ms = (seconds * 1e5).round() / 100.0,
+        );
         self.stats
             .record(req.method().as_str(), &route, res.status().code, seconds);
     }
