@@ -3,11 +3,12 @@
 
 use std::sync::Mutex;
 
+use crate::web::Template;
 use rocket::http::{Header, Status};
 use rocket::request::Request;
 use rocket::response::{self, Redirect, Responder};
 use rocket::{catch, catchers, Catcher};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

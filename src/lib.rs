@@ -26,7 +26,6 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use rocket::fairing::AdHoc;
 use rocket::shield::Shield;
 use rocket::{Build, Rocket};
-use rocket_dyn_templates::Template;
 
 pub use app::{App, StartupError};
 pub use clock::Clock;
@@ -65,13 +64,17 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
             "no admin exists yet: open http://{address}:{port}/setup?token={token} to create one (the link works once)"
         );
     }
+    // Pages render with the engine rocket_dyn_templates loads (web::page says why).
+    let templates = web::Templates::default();
+    let loaded = templates.clone();
     Ok(rocket::custom(figment)
         .attach(Shield::new())
         .attach(web::PinDatabase)
         .attach(web::SecurityHeaders)
         .attach(web::metrics::RequestMetrics::default())
-        .attach(Template::custom(|engines| {
-            web::register_filters(&mut engines.tera)
+        .attach(rocket_dyn_templates::Template::custom(move |engines| {
+            web::register_filters(&mut engines.tera);
+            loaded.store(&engines.tera);
         }))
         .attach(AdHoc::on_liftoff(
             "TLS for cookies, re-encryption worker",
@@ -88,6 +91,7 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
             },
         ))
         .manage(app)
+        .manage(templates)
         .mount("/", web::routes())
         .register("/", error::catchers()))
 }

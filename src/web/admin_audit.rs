@@ -1,10 +1,11 @@
 //! `/admin/audit`: the audit trail, filtered and paged, and the check of its HMAC chain.
 
+use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::{get, post, routes, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 use time::macros::format_description;
 
 use crate::access::page;

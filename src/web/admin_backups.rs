@@ -2,13 +2,14 @@
 //! schedule. A backup is named only by the listing; anything else is refused, shown as a 4xx
 //! page and audited. Deleting and restoring ask for confirmation first.
 
+use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::fs::{NamedFile, TempFile};
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect, Responder};
 use rocket::{get, post, routes, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 
 use crate::access::page;
 use crate::app::App;

@@ -1,11 +1,12 @@
 //! `/admin/security`: how tightly a session is bound to the browser that opened it, who must
 //! use two-factor sign-in, and the anti-brute-force methods with their parameters.
 
+use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 use std::sync::atomic::Ordering;
 
 use std::collections::HashSet;

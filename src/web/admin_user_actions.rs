@@ -1,10 +1,11 @@
 //! The account actions on an admin's user page: deactivate or activate, reset the password,
 //! end every session, delete. Each is one transaction together with its audit event.
 
+use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::response::{Flash, Redirect};
 use rocket::{post, routes, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 
 use super::admin_users::{audit, load_user, Who};
 use crate::access::Level;

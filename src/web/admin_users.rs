@@ -1,12 +1,13 @@
 //! `/admin/users`: the admin's list of accounts, and creating, editing, deactivating, resetting
 //! and deleting them. Every change is one transaction together with its audit event.
 
+use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 
 use crate::access::{page, Level};
 use crate::app::App;

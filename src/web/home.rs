@@ -1,12 +1,13 @@
 //! The front door: `/`, the dashboard of each level, the health check and the style sheet.
 
+use crate::web::Template;
 use diesel::prelude::*;
 use rocket::http::{Header, Status};
 use rocket::request::FlashMessage;
 use rocket::response::Redirect;
 use rocket::serde::json::Json;
 use rocket::{get, routes, Responder, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 use serde::Serialize;
 
 use crate::access::{page, Level};

@@ -1,11 +1,12 @@
 //! Signing in and out, and the first-run setup that creates the first admin.
 
+use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 
 use crate::access::{page, Level, Page};
 use crate::app::App;

@@ -14,6 +14,7 @@ pub mod home;
 mod layout;
 pub mod login;
 pub mod metrics;
+pub mod page;
 pub mod patient_record;
 pub mod patients;
 pub mod record_entries;
@@ -24,6 +25,7 @@ pub mod two_factor;
 
 pub use headers::SecurityHeaders;
 pub use layout::{form_context, form_context_of, FormView, Layout, Paging};
+pub use page::{Template, Templates};
 pub use request_pin::{OwnPin, PinDatabase};
 
 use rocket::form::FromForm;

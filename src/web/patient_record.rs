@@ -2,12 +2,13 @@
 //! masked value; emergency access to a record outside the doctor's care; the profile form.
 //! Every view and change writes an audit event the patient sees at `/account/access-log`.
 
+use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 use serde::Serialize;
 
 use crate::access::{page, Level};

@@ -2,10 +2,11 @@
 //! national ID through its blind index or by name; `/patients/new` registers a patient with a
 //! one-time password shown once.
 
+use crate::web::Template;
 use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::{get, post, routes, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 use serde::Serialize;
 
 use crate::access::Level;

@@ -2,12 +2,13 @@
 //! in order per vaccine) and appointments (book, change, cancel, mark done). Each change is one
 //! transaction with its audit event; bad input comes back as the record page, 422, re-filled.
 
+use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 
 use crate::app::App;
 use crate::audit::action;

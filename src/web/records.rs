@@ -2,11 +2,12 @@
 //! appointments, masked as the admin set), booking and cancelling their own appointments,
 //! downloading their own files, and `/account/access-log` (who opened their record).
 
+use crate::web::Template;
 use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 use serde::Serialize;
 
 use crate::access::{page, Level};

@@ -3,13 +3,13 @@
 //! authorisation check, and `/files/<token>`, which checks the link, the user, the file's
 //! integrity and its digest before a byte leaves.
 
+use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::fs::TempFile;
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{Flash, Redirect, Responder};
 use rocket::tokio::io::AsyncReadExt;
 use rocket::{get, post, routes, Route, State};
-use rocket_dyn_templates::Template;
 
 use crate::access::page;
 use crate::app::App;

@@ -1,12 +1,13 @@
 //! Two-factor sign-in: enrolling an authenticator at `/account/2fa`, and the code asked for at
 //! `/login/2fa` between a correct password and a full session.
 
+use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::context;
 
 use crate::access::{page, Page};
 use crate::app::App;
