@@ -9,6 +9,10 @@ use medvault::{build_rocket, App, Config};
 use rocket::http::{ContentType, Status};
 use rocket::local::blocking::Client;
 
+/// The server's allocator (src/main.rs), so that the bench costs what the server does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PASSWORD: &str = "a long and private passphrase";
 
 fn csrf(page: &str) -> String {
