@@ -49,6 +49,9 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite"
 
 type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
 
+/// Connections in the pool, and requests that may use the database at once (see [`Db::run`]).
+const POOL_SIZE: usize = 8;
+
 /// How long a request waits for a restore to finish before it gives up with an error page.
 const WAIT_FOR_SWAP: Duration = Duration::from_secs(30);
 /// How long a restore waits for the connections in use to come back before it gives up (shorter
@@ -101,6 +104,9 @@ thread_local! {
 #[derive(Clone)]
 pub struct Db {
     gate: Arc<Gate>,
+    /// One permit per pooled connection: a request waits for one on its async task before it
+    /// takes a blocking thread, instead of parking a blocking thread on the pool's lock.
+    permits: Arc<rocket::tokio::sync::Semaphore>,
 }
 
 /// A pooled connection that keeps the database from being swapped while it lives.
@@ -154,7 +160,7 @@ fn build_pool(file: &Path) -> Result<SqlitePool, String> {
         .to_str()
         .ok_or_else(|| format!("database path {} is not UTF-8", file.display()))?;
     Pool::builder()
-        .max_size(8)
+        .max_size(POOL_SIZE as u32)
         .min_idle(Some(1))
         .connection_timeout(Duration::from_secs(10))
         .connection_customizer(Box::new(SqlitePragmas))
@@ -192,6 +198,7 @@ impl Db {
                 }),
                 changed: Condvar::new(),
             }),
+            permits: Arc::new(rocket::tokio::sync::Semaphore::new(POOL_SIZE)),
         })
     }
 
@@ -253,14 +260,24 @@ impl Db {
         Ok(held)
     }
 
-    /// Runs `work` with a connection on a blocking thread, off the async workers.
+    /// Runs `work` with a connection on a blocking thread, off the async workers. Under load
+    /// the requests beyond the pool's size queue here, on their async tasks: 32 connections of
+    /// wrk kept some 24 blocking threads parked on the pool, each release waking one of them
+    /// (BENCHMARKS.md).
     pub async fn run<T, F>(&self, work: F) -> Result<T, AppError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Conn) -> Result<T, AppError> + Send + 'static,
     {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| AppError::internal("database permits", e))?;
         let db = self.clone();
         rocket::tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut conn = db.conn()?;
             work(&mut conn)
         })
