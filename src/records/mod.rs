@@ -20,7 +20,7 @@ use crate::db::models::records::{
 };
 use crate::db::models::User;
 use crate::db::schema::users;
-use crate::db::Conn;
+use crate::db::{Conn, LoadOne};
 use crate::fields::Shown;
 use masking::{Mode, Visibility, PROFILE_FIELDS};
 
@@ -193,15 +193,24 @@ pub fn display_name(app: &App, user: &User) -> String {
     }
 }
 
+/// The display names of the people `ids` names (a record's few doctors, each many times).
+/// One cached key lookup per person: an `IN (...)` of varying length is prepared anew by SQLite
+/// on every call.
 fn names_of(app: &App, ids: Vec<&str>, conn: &mut Conn) -> QueryResult<HashMap<String, String>> {
-    let users: Vec<User> = users::table
-        .filter(users::id.eq_any(ids))
-        .select(User::as_select())
-        .load(conn)?;
-    Ok(users
-        .into_iter()
-        .map(|u| (u.id.clone(), display_name(app, &u)))
-        .collect())
+    let mut names = HashMap::new();
+    for id in ids {
+        if names.contains_key(id) {
+            continue;
+        }
+        let user: Option<User> = users::table
+            .find(id)
+            .select(User::as_select())
+            .load_one(conn)?;
+        if let Some(user) = user {
+            names.insert(user.id.clone(), display_name(app, &user));
+        }
+    }
+    Ok(names)
 }
 
 /// The profile's fields as `level` sees them (hidden ones left out); `revealed` is shown in
