@@ -15,7 +15,8 @@ Usage (from the repository root; builds nothing):
 
     cargo build --release --bin medvault
     python3 bench/records_load.py [target/release/medvault] [--patients 1000] \
-        [--connections 8,16,32] [--duration 20] [--runs 3] [--compare] [--perf]
+        [--connections 8,16,32] [--duration 20] [--runs 3] [--compare] [--during-backups] \
+        [--perf]
 
 Needs `wrk` (apt-get install -y wrk) and Python's `requests`; `--perf` needs `perf`.
 """
@@ -326,15 +327,17 @@ def machine_busy_seconds() -> float:
 
 
 def measure(server: Server, base: str, name: str, path: str, cookie: str | None,
-            connections: int, duration: int, threads: int) -> dict:
-    """One wrk run, checked against the server's own request counts."""
+            connections: int, duration: int, threads: int, besides=()) -> dict:
+    """One wrk run, checked against the server's own request counts (`besides`: routes, as
+    (method, route, status), that something else sends meanwhile)."""
     before = metrics_counts(base)
     (user0, sys0), busy0, t0 = server.cpu_seconds(), machine_busy_seconds(), time.monotonic()
     result = run_wrk(base + path, cookie, connections, duration, threads)
     (user1, sys1), busy1, t1 = server.cpu_seconds(), machine_busy_seconds(), time.monotonic()
     after = metrics_counts(base)
     delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
-    delta.pop(("GET", "/metrics", 200), None)
+    for other in (("GET", "/metrics", 200), *besides):
+        delta.pop(other, None)
     not_ok = {k: v for k, v in delta.items() if k[2] != 200}
     ok = sum(v for k, v in delta.items() if k[2] == 200)
     if not_ok or ok < result["requests"]:
@@ -413,6 +416,73 @@ def perf_samples(text: str):
             stack.append(parts[1] if len(parts) > 1 else "?")
     if stack:
         yield stack
+
+
+def measure_during_backups(server: Server, base: str, admin: Browser, home: str, target,
+                           conns: list, args) -> list:
+    """The doctor's page at rest and while the admin makes backups one after another through
+    /admin/backups, alternating run by run so that both see the same machine. Each backup is
+    removed from disk once made (the listing reads the folder), so the disk does not fill."""
+    name, path, cookie = target
+    backups_dir = os.path.join(home, "database", "backups")
+    rows = []
+    for c in conns:
+        rest, busy, made, seconds, made_bytes = [], [], 0, 0.0, 0
+        for run in range(1, args.runs + 1):
+            log(f"at rest / during backups, c={c}, run {run}/{args.runs}")
+            rest.append(measure(server, base, name + " (at rest)", path, cookie, c,
+                                args.duration, args.threads))
+            stop = threading.Event()
+            stats = {"made": 0, "seconds": 0.0, "bytes": 0, "error": None}
+
+            def backups():
+                try:
+                    make_backups()
+                except requests.RequestException as e:
+                    stats["error"] = str(e)
+
+            def make_backups():
+                token = admin.csrf("/admin/backups")
+                while not stop.is_set():
+                    started = time.monotonic()
+                    r = admin.post("/admin/backups", {}, token, follow=False)
+                    flash = requests.utils.unquote(r.cookies.get("_flash", ""))
+                    found = re.search(r"Backup (medvault-[\w.-]+\.sqlite) made", flash)
+                    if r.status_code != 303 or not found:
+                        stats["error"] = f"{r.status_code} {flash or r.text[:300]}"
+                        return
+                    stats["seconds"] += time.monotonic() - started
+                    stats["made"] += 1
+                    file = os.path.join(backups_dir, found.group(1))
+                    stats["bytes"] += os.path.getsize(file)
+                    for leftover in (file, file + ".json", file + ".manifest.json"):
+                        if os.path.exists(leftover):
+                            os.remove(leftover)
+
+            worker = threading.Thread(target=backups, daemon=True)
+            worker.start()
+            busy.append(measure(server, base, name + " (backups)", path, cookie, c,
+                                args.duration, args.threads,
+                                besides=[("GET", "/admin/backups", 200),
+                                         ("POST", "/admin/backups", 303)]))
+            stop.set()
+            worker.join(timeout=120)
+            if stats["error"]:
+                raise SystemExit(f"a backup failed during the run: {stats['error']}")
+            made += stats["made"]
+            seconds += stats["seconds"]
+            made_bytes += stats["bytes"]
+            log(f"    {stats['made']} backups during the run")
+        rest_p99 = statistics.median(r["p99"] for r in rest)
+        busy_p99 = statistics.median(r["p99"] for r in busy)
+        rows.append({
+            "connections": c, "rest_p99": rest_p99, "backup_p99": busy_p99,
+            "ratio": busy_p99 / rest_p99,
+            "rest_rps": statistics.median(r["rps"] for r in rest),
+            "backup_rps": statistics.median(r["rps"] for r in busy),
+            "backups": made, "mb_per_s": made_bytes / 1e6 / max(seconds, 1e-9),
+        })
+    return rows
 
 
 def profile(server: Server, base: str, pages: list, connections: int, duration: int,
@@ -497,6 +567,9 @@ def main() -> int:
     ap.add_argument("--compare", action="store_true",
                     help="also load pages that do less work (style sheet, /health, /dashboard, "
                          "/account/sessions, a consultation's edit page, an empty record)")
+    ap.add_argument("--during-backups", action="store_true",
+                    help="then measure the doctor's page at rest and while an admin makes backups "
+                         "back to back (POST /admin/backups), alternating, --runs times each")
     ap.add_argument("--perf", action="store_true",
                     help="profile the server with perf during one extra run of the doctor's page")
     ap.add_argument("--log", default=None,
@@ -656,6 +729,11 @@ def main() -> int:
             for name, path, cookie in extra:
                 results.append(measure(server, base, name, path, cookie, conns[0], args.duration, args.threads))
 
+        backup_rows = []
+        if args.during_backups:
+            backup_rows = measure_during_backups(server, base, admin, home, targets[0], conns,
+                                                 args)
+
         if args.perf:
             pages = [targets[0]] + [e for e in extra if e[0] in (
                 "doctor consultation edit", "doctor GET /account/sessions")]
@@ -691,6 +769,17 @@ def main() -> int:
             f"process: peak {hwm_after_seed:.1f} MiB, {rss_after_seed:.1f} MiB at its end")
         log(f"seeding {args.patients} patients ({args.consultations} consultations, "
             f"{args.vaccinations} vaccinations each): {seed_seconds:.1f} s")
+        if backup_rows:
+            log("\nthe doctor's page at rest and while backups run back to back (medians of "
+                f"{args.runs} alternating runs each):")
+            log(f"{'conns':>5} {'p99 at rest':>12} {'p99 backups':>12} {'ratio':>6} "
+                f"{'req/s at rest':>14} {'req/s backups':>14} {'backups':>8} {'MB/s':>6}")
+            for row in backup_rows:
+                log(f"{row['connections']:>5} {row['rest_p99']:>12.2f} {row['backup_p99']:>12.2f} "
+                    f"{row['ratio']:>6.2f} {row['rest_rps']:>14.1f} {row['backup_rps']:>14.1f} "
+                    f"{row['backups']:>8} {row['mb_per_s']:>6.0f}")
+            log("target (p99 during a backup no worse than twice the p99 at rest): "
+                + ("met" if all(r["ratio"] <= 2 for r in backup_rows) else "NOT met"))
         doctor = {c: v for (n, c), v in summary.items() if n == targets[0][0]}
         met = [c for c, v in doctor.items() if v["rps"] >= 2000 and v["p99"] < 50]
         within = [c for c, v in doctor.items() if v["p99"] < 50] or list(doctor)
