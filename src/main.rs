@@ -173,6 +173,8 @@ fn backup(config: Config) -> ExitCode {
         Ok(app) => app,
         Err(e) => return fail(e),
     };
+    // Beside a running server, the command's backup yields to its pages, as the server's own do.
+    backup::priority::lower_this_thread();
     match backup::create_backup(&app, "command line", Origin::Manual) {
         Ok(info) => {
             audit(

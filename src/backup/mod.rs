@@ -8,6 +8,7 @@
 mod check;
 mod create;
 pub mod lock;
+pub mod priority;
 pub mod requests;
 mod restore;
 pub mod schedule;

@@ -102,11 +102,14 @@ fn audit_scheduled(app: &App, made: &BackupInfo) {
 pub fn spawn_worker(app: App) {
     let spawned = std::thread::Builder::new()
         .name("backups".into())
-        .spawn(move || loop {
-            if let Err(e) = run_due_backups(&app) {
-                tracing::error!(error = %e, "scheduled backup failed; trying again in a minute");
+        .spawn(move || {
+            super::priority::lower_this_thread();
+            loop {
+                if let Err(e) = run_due_backups(&app) {
+                    tracing::error!(error = %e, "scheduled backup failed; trying again in a minute");
+                }
+                std::thread::sleep(Duration::from_secs(60));
             }
-            std::thread::sleep(Duration::from_secs(60));
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the backup schedule");

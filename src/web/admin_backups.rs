@@ -121,7 +121,12 @@ async fn list_page(
 #[post("/admin/backups", data = "<_form>")]
 async fn create(who: Who, app: &State<App>, _form: CsrfForm<'_, ButtonForm>) -> Answer {
     let (work_app, author) = (app.inner().clone(), who.user.username.clone());
-    match blocking(move || backup::create_backup(&work_app, &author, Origin::Manual)).await {
+    let made = backup::priority::at_backup_priority(move || {
+        backup::create_backup(&work_app, &author, Origin::Manual)
+    })
+    .await
+    .unwrap_or_else(|e| Err(BackupError::failed("backup thread", e)));
+    match made {
         Ok(info) => {
             audit(
                 app,
