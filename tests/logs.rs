@@ -31,12 +31,6 @@ impl Captured {
     }
 }
 
-fn between(text: &str, start: &str, end: &str) -> String {
-    let from = text.find(start).unwrap_or_else(|| panic!("{start}")) + start.len();
-    let to = text[from..].find(end).expect("end") + from;
-    text[from..to].to_string()
-}
-
 #[test]
 fn the_log_has_one_line_per_request_and_no_secret() {
     let log = Captured::default();
@@ -97,20 +91,7 @@ fn the_log_has_one_line_per_request_and_no_secret() {
         .assert_redirect(&record);
     doctor.get(&record).assert_status(Status::Ok);
 
-    let mut patient = app.browser();
-    patient
-        .login("pat.logs", &one_time)
-        .assert_redirect("/account/password");
-    patient
-        .post(
-            "/account/password",
-            &[
-                ("current_password", one_time.as_str()),
-                ("new_password", PASSWORD),
-                ("confirm_password", PASSWORD),
-            ],
-        )
-        .assert_redirect("/");
+    replace_one_time_password(&app, "pat.logs", &one_time);
     let mut patient = app.browser();
     patient.login("pat.logs", PASSWORD).assert_redirect("/");
     let own = patient.get("/records");

@@ -36,31 +36,8 @@ fn doctor_with_patient(app: &TestApp) -> (Browser<'_>, String) {
     assert!(page.body.contains("pat.one is registered"), "{}", page.body);
     let one_time = between(&page.body, "<code>", "</code>");
     let id = between(&page.body, "href=\"/patients/", "\"");
-    // The patient replaces the one-time password.
-    let mut patient = app.browser();
-    patient
-        .login("pat.one", &one_time)
-        .assert_redirect("/account/password");
-    patient
-        .post(
-            "/account/password",
-            &[
-                ("current_password", one_time.as_str()),
-                ("new_password", PASSWORD),
-                ("confirm_password", PASSWORD),
-            ],
-        )
-        .assert_redirect("/");
+    replace_one_time_password(app, "pat.one", &one_time);
     (doctor, id)
-}
-
-fn between(text: &str, start: &str, end: &str) -> String {
-    let from = text
-        .find(start)
-        .unwrap_or_else(|| panic!("{start} in {text}"))
-        + start.len();
-    let to = text[from..].find(end).expect("end") + from;
-    text[from..to].to_string()
 }
 
 fn patient_browser(app: &TestApp) -> Browser<'_> {

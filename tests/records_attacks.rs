@@ -150,15 +150,6 @@ fn patient_signs_in<'a>(app: &'a TestApp, username: &str, one_time: &str) -> Bro
     patient
 }
 
-fn between(text: &str, start: &str, end: &str) -> String {
-    let from = text
-        .find(start)
-        .unwrap_or_else(|| panic!("{start} in {text}"))
-        + start.len();
-    let to = text[from..].find(end).expect("end") + from;
-    text[from..to].to_string()
-}
-
 /// The id after the first `prefix` in `html` (ids are letters and digits).
 fn id_after(html: &str, prefix: &str) -> String {
     let start = html

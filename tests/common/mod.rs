@@ -345,6 +345,36 @@ impl<'a> Browser<'a> {
     }
 }
 
+/// The text of `text` between the first `start` and the next `end` (the test fails if either
+/// is missing).
+pub fn between(text: &str, start: &str, end: &str) -> String {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {text}"))
+        + start.len();
+    let to = text[from..].find(end).expect("end") + from;
+    text[from..to].to_string()
+}
+
+/// `username` signs in with the one-time password they were given and replaces it with
+/// [`PASSWORD`] at the page that insists on it.
+pub fn replace_one_time_password(app: &TestApp, username: &str, one_time: &str) {
+    let mut browser = app.browser();
+    browser
+        .login(username, one_time)
+        .assert_redirect("/account/password");
+    browser
+        .post(
+            "/account/password",
+            &[
+                ("current_password", one_time),
+                ("new_password", PASSWORD),
+                ("confirm_password", PASSWORD),
+            ],
+        )
+        .assert_redirect("/");
+}
+
 pub fn encode(text: &str) -> String {
     rocket::http::RawStr::new(text).percent_encode().to_string()
 }
