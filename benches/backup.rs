@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use medvault::backup::{self, Origin};
 use medvault::db::models::NewUser;
-use medvault::{build_rocket, App, Config};
-use rocket::http::{ContentType, Status};
+use medvault::App;
+use rocket::http::Status;
 use rocket::local::blocking::Client;
 
-const PASSWORD: &str = "a long and private passphrase";
+mod support;
 
 fn target_mb() -> u64 {
     std::env::var("MEDVAULT_BENCH_DB_MB")
@@ -96,39 +96,9 @@ fn page_latencies(client: &Client, stop: &AtomicBool, at_least: usize) -> Vec<f6
 }
 
 fn main() {
-    let home = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::for_home(home.path());
-    config.reencrypt_in_background = false;
-    let client = Client::tracked(build_rocket(config).expect("server")).expect("client");
-    let app = client.rocket().state::<App>().expect("app").clone();
-    let actor = medvault::audit::Actor::default();
-    medvault::users::create_user(
-        &app,
-        medvault::access::Level::Admin,
-        "admin",
-        PASSWORD,
-        &actor,
-    )
-    .expect("admin");
+    let (_home, client, app) = support::server();
     let accounts = seed(&app, target_mb() * 1024 * 1024);
-    let login = client
-        .get("/login")
-        .dispatch()
-        .into_string()
-        .unwrap_or_default();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = login.find(marker).expect("csrf") + marker.len();
-    let token = &login[start..start + login[start..].find('"').expect("end")];
-    let body = format!("csrf_token={token}&username=admin&password=a+long+and+private+passphrase");
-    let signed_in = client
-        .post("/login")
-        .header(ContentType::Form)
-        .body(body)
-        .dispatch();
-    assert_eq!(signed_in.status(), Status::SeeOther);
-    // A response of the local client keeps its request, and with it the request's pin on the
-    // database: a restore would wait for it (and give up after 15 s).
-    drop(signed_in);
+    support::sign_in_new_user(&client, &app, medvault::access::Level::Admin, "admin");
 
     let db_size = std::fs::metadata(app.config.database_file())
         .map(|m| m.len())

@@ -5,40 +5,15 @@
 
 use std::time::Instant;
 
-use medvault::{build_rocket, App, Config};
-use rocket::http::{ContentType, Status};
+use rocket::http::Status;
 use rocket::local::blocking::Client;
+use support::{csrf, post};
+
+mod support;
 
 /// The server's allocator (src/main.rs), so that the bench costs what the server does.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const PASSWORD: &str = "a long and private passphrase";
-
-fn csrf(page: &str) -> String {
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = page.find(marker).expect("csrf") + marker.len();
-    page[start..start + page[start..].find('"').expect("end")].to_string()
-}
-
-fn post(client: &Client, uri: &str, token: &str, fields: &[(&str, &str)]) -> (Status, String) {
-    let mut body = format!(
-        "csrf_token={}",
-        rocket::http::RawStr::new(token).percent_encode()
-    );
-    for (k, v) in fields {
-        body.push_str(&format!(
-            "&{k}={}",
-            rocket::http::RawStr::new(v).percent_encode()
-        ));
-    }
-    let res = client
-        .post(uri.to_string())
-        .header(ContentType::Form)
-        .body(body)
-        .dispatch();
-    (res.status(), res.into_string().unwrap_or_default())
-}
 
 fn timings(client: &Client, uri: &str, n: usize) -> Vec<f64> {
     (0..n)
@@ -58,37 +33,13 @@ fn at(mut values: Vec<f64>, p: f64) -> f64 {
 }
 
 fn main() {
-    let home = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::for_home(home.path());
-    config.reencrypt_in_background = false;
-    let client = Client::tracked(build_rocket(config).expect("server")).expect("client");
-    let app = client.rocket().state::<App>().expect("app").clone();
+    let (_home, client, app) = support::server();
     app.brute_force
         .set_policy(medvault::auth::throttle::BruteForcePolicy {
             rate_limit_enabled: false,
             ..Default::default()
         });
-    let actor = medvault::audit::Actor::default();
-    medvault::users::create_user(
-        &app,
-        medvault::access::Level::Doctor,
-        "dr.bench",
-        PASSWORD,
-        &actor,
-    )
-    .expect("doctor");
-    let login = client
-        .get("/login")
-        .dispatch()
-        .into_string()
-        .unwrap_or_default();
-    let (status, _) = post(
-        &client,
-        "/login",
-        &csrf(&login),
-        &[("username", "dr.bench"), ("password", PASSWORD)],
-    );
-    assert_eq!(status, Status::SeeOther);
+    support::sign_in_new_user(&client, &app, medvault::access::Level::Doctor, "dr.bench");
     let token = csrf(
         &client
             .get("/patients/new")
