@@ -455,7 +455,7 @@ def measure_during_backups(server: Server, base: str, admin: Browser, home: str,
                     stats["made"] += 1
                     file = os.path.join(backups_dir, found.group(1))
                     stats["bytes"] += os.path.getsize(file)
-                    for leftover in (file, file + ".json", file + ".manifest.json"):
+                    for leftover in (file, file + ".json"):  # the backup and its manifest
                         if os.path.exists(leftover):
                             os.remove(leftover)
 
