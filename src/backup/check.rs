@@ -173,9 +173,17 @@ pub(super) fn check_copy(
     running: &KeyRing,
     depth: Depth,
 ) -> Result<(String, Vec<KeyCheck>), BackupError> {
-    let mut conn = open_copy(path)?;
-    integrity(&mut conn, depth)?;
-    let schema_version = schema(&mut conn)?;
-    let key_checks = keys(&mut conn, running)?;
+    check_open_copy(&mut open_copy(path)?, running, depth)
+}
+
+/// [`check_copy`] on a copy [`open_copy`] has opened; it only reads.
+pub(super) fn check_open_copy(
+    conn: &mut SqliteConnection,
+    running: &KeyRing,
+    depth: Depth,
+) -> Result<(String, Vec<KeyCheck>), BackupError> {
+    integrity(conn, depth)?;
+    let schema_version = schema(conn)?;
+    let key_checks = keys(conn, running)?;
     Ok((schema_version, key_checks))
 }

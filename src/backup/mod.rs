@@ -1,5 +1,5 @@
-//! Backups of the database: consistent online copies (`VACUUM INTO`) with a manifest beside each,
-//! checked before anything is restored or listed, and restored without a restart.
+//! Backups of the database: consistent online copies (SQLite's backup API) with a manifest
+//! beside each, checked before anything is restored or listed, and restored without a restart.
 //!
 //! Names of backups come only from the listing of `database/backups/`: a name that is not a
 //! regular file there, matching `medvault-<UTC timestamp>[-n].sqlite`, does not exist for us.

@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
-use diesel::{connection::SimpleConnection, SqliteConnection};
+use diesel::{connection::SimpleConnection, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::AppError;
@@ -344,6 +344,13 @@ impl Db {
     }
 }
 
+#[derive(diesel::QueryableByName)]
+struct CheckpointOutcome {
+    /// 1 when another connection kept the checkpoint from completing.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
+}
+
 /// Moves every WAL frame into the main file and closes every connection, so that the main file
 /// alone holds the whole database and can be renamed over.
 fn checkpoint_and_close(pool: Option<SqlitePool>, file: &Path) -> Result<(), String> {
@@ -351,8 +358,19 @@ fn checkpoint_and_close(pool: Option<SqlitePool>, file: &Path) -> Result<(), Str
         let mut conn = pool
             .get()
             .map_err(|e| format!("cannot reach the database: {e}"))?;
-        conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")
+        // A reader in another process (`medvault backup`) can keep the checkpoint from moving
+        // every frame into the main file; SQLite then answers busy rather than failing, and
+        // removing the WAL below would lose those frames.
+        let outcome = diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .get_result::<CheckpointOutcome>(&mut *conn)
             .map_err(|e| format!("cannot checkpoint the database: {e}"))?;
+        if outcome.busy != 0 {
+            return Err(
+                "another process is reading the database (a backup from the command \
+                        line?); try the restore again when it is done"
+                    .into(),
+            );
+        }
         drop(conn);
         drop(pool);
     }
@@ -380,7 +398,7 @@ pub fn side_file(file: &Path, suffix: &str) -> PathBuf {
 mod tests {
     use super::*;
     use diesel::sql_types::Text;
-    use diesel::{Connection, QueryableByName, RunQueryDsl};
+    use diesel::{Connection, QueryableByName};
 
     #[derive(QueryableByName)]
     struct Marker {
@@ -436,5 +454,39 @@ mod tests {
         let after = db.try_pin().expect("requests go on after the swap");
         assert_eq!(marker(&db), "new");
         drop(after);
+    }
+
+    #[test]
+    fn a_swap_is_refused_while_another_process_reads_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.sqlite");
+        let next = dir.path().join("next.sqlite");
+        file_with_marker(&live, "old");
+        file_with_marker(&next, "new");
+        let db = Db::open(&live).unwrap();
+        // Another process's connection (as `medvault backup` has) reads under a snapshot...
+        let outsider = rusqlite::Connection::open(&live).unwrap();
+        outsider.execute_batch("BEGIN").unwrap();
+        let seen: String = outsider
+            .query_row("SELECT v FROM marker", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seen, "old");
+        // ...while the server commits a change that stays in the WAL behind that snapshot.
+        let mut conn = db.conn().unwrap();
+        conn.batch_execute("UPDATE marker SET v = 'committed'")
+            .unwrap();
+        drop(conn);
+
+        let swapped =
+            db.replace_file(|live| std::fs::rename(&next, live).map_err(|e| e.to_string()));
+        let refusal = swapped.expect_err("the swap must not go on");
+        assert!(refusal.contains("another process"), "{refusal}");
+        assert!(next.exists(), "the swap itself never ran");
+        drop(outsider);
+        assert_eq!(
+            marker(&db),
+            "committed",
+            "the committed change is still there"
+        );
     }
 }
