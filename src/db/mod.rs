@@ -207,6 +207,13 @@ impl Db {
         &self.gate.file
     }
 
+    /// Connections handed out to other threads than this one: a sign of traffic, read by
+    /// work that should give way to it (backups).
+    pub fn connections_in_use_by_others(&self) -> usize {
+        let own = HELD.with(|h| h.get());
+        self.gate.lock().active.saturating_sub(own)
+    }
+
     /// Pins the database for a request, unless a swap is waiting or under way (then `None`:
     /// the request waits and tries again).
     pub fn try_pin(&self) -> Option<RequestPin> {
@@ -420,6 +427,29 @@ mod tests {
             "CREATE TABLE marker (v TEXT); INSERT INTO marker VALUES ('{value}');"
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn connections_of_other_threads_count_as_traffic_and_ones_own_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("live.sqlite")).expect("open");
+        let own = db.conn().expect("connection");
+        assert_eq!(db.connections_in_use_by_others(), 0);
+        let (taken_tx, taken) = std::sync::mpsc::channel();
+        let (release_tx, release) = std::sync::mpsc::channel::<()>();
+        let other = db.clone();
+        let page = std::thread::spawn(move || {
+            let conn = other.conn().expect("connection");
+            taken_tx.send(()).unwrap();
+            let _ = release.recv();
+            drop(conn);
+        });
+        taken.recv().unwrap();
+        assert_eq!(db.connections_in_use_by_others(), 1);
+        release_tx.send(()).unwrap();
+        page.join().unwrap();
+        assert_eq!(db.connections_in_use_by_others(), 0);
+        drop(own);
     }
 
     #[test]
