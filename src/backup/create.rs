@@ -271,6 +271,26 @@ mod tests {
             .expect("counted")
     }
 
+    /// A live database in WAL mode with one table of notes, and a connection that writes it.
+    fn live_database_of_notes(dir: &Path) -> (std::path::PathBuf, Connection) {
+        let live = dir.join("live.sqlite");
+        let writer = Connection::open(&live).expect("opened");
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT);",
+            )
+            .expect("schema");
+        (live, writer)
+    }
+
+    /// A write by another connection than the copy's, as a page view's audit event is.
+    fn add_note(writer: &Connection, body: &str) -> Result<(), BackupError> {
+        writer
+            .execute("INSERT INTO note (body) VALUES (?1)", [body])
+            .map(|_| ())
+            .map_err(|e| BackupError::failed("write", e))
+    }
+
     #[test]
     fn a_backup_gives_way_to_pages_in_use_and_never_waits_on_an_idle_server() {
         let step = Duration::from_millis(40);
@@ -287,13 +307,7 @@ mod tests {
     #[test]
     fn a_copy_in_small_steps_finishes_under_writes_and_holds_the_moment_it_began() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let live = dir.path().join("live.sqlite");
-        let writer = Connection::open(&live).expect("opened");
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT);",
-            )
-            .expect("schema");
+        let (live, writer) = live_database_of_notes(dir.path());
         for _ in 0..200 {
             writer
                 .execute("INSERT INTO note (body) VALUES (?1)", ["x".repeat(1000)])
@@ -308,10 +322,7 @@ mod tests {
             if steps > 1_000 {
                 return Err(BackupError::Failed("the copy keeps starting over".into()));
             }
-            writer
-                .execute("INSERT INTO note (body) VALUES ('later')", [])
-                .map(|_| ())
-                .map_err(|e| BackupError::failed("write", e))
+            add_note(&writer, "later")
         })
         .expect("the copy finished");
         assert!(steps > 50, "the copy took {steps} steps, not one per page");
@@ -326,20 +337,11 @@ mod tests {
     #[test]
     fn the_writes_made_during_a_copy_are_checkpointed_into_the_database_file_after_it() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let live = dir.path().join("live.sqlite");
-        let writer = Connection::open(&live).expect("opened");
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT);",
-            )
-            .expect("schema");
+        let (live, writer) = live_database_of_notes(dir.path());
         let mut written = 0;
         copy_pages(&live, &dir.path().join("copy.sqlite"), 1, || {
             written += 1;
-            writer
-                .execute("INSERT INTO note (body) VALUES ('during')", [])
-                .map(|_| ())
-                .map_err(|e| BackupError::failed("write", e))
+            add_note(&writer, "during")
         })
         .expect("the copy finished");
         assert!(written > 0, "the copy took more than one step");
