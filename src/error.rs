@@ -178,11 +178,34 @@ fn too_many(req: &Request<'_>) -> TooManyRequests {
     too_many_requests(seconds)
 }
 
+/// A message a guard noted for the catcher of the status it refused with.
+struct NotedMessage(std::sync::OnceLock<&'static str>);
+
+pub fn note_message(req: &Request<'_>, message: &'static str) {
+    let _ = req
+        .local_cache(|| NotedMessage(std::sync::OnceLock::new()))
+        .0
+        .set(message);
+}
+
+#[catch(400)]
+fn bad_request(req: &Request<'_>) -> (Status, Template) {
+    let noted = req
+        .local_cache(|| NotedMessage(std::sync::OnceLock::new()))
+        .0
+        .get()
+        .copied();
+    error_page(
+        Status::BadRequest,
+        noted.unwrap_or_else(|| default_message(Status::BadRequest)),
+    )
+}
+
 #[catch(default)]
 fn any_status(status: Status, _req: &Request<'_>) -> (Status, Template) {
     error_page(status, default_message(status))
 }
 
 pub fn catchers() -> Vec<Catcher> {
-    catchers![sign_in_needed, forbidden, too_many, any_status]
+    catchers![sign_in_needed, bad_request, forbidden, too_many, any_status]
 }

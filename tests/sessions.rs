@@ -253,3 +253,52 @@ fn session_ids(html: &str) -> Vec<String> {
         .filter_map(|rest| rest.split_once("/revoke").map(|(id, _)| id.to_string()))
         .collect()
 }
+
+#[test]
+fn a_malformed_forwarding_header_from_a_trusted_proxy_is_refused_not_taken_for_the_proxy() {
+    let app = TestApp::with_config(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]);
+    app.create_user(Level::Doctor, "doc");
+    let mut through_proxy = Browser::new(&app, "127.0.0.1:443", "Mozilla/5.0 Firefox/130.0");
+
+    // Entries the client wrote to the left of its own address change nothing: the client is the
+    // rightmost untrusted entry, never the proxy.
+    for forwarded in ["junk, 203.0.113.7", "unknown, 203.0.113.7"] {
+        through_proxy.extra_headers = vec![("X-Forwarded-For".into(), forwarded.into())];
+        through_proxy
+            .get("/metrics")
+            .assert_status(Status::Forbidden);
+    }
+    through_proxy.extra_headers = vec![("X-Forwarded-For".into(), "junk, 203.0.113.7".into())];
+    through_proxy
+        .login("doc", PASSWORD)
+        .assert_redirect("/dashboard");
+    let sessions = through_proxy.get("/account/sessions");
+    assert!(sessions.body.contains("203.0.113.7"), "{}", sessions.body);
+    assert!(!sessions.body.contains("127.0.0.1"), "{}", sessions.body);
+
+    // A client entry that is not a bare address is a 400 page on every route, public or not.
+    for forwarded in [
+        "203.0.113.7:51234",
+        "[2001:db8::7]:443",
+        "unknown",
+        "junk",
+        "203.0.113.7, unknown",
+        "203.0.113.7,",
+    ] {
+        through_proxy.extra_headers = vec![("X-Forwarded-For".into(), forwarded.into())];
+        for path in ["/metrics", "/login", "/dashboard", "/health"] {
+            let page = through_proxy.get(path);
+            page.assert_status(Status::BadRequest);
+            assert!(
+                page.body
+                    .contains("X-Forwarded-For header that does not name a client address"),
+                "{forwarded} on {path}: {}",
+                page.body
+            );
+        }
+    }
+
+    // The proxy's own request (no header) is the proxy, as before.
+    through_proxy.extra_headers.clear();
+    through_proxy.get("/metrics").assert_status(Status::Ok);
+}

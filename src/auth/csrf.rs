@@ -17,20 +17,25 @@ use crate::error::{note_refusal, AppError, Refusal};
 
 const GUEST_CSRF_COOKIE: &str = "mv_csrf";
 
-/// The CSRF token for a guest's form, created on first use and kept in a private cookie.
-pub fn login_csrf_token(cookies: &CookieJar<'_>) -> String {
+/// The CSRF token for a guest's form, created on first use and kept in a private cookie,
+/// marked `Secure` whenever the server runs under TLS (`secure`), like the session cookie.
+pub fn login_csrf_token(cookies: &CookieJar<'_>, secure: bool) -> String {
     if let Some(cookie) = cookies.get_private(GUEST_CSRF_COOKIE) {
         return cookie.value().to_string();
     }
     let token = random_token();
-    cookies.add_private(
-        Cookie::build((GUEST_CSRF_COOKIE, token.clone()))
-            .http_only(true)
-            .same_site(SameSite::Strict)
-            .path("/")
-            .expires(None),
-    );
+    cookies.add_private(guest_csrf_cookie(token.clone(), secure));
     token
+}
+
+fn guest_csrf_cookie(token: String, secure: bool) -> Cookie<'static> {
+    Cookie::build((GUEST_CSRF_COOKIE, token))
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .expires(None)
+        .build()
 }
 
 /// A form whose `csrf_token` field and Origin were checked before the handler runs; it derefs to
@@ -153,5 +158,20 @@ impl<'r, T: rocket::form::FromForm<'r> + Send + 'r> FromData<'r> for CsrfForm<'r
                 refuse(req, "missing or wrong csrf token")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guest_csrf_cookie_is_secure_under_tls_only() {
+        let under_tls = guest_csrf_cookie("t".into(), true);
+        assert_eq!(under_tls.secure(), Some(true));
+        assert_eq!(under_tls.http_only(), Some(true));
+        assert_eq!(under_tls.same_site(), Some(SameSite::Strict));
+        // Over plain HTTP (loopback) a Secure cookie would never come back.
+        assert_ne!(guest_csrf_cookie("t".into(), false).secure(), Some(true));
     }
 }

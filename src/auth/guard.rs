@@ -11,6 +11,7 @@ use rocket::State;
 use crate::access::{Page, PageId};
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome as AuditOutcome};
+use crate::auth::client::MalformedForwarding;
 use crate::auth::{ClientInfo, Viewer};
 use crate::db::models::{SessionRow, User};
 use crate::error::{note_refusal, AppError, Refusal};
@@ -91,7 +92,8 @@ impl<'r, P: PageId> FromRequest<'r> for Allowed<P> {
         };
         let client = match req.guard::<&ClientInfo>().await {
             Outcome::Success(c) => c.clone(),
-            _ => return Outcome::Error((Status::InternalServerError, AppError::Forbidden)),
+            Outcome::Error(e) => return Outcome::Error(e),
+            Outcome::Forward(s) => return Outcome::Forward(s),
         };
         let signed_in = match viewer {
             Viewer::Guest { session_ended } => {
@@ -185,7 +187,11 @@ async fn rate_limited<T>(req: &Request<'_>) -> Option<Outcome<T, AppError>> {
     };
     let client = match req.guard::<&ClientInfo>().await {
         Outcome::Success(c) => c.clone(),
-        _ => return None,
+        Outcome::Error(e) => {
+            crate::error::note_message(req, MalformedForwarding::MESSAGE);
+            return Some(Outcome::Error(e));
+        }
+        Outcome::Forward(_) => return None,
     };
     match app.brute_force.take_request(&client.ip, app.now()) {
         Ok(()) => None,

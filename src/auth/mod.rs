@@ -1,6 +1,6 @@
 //! Who is asking: the client's address, the browser-bound session, the page guards and CSRF.
 
-mod client;
+pub mod client;
 mod csrf;
 mod guard;
 pub mod password_policy;

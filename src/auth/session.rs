@@ -128,7 +128,8 @@ async fn resolve(req: &Request<'_>) -> Result<Viewer, AppError> {
     };
     let client = match req.guard::<&ClientInfo>().await {
         Outcome::Success(c) => c.clone(),
-        _ => return Err(AppError::Internal("client info missing".into())),
+        Outcome::Error((_, e)) => return Err(e),
+        Outcome::Forward(_) => return Err(AppError::Internal("client info missing".into())),
     };
     let viewer = app
         .db

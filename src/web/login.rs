@@ -47,6 +47,7 @@ enum LoginPage {
 #[get("/login?<ended>")]
 fn login_page(
     _page: Public<page::Login>,
+    app: &State<App>,
     viewer: &Viewer,
     cookies: &CookieJar<'_>,
     flash: Option<FlashMessage<'_>>,
@@ -55,7 +56,11 @@ fn login_page(
     if viewer.signed_in().is_some() {
         return LoginPage::SignedIn(Box::new(Redirect::to("/dashboard")));
     }
-    let mut layout = Layout::for_guest(Page::Login, login_csrf_token(cookies), flash);
+    let mut layout = Layout::for_guest(
+        Page::Login,
+        login_csrf_token(cookies, app.secure_cookies()),
+        flash,
+    );
     if ended == Some(true) && layout.flash.is_none() {
         layout = layout.with_message("info", "Your session has ended. Please sign in again.");
     }
@@ -86,8 +91,12 @@ async fn login(
         return Err(LoginRefusal::TooMany(Box::new(too_many_requests(wait))));
     }
     let guest_layout = |message: &str| {
-        Layout::for_guest(Page::Login, login_csrf_token(cookies), None)
-            .with_message("error", message)
+        Layout::for_guest(
+            Page::Login,
+            login_csrf_token(cookies, app.secure_cookies()),
+            None,
+        )
+        .with_message("error", message)
     };
     let Some(LoginForm { username, password }) = form.value.as_ref().map(|f| LoginForm {
         username: User::normalize_username(&f.username),
@@ -243,7 +252,11 @@ fn setup_page(
     if !app.setup.matches(token) {
         return Err(AppError::NotFound);
     }
-    let layout = Layout::for_guest(Page::Setup, login_csrf_token(cookies), None);
+    let layout = Layout::for_guest(
+        Page::Setup,
+        login_csrf_token(cookies, app.secure_cookies()),
+        None,
+    );
     Ok(Template::render(
         "auth/setup",
         context! { layout, token, form: crate::web::layout::FormView::default() },
@@ -284,7 +297,11 @@ async fn setup(
         view = view.error("password", problem);
     }
     if view.has_errors() {
-        let layout = Layout::for_guest(Page::Setup, login_csrf_token(cookies), None);
+        let layout = Layout::for_guest(
+            Page::Setup,
+            login_csrf_token(cookies, app.secure_cookies()),
+            None,
+        );
         return Err(Ok((
             Status::UnprocessableEntity,
             Template::render("auth/setup", context! { layout, token, form: view }),

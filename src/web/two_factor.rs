@@ -133,7 +133,11 @@ async fn code_page(
             "Sign in with your password first.",
         ));
     }
-    let layout = Layout::for_guest(Page::LoginTwoFactor, login_csrf_token(cookies), flash);
+    let layout = Layout::for_guest(
+        Page::LoginTwoFactor,
+        login_csrf_token(cookies, app.secure_cookies()),
+        flash,
+    );
     Ok(code_template(layout))
 }
 
@@ -242,7 +246,7 @@ async fn submit_code(
             CodeAnswer::SignedIn(Box::new(Redirect::to(next)))
         }
         Ok(Err(true)) => {
-            let layout = Layout::for_guest(Page::LoginTwoFactor, login_csrf_token(cookies), None)
+            let layout = Layout::for_guest(Page::LoginTwoFactor, login_csrf_token(cookies, app.secure_cookies()), None)
                 .with_message(
                     "error",
                     "That code did not work. Codes work once; wait for the next one, or use a recovery code.",
