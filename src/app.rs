@@ -149,8 +149,21 @@ impl Deref for App {
 
 impl App {
     /// Opens medvault's home: creates the folders, migrates the database, loads or creates the
-    /// root key and checks it against the database.
+    /// root key and checks it against the database. A database that is not in the state
+    /// medvault left it in (a schema of anyone else's, settings edited outside medvault) stops
+    /// the start.
     pub fn open(config: Config) -> Result<App, StartupError> {
+        App::open_as(config, Opening::Serve)
+    }
+
+    /// [`App::open`] for `medvault restore` on a stopped server: a live database that fails
+    /// its checks is reported, not refused, since putting a checked backup in its place is the
+    /// way out. The backup is checked as always before it replaces anything.
+    pub fn open_for_restore(config: Config) -> Result<App, StartupError> {
+        App::open_as(config, Opening::Restore)
+    }
+
+    fn open_as(config: Config, opening: Opening) -> Result<App, StartupError> {
         config.validate().map_err(|e| StartupError(e.to_string()))?;
         for dir in [
             config.database_dir(),
@@ -162,6 +175,13 @@ impl App {
         }
         let db = Db::open(&config.database_file()).map_err(StartupError)?;
         let mut conn = db.conn().map_err(|e| StartupError(e.to_string()))?;
+        if let Err(difference) = crate::db::shape::require_current(&mut conn) {
+            opening.refuse(format!(
+                "the database {} is not medvault's: {difference}. It was changed outside \
+                 medvault; restore a backup (`medvault restore NAME` checks it first).",
+                config.database_file().display()
+            ))?;
+        }
         let recorded = key_check::all(&mut conn).map_err(db_error)?;
 
         let root = load_root_keys(&config, !recorded.is_empty())?;
@@ -324,6 +344,25 @@ impl App {
             self.job_signal.notify();
         }
         Ok(())
+    }
+}
+
+/// What a start is for, which decides whether a live database that fails its checks stops it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opening {
+    Serve,
+    Restore,
+}
+
+impl Opening {
+    fn refuse(self, problem: String) -> Result<(), StartupError> {
+        match self {
+            Opening::Serve => Err(StartupError(problem)),
+            Opening::Restore => {
+                tracing::error!("{problem}");
+                Ok(())
+            }
+        }
     }
 }
 

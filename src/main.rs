@@ -243,7 +243,7 @@ fn restore(config: Config, name: &str) -> ExitCode {
         Ok(lock) => lock,
         Err(e) => return fail(e),
     };
-    let app = match App::open(config) {
+    let app = match App::open_for_restore(config) {
         Ok(app) => app,
         Err(e) => return fail(e),
     };

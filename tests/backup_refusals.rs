@@ -272,3 +272,64 @@ fn an_upload_is_checked_before_it_is_listed() {
         .count();
     assert_eq!(leftovers, 0, "a refused upload leaves nothing behind");
 }
+
+/// Runs `sql` on a backup file, as someone who edits a copy before it comes back would.
+fn edit_backup(path: &std::path::Path, sql: &str) {
+    let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    conn.batch_execute(sql).unwrap();
+}
+
+const PROMOTING_TRIGGER: &str = "CREATE TRIGGER promote AFTER INSERT ON audit_events \
+     BEGIN UPDATE users SET level = 'admin' WHERE username = 'pat'; END;";
+
+#[test]
+fn a_backup_whose_schema_is_not_medvaults_is_refused_naming_the_difference() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    app.create_user(Level::Patient, "pat");
+    for (sql, why) in [
+        (
+            PROMOTING_TRIGGER,
+            "has a trigger `promote` on `audit_events` that medvault&#x27;s schema does not",
+        ),
+        (
+            "DROP TABLE vaccinations;",
+            "table `vaccinations` is missing",
+        ),
+        (
+            "CREATE VIEW everyone AS SELECT username, password_hash FROM users;",
+            "has a view `everyone`",
+        ),
+        (
+            "DROP TRIGGER audit_events_no_update;",
+            "trigger `audit_events_no_update` on `audit_events` is missing",
+        ),
+    ] {
+        let path = make_backup(&app);
+        edit_backup(&path, sql);
+        reseal_manifest(&path);
+        assert_restore_refused(&app, &mut admin, &path, why);
+        std::fs::remove_file(backup::manifest_path(&path)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+    }
+    // Nothing ran: the patient is still a patient.
+    let mut conn = app.app().db.conn().unwrap();
+    let pat = medvault::db::models::User::find_by_username("pat", &mut conn)
+        .unwrap()
+        .unwrap();
+    assert_eq!(pat.level, "patient");
+}
+
+#[test]
+fn an_uploaded_backup_with_a_planted_trigger_is_never_listed() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let path = make_backup(&app);
+    edit_backup(&path, PROMOTING_TRIGGER);
+    let planted = std::fs::read(&path).unwrap();
+    let before = backup::list(app.app()).unwrap().len();
+    let (status, body) = upload(&app, &mut admin, &planted);
+    assert_eq!(status, Status::UnprocessableEntity, "{body}");
+    assert!(body.contains("trigger `promote`"), "{body}");
+    assert_eq!(backup::list(app.app()).unwrap().len(), before);
+}

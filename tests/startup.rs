@@ -199,3 +199,28 @@ fn the_key_file_is_readable_by_its_owner_only() {
     let db = std::fs::read(home.path().join("database/medvault.sqlite")).expect("db");
     assert!(!db.windows(encoded.len()).any(|w| w == encoded.as_bytes()));
 }
+
+#[test]
+fn a_trigger_planted_in_the_live_database_stops_the_start() {
+    let home = tempfile::tempdir().unwrap();
+    first_start(home.path(), |_| {});
+    let db = home.path().join("database/medvault.sqlite");
+    {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+        conn.batch_execute(
+            "CREATE TRIGGER promote AFTER INSERT ON audit_events \
+             BEGIN UPDATE users SET level = 'admin'; END;",
+        )
+        .unwrap();
+    }
+    let refused = start(home.path(), |_| {})
+        .err()
+        .expect("the start is refused");
+    assert!(
+        refused.contains("is not medvault's: it has a trigger `promote` on `audit_events`"),
+        "{refused}"
+    );
+    assert!(refused.contains("medvault restore"), "{refused}");
+}

@@ -121,6 +121,16 @@ pub(super) fn schema(conn: &mut SqliteConnection) -> Result<String, BackupError>
     Ok(theirs)
 }
 
+/// The copy's whole schema must be what medvault's own migrations produce at `version`: a
+/// trigger, view, index or table of anyone else's would run or be read as medvault's.
+pub(super) fn exact_shape(conn: &mut SqliteConnection, version: &str) -> Result<(), BackupError> {
+    crate::db::shape::require_exact(conn, version).map_err(|difference| {
+        BackupError::Refused(format!(
+            "the backup's schema is not medvault's: {difference}"
+        ))
+    })
+}
+
 /// Brings an older copy's schema up to this build's (on a staging copy only).
 pub(super) fn migrate(conn: &mut SqliteConnection) -> Result<(), BackupError> {
     conn.run_pending_migrations(MIGRATIONS)
@@ -167,13 +177,23 @@ pub(super) fn keys(
         .collect())
 }
 
-/// Every check a copy must pass before it is listed: integrity, schema, keys.
+/// Every check a copy must pass before it is listed: integrity, schema version and its exact
+/// shape, keys.
 pub(super) fn check_copy(
     path: &Path,
     running: &KeyRing,
     depth: Depth,
 ) -> Result<(String, Vec<KeyCheck>), BackupError> {
-    check_open_copy(&mut open_copy(path)?, running, depth)
+    check_open_copy(&mut open_copy(path)?, running, depth, Shape::Exact)
+}
+
+/// Whether [`check_open_copy`] holds the copy's schema to medvault's exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Shape {
+    Exact,
+    /// For the safety copy a restore takes of whatever state it replaces, which may be the very
+    /// damage being undone; it is held to the exact shape if it is ever restored.
+    AsFound,
 }
 
 /// [`check_copy`] on a copy [`open_copy`] has opened; it only reads.
@@ -181,9 +201,13 @@ pub(super) fn check_open_copy(
     conn: &mut SqliteConnection,
     running: &KeyRing,
     depth: Depth,
+    shape: Shape,
 ) -> Result<(String, Vec<KeyCheck>), BackupError> {
     integrity(conn, depth)?;
     let schema_version = schema(conn)?;
+    if shape == Shape::Exact {
+        exact_shape(conn, &schema_version)?;
+    }
     let key_checks = keys(conn, running)?;
     Ok((schema_version, key_checks))
 }

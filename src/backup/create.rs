@@ -32,7 +32,11 @@ pub fn create_backup(app: &App, author: &str, origin: Origin) -> Result<BackupIn
     let started = Instant::now();
     let result = write_copy(app, &partial).and_then(|copy| {
         stages.copy = started.elapsed();
-        let (checked, hashed) = check_and_hash(app, &partial, &mut stages)?;
+        let shape = match origin {
+            Origin::BeforeRestore => check::Shape::AsFound,
+            _ => check::Shape::Exact,
+        };
+        let (checked, hashed) = check_and_hash(app, &partial, shape, &mut stages)?;
         let (schema_version, key_checks) = checked
             .map_err(|e| BackupError::Failed(format!("the new copy failed its check: {e}")))?;
         let (sha256, size) = hashed.map_err(|e| BackupError::failed("cannot read the copy", e))?;
@@ -180,6 +184,7 @@ type Checked = Result<(String, Vec<KeyCheck>), BackupError>;
 fn check_and_hash(
     app: &App,
     partial: &Path,
+    shape: check::Shape,
     stages: &mut Stages,
 ) -> Result<(Checked, std::io::Result<(String, u64)>), BackupError> {
     let started = Instant::now();
@@ -190,7 +195,7 @@ fn check_and_hash(
             let hashed = sha256_file(partial);
             (hashed, started.elapsed())
         });
-        let checked = check::check_open_copy(&mut conn, &app.keys, check::Depth::Quick);
+        let checked = check::check_open_copy(&mut conn, &app.keys, check::Depth::Quick, shape);
         stages.check = started.elapsed();
         let hashed = match hasher.join() {
             Ok((hashed, took)) => {

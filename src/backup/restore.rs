@@ -86,7 +86,8 @@ fn stage(
     }
     let mut conn = check::open_copy(staging)?;
     check::integrity(&mut conn, check::Depth::Full)?;
-    check::schema(&mut conn)?;
+    let version = check::schema(&mut conn)?;
+    check::exact_shape(&mut conn, &version)?;
     check::keys(&mut conn, &app.keys)?;
     check::migrate(&mut conn)?;
     // Versions added to the key file since the backup was made get their check value, as a

@@ -11,6 +11,7 @@
 
 pub mod models;
 pub mod schema;
+pub mod shape;
 
 use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
