@@ -215,9 +215,9 @@ fn a_trigger_planted_in_the_live_database_stops_the_start() {
         )
         .unwrap();
     }
-    let refused = start(home.path(), |_| {})
-        .err()
-        .expect("the start is refused");
+    let Err(refused) = start(home.path(), |_| {}) else {
+        panic!("the start is refused");
+    };
     assert!(
         refused.contains("is not medvault's: it has a trigger `promote` on `audit_events`"),
         "{refused}"
