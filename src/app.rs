@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::access::{AccessTable, Level};
-use crate::audit::AuditLog;
+use crate::audit::{action, Actor, AuditLog, Entry, Outcome};
 use crate::auth::throttle::{BruteForceGuard, BruteForcePolicy, TRACKED_ENTRIES};
 use crate::auth::SessionKeys;
 use crate::clock::Clock;
@@ -20,6 +20,10 @@ use crate::crypto::{constant_time_eq, random_token, KeyRing, PasswordHasher, Pur
 use crate::db::models::{key_check, PageGrant, Setting, User};
 use crate::db::Db;
 use crate::fields::{job, policy, Fields, Policy};
+use crate::state_seal::StateSeal;
+
+/// The migration that brought the seal on the admin's state.
+pub const SEAL_MIGRATION: &str = "20261202000005";
 
 #[derive(Debug, thiserror::Error)]
 #[error("medvault cannot start: {0}")]
@@ -134,6 +138,8 @@ pub struct AppInner {
     pub id_length: AtomicUsize,
     pub job_signal: JobSignal,
     pub brute_force: BruteForceGuard,
+    /// Seals the admin's state; every change to it reseals in its own transaction.
+    pub state_seal: StateSeal,
 }
 
 /// Everything a request handler needs, cheap to clone into a blocking task.
@@ -188,6 +194,23 @@ impl App {
         let keys = KeyRing::new(root);
         let now = config.clock.now();
         check_root_keys(&keys, &recorded)?;
+
+        // The admin's state is believed only once its seal holds; checked before this start
+        // writes anything to it. A database without a seal is sealed only by the start that
+        // applies the migration bringing seals (a new one, or an upgrade), and that is audited.
+        let state_seal = StateSeal::new(keys.purpose_key(Purpose::StateSeal));
+        let audit = AuditLog::new(keys.purpose_key(Purpose::AuditChain));
+        let upgraded =
+            !StateSeal::exists(&mut conn).map_err(db_error)? && db.migrated_now(SEAL_MIGRATION);
+        if upgraded {
+            audit.seal_unsealed_head(&mut conn).map_err(db_error)?;
+        } else if let Err(tampered) = state_seal.verify(&mut conn).map_err(db_error)? {
+            opening.refuse(format!(
+                "the settings in {} were changed outside medvault: {tampered}. Restore a \
+                 backup (`medvault restore NAME` checks it first).",
+                config.database_file().display()
+            ))?;
+        }
         for version in keys.root_versions() {
             if !recorded.iter().any(|(v, _)| *v as u32 == version) {
                 let kcv = keys
@@ -241,6 +264,26 @@ impl App {
         if !User::exists_active_admin(&mut conn).map_err(db_error)? {
             setup.restore(random_token());
         }
+        // The defaults this start gave new pages and columns, and new key versions, are sealed.
+        state_seal.reseal(now, &mut conn).map_err(db_error)?;
+        if upgraded && !recorded.is_empty() {
+            let actor = Actor {
+                name: "medvault".into(),
+                ..Actor::default()
+            };
+            audit
+                .append(
+                    &mut conn,
+                    now,
+                    &Entry::new(&actor, action::STATE_SEALED, Outcome::Success)
+                        .target("settings")
+                        .detail(
+                            "upgrade: the settings, page access, encryption policy, jobs, key \
+                             versions, masking and the audit trail's end were sealed as found",
+                        ),
+                )
+                .map_err(db_error)?;
+        }
         drop(conn);
 
         let passwords = PasswordHasher::new(keys.purpose_key(Purpose::PasswordPepper))
@@ -249,7 +292,6 @@ impl App {
             keys.purpose_key(Purpose::SessionSeed),
             config.session_key_interval,
         );
-        let audit = AuditLog::new(keys.purpose_key(Purpose::AuditChain));
         let clock = config.clock.clone();
         let app = App(Arc::new(AppInner {
             config,
@@ -267,18 +309,22 @@ impl App {
             id_length: AtomicUsize::new(id_length),
             job_signal: JobSignal::default(),
             brute_force,
+            state_seal,
         }));
         if !newly_encryptable.is_empty() {
             // Columns that just became encryptable (a new installation, or an upgrade) may hold
             // plain values: encrypt them in the background.
             let mut conn = app.db.conn().map_err(|e| StartupError(e.to_string()))?;
             if job::stale_count(&app, &mut conn).map_err(db_error)? > 0 {
-                job::start(
-                    &app,
-                    "encrypting existing values under the new policy",
-                    newly_encryptable,
-                    &mut conn,
-                )
+                conn.immediate_transaction(|conn| {
+                    job::start(
+                        &app,
+                        "encrypting existing values under the new policy",
+                        newly_encryptable,
+                        conn,
+                    )?;
+                    app.state_seal.reseal(app.now(), conn)
+                })
                 .map_err(db_error)?;
             }
         }

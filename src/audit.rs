@@ -122,10 +122,16 @@ impl AuditLog {
             // Chain to the head the server recorded, not to whatever row is last now: when
             // events were cut off the end, the new event must not paper over the gap.
             let last = AuditEvent::last(conn)?.unwrap_or((0, String::new()));
-            let head = Setting::get(Setting::AUDIT_HEAD, conn)?.and_then(|head| {
-                let (id, mac) = head.split_once(':')?;
-                Some((id.parse::<i64>().ok()?, mac.to_string()))
-            });
+            let recorded = Setting::get(Setting::AUDIT_HEAD, conn)?;
+            let parsed = recorded.as_deref().and_then(parse_head);
+            // A recorded end that is missing (while events exist) or fails its HMAC stays
+            // visibly broken: the new end carries no valid HMAC either, so that the next event
+            // cannot make a cut tail look whole.
+            let genuine = match &parsed {
+                None => recorded.is_none() && last.0 == 0,
+                Some(head) => self.head_is_genuine(head),
+            };
+            let head = parsed.map(|head| (head.id, head.mac));
             let (head_id, prev_mac) = head.unwrap_or_else(|| last.clone());
             let id = head_id.max(last.0) + 1;
             let mac = self.mac(
@@ -158,7 +164,47 @@ impl AuditLog {
                 },
                 conn,
             )?;
-            Setting::set(Setting::AUDIT_HEAD, &format!("{id}:{mac}"), conn)
+            let head = if genuine {
+                self.head_text(id, &mac)
+            } else {
+                format!("{id}:{mac}:{UNSEALED}")
+            };
+            Setting::set(Setting::AUDIT_HEAD, &head, conn)
+        }
+    }
+
+    fn head_is_genuine(&self, head: &Head) -> bool {
+        head.head_mac.as_deref().is_some_and(|m| {
+            constant_time_eq(m.as_bytes(), self.head_mac(head.id, &head.mac).as_bytes())
+        })
+    }
+
+    /// The HMAC of the trail's recorded end (the last event's id, which is the count of events,
+    /// and its HMAC), so that whoever cuts events off the end cannot move the end back to match.
+    fn head_mac(&self, id: i64, mac: &str) -> String {
+        keyed_digest_hex(
+            &self.key,
+            &[b"audit head", id.to_string().as_bytes(), mac.as_bytes()],
+        )
+    }
+
+    fn head_text(&self, id: i64, mac: &str) -> String {
+        format!("{id}:{mac}:{}", self.head_mac(id, mac))
+    }
+
+    /// Gives a head written before heads carried their own HMAC one, once, at the start that
+    /// upgrades the database; returns whether it did.
+    pub fn seal_unsealed_head(&self, conn: &mut Conn) -> QueryResult<bool> {
+        match Setting::get(Setting::AUDIT_HEAD, conn)?.and_then(|h| parse_head(&h)) {
+            Some(Head {
+                id,
+                mac,
+                head_mac: None,
+            }) if !mac.is_empty() => {
+                Setting::set(Setting::AUDIT_HEAD, &self.head_text(id, &mac), conn)?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -219,9 +265,29 @@ impl AuditLog {
                 last_mac = row.mac;
             }
         }
-        // The chain cannot show that events were cut off its end; the stored head can.
-        if let Some(head) = Setting::get(Setting::AUDIT_HEAD, conn)? {
-            if head != format!("{last_id}:{last_mac}") {
+        // The chain cannot show that events were cut off its end; the recorded head can, as
+        // long as its own HMAC holds.
+        let head = Setting::get(Setting::AUDIT_HEAD, conn)?;
+        let head = match head.as_deref().map(parse_head) {
+            None if checked == 0 => None,
+            None | Some(None) => {
+                return Ok(broken(
+                    last_id + 1,
+                    "the trail's recorded end is missing: events may have been cut off the end",
+                    checked,
+                ))
+            }
+            Some(Some(head)) => Some(head),
+        };
+        if let Some(head) = head {
+            if !self.head_is_genuine(&head) {
+                return Ok(broken(
+                    last_id + 1,
+                    "the trail's recorded end was edited: events may have been cut off the end",
+                    checked,
+                ));
+            }
+            if head.id != last_id || !constant_time_eq(head.mac.as_bytes(), last_mac.as_bytes()) {
                 return Ok(broken(
                     last_id + 1,
                     "events after this point were deleted",
@@ -234,6 +300,27 @@ impl AuditLog {
             first_broken: None,
         })
     }
+}
+
+/// Written in place of the head's HMAC once the recorded end was found missing or edited.
+const UNSEALED: &str = "unsealed";
+
+/// The recorded end of the trail: `id:mac:head_mac` (`id:mac` before heads had their own HMAC).
+struct Head {
+    id: i64,
+    mac: String,
+    head_mac: Option<String>,
+}
+
+fn parse_head(text: &str) -> Option<Head> {
+    let mut parts = text.split(':');
+    let id = parts.next()?.parse().ok()?;
+    let mac = parts.next()?.to_string();
+    let head_mac = parts.next().map(str::to_string);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Head { id, mac, head_mac })
 }
 
 /// Whether `conn` is inside a transaction (SQLite cannot nest `BEGIN IMMEDIATE`).
@@ -297,4 +384,5 @@ pub mod action {
     pub const CARE_ASSIGNED: &str = "care.assigned";
     pub const CARE_UNASSIGNED: &str = "care.unassigned";
     pub const MASKING_SAVED: &str = "admin.masking_saved";
+    pub const STATE_SEALED: &str = "admin.state_sealed";
 }

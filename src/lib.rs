@@ -17,6 +17,7 @@ pub mod error;
 pub mod fields;
 pub mod logging;
 pub mod records;
+pub mod state_seal;
 pub mod users;
 pub mod web;
 

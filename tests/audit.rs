@@ -235,6 +235,53 @@ fn events_cut_off_the_end_stay_detected_after_new_events_are_written() {
     assert_broken_at(&verify(&mut admin), last - 2, "deleted");
 }
 
+#[test]
+fn a_tail_cut_off_with_the_recorded_end_moved_back_to_match_is_detected() {
+    let app = busy_app();
+    let mut admin = admin(&app);
+    let last = last_id(&app);
+    // The attacker deletes the newest events and rewrites the recorded end to the new last
+    // event's id and HMAC, both of which the file shows.
+    app.raw_sql(&format!(
+        "{DROP_TRIGGERS} DELETE FROM audit_events WHERE id >= {cut};
+         UPDATE settings SET value = (SELECT id || ':' || mac FROM audit_events WHERE id = {kept})
+           WHERE name = 'audit.head';",
+        cut = last - 1,
+        kept = last - 2,
+    ));
+    assert_broken_at(&verify(&mut admin), last - 1, "recorded end was edited");
+}
+
+#[test]
+fn a_tail_cut_off_with_the_recorded_end_deleted_is_detected() {
+    let app = busy_app();
+    let mut admin = admin(&app);
+    let last = last_id(&app);
+    app.raw_sql(&format!(
+        "{DROP_TRIGGERS} DELETE FROM audit_events WHERE id >= {cut};
+         DELETE FROM settings WHERE name = 'audit.head';",
+        cut = last - 1,
+    ));
+    // Events written after the cut chain on, but cannot make the recorded end whole again.
+    app.browser()
+        .login("drgrey", "wrong password for sure")
+        .assert_status(Status::Unauthorized);
+    for _ in 0..2 {
+        let page = verify(&mut admin);
+        assert!(
+            page.body.contains("The chain is broken at event #"),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body.contains("recorded end was edited"),
+            "{}",
+            page.body
+        );
+        assert!(!page.body.contains("events are intact"));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The audit page
 

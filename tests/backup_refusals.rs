@@ -333,3 +333,29 @@ fn an_uploaded_backup_with_a_planted_trigger_is_never_listed() {
     assert!(body.contains("trigger `promote`"), "{body}");
     assert_eq!(backup::list(app.app()).unwrap().len(), before);
 }
+
+#[test]
+fn a_backup_whose_settings_were_edited_is_refused() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let path = make_backup(&app);
+    edit_backup(
+        &path,
+        "UPDATE encrypted_columns SET encrypted = 0 WHERE column_name = 'full_name'; \
+         UPDATE users SET full_name = 'plain:Forged';",
+    );
+    reseal_manifest(&path);
+    assert_restore_refused(
+        &app,
+        &mut admin,
+        &path,
+        "the backup&#x27;s settings were changed outside medvault: encrypted_columns",
+    );
+    // And as an upload: never listed.
+    let (status, body) = upload(&app, &mut admin, &std::fs::read(&path).unwrap());
+    assert_eq!(status, Status::UnprocessableEntity, "{body}");
+    assert!(
+        body.contains("settings were changed outside medvault"),
+        "{body}"
+    );
+}

@@ -224,3 +224,123 @@ fn a_trigger_planted_in_the_live_database_stops_the_start() {
     );
     assert!(refused.contains("medvault restore"), "{refused}");
 }
+
+/// Runs `sql` on the database of a stopped server, as someone holding the file would.
+fn edit_database(home: &Path, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let db = home.join("database/medvault.sqlite");
+    let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    conn.batch_execute(sql).unwrap();
+}
+
+#[track_caller]
+fn assert_start_refused(home: &Path, why: &str) {
+    let Err(refused) = start(home, |_| {}) else {
+        panic!("the start went ahead on an edited database ({why})");
+    };
+    assert!(
+        refused.contains("were changed outside medvault"),
+        "{refused}"
+    );
+    assert!(refused.contains(why), "expected {why:?}: {refused}");
+}
+
+#[test]
+fn an_edited_policy_row_or_setting_stops_the_start_naming_the_row() {
+    for (sql, why) in [
+        // Declare a column plain, then write forged text into it.
+        (
+            "UPDATE encrypted_columns SET encrypted = 0 \
+             WHERE table_name = 'users' AND column_name = 'full_name'; \
+             UPDATE users SET full_name = 'plain:Forged Name';",
+            "encrypted_columns `[\"users\",\"full_name\"]` was changed outside medvault",
+        ),
+        // A "running" job that tolerates plain values in a column, to launder a forged one.
+        (
+            "INSERT INTO reencryption_jobs (id, reason, state, total, rewritten, unreadable, \
+             column_index, after_row, plain_columns, started_at) VALUES (99, 'x', 'running', \
+             0, 0, 0, 0, '', 'users.full_name', 0);",
+            "reencryption_jobs `99` was added outside medvault",
+        ),
+        // A requirement removed by deleting its row.
+        (
+            "DELETE FROM page_access WHERE rowid = (SELECT max(rowid) FROM page_access);",
+            "was deleted outside medvault",
+        ),
+        (
+            "INSERT INTO settings (name, value) VALUES ('ids.length', '8') \
+             ON CONFLICT (name) DO UPDATE SET value = '8';",
+            "settings `ids.length`",
+        ),
+        (
+            "UPDATE encryption_policies SET cipher = 'des' WHERE table_name = 'patients';",
+            "encryption_policies `patients` was changed",
+        ),
+        (
+            "UPDATE root_key_checks SET retired = 1;",
+            "root_key_checks `1` was changed",
+        ),
+        (
+            "DELETE FROM state_seal;",
+            "the seal on the settings is missing",
+        ),
+        (
+            "UPDATE state_seal SET snapshot = replace(snapshot, 'true', 'false');",
+            "does not match its contents",
+        ),
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        first_start(home.path(), |_| {});
+        // A clean restart is accepted: the control for every case.
+        drop(start(home.path(), |_| {}).expect("a restart of an untouched database"));
+        edit_database(home.path(), sql);
+        assert_start_refused(home.path(), why);
+    }
+}
+
+#[test]
+fn a_database_from_before_seals_is_sealed_once_at_the_upgrade_and_audited() {
+    let home = tempfile::tempdir().unwrap();
+    first_start(home.path(), |_| {});
+    // Take the database back to the schema before seals, as an older medvault left it.
+    edit_database(
+        home.path(),
+        "DROP TABLE state_seal; \
+         DELETE FROM __diesel_schema_migrations WHERE version = '20261202000005'; \
+         UPDATE settings SET value = substr(value, 1, instr(substr(value, instr(value, ':') + 1), ':') + instr(value, ':') - 1) \
+           WHERE name = 'audit.head';",
+    );
+    let client = start(home.path(), |_| {}).expect("the upgrade start");
+    let app = client.rocket().state::<medvault::App>().expect("app");
+    let mut conn = app.db.conn().unwrap();
+    let report = app.audit.verify(&mut conn).unwrap();
+    assert_eq!(
+        report.first_broken, None,
+        "the trail's end was sealed as found"
+    );
+    use diesel::prelude::*;
+    use medvault::db::schema::audit_events;
+    let actions: Vec<String> = audit_events::table
+        .select(audit_events::action)
+        .load(&mut *conn)
+        .unwrap();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "admin.state_sealed")
+            .count(),
+        1
+    );
+    drop(conn);
+    drop(client);
+    // The next start finds the seal and does not seal again.
+    drop(start(home.path(), |_| {}).expect("a start after the upgrade"));
+    // An old-form head written later is not an upgrade any more: it is an edit.
+    edit_database(
+        home.path(),
+        "UPDATE settings SET value = 'x' WHERE name = 'security.require_2fa'; \
+         INSERT OR IGNORE INTO settings (name, value) VALUES ('security.require_2fa', 'x');",
+    );
+    assert_start_refused(home.path(), "security.require_2fa");
+}

@@ -11,9 +11,10 @@ use diesel_migrations::MigrationHarness;
 use serde::{Deserialize, Serialize};
 
 use super::BackupError;
-use crate::crypto::{constant_time_eq, KeyRing};
+use crate::crypto::{constant_time_eq, KeyRing, Purpose};
 use crate::db::models::key_check;
 use crate::db::MIGRATIONS;
+use crate::state_seal::StateSeal;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyCheck {
@@ -131,6 +132,28 @@ pub(super) fn exact_shape(conn: &mut SqliteConnection, version: &str) -> Result<
     })
 }
 
+/// The copy's admin state must match its seal. A copy from before seals existed has none to
+/// check: it is sealed when a restore migrates it (see `restore::stage`).
+pub(super) fn sealed_state(
+    conn: &mut SqliteConnection,
+    version: &str,
+    running: &KeyRing,
+) -> Result<(), BackupError> {
+    if version < crate::app::SEAL_MIGRATION {
+        return Ok(());
+    }
+    let seal = StateSeal::new(running.purpose_key(Purpose::StateSeal));
+    match seal.verify(conn) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(tampered)) => Err(BackupError::Refused(format!(
+            "the backup's settings were changed outside medvault: {tampered}"
+        ))),
+        Err(_) => Err(BackupError::Refused(
+            "the backup's settings cannot be read".into(),
+        )),
+    }
+}
+
 /// Brings an older copy's schema up to this build's (on a staging copy only).
 pub(super) fn migrate(conn: &mut SqliteConnection) -> Result<(), BackupError> {
     conn.run_pending_migrations(MIGRATIONS)
@@ -205,9 +228,10 @@ pub(super) fn check_open_copy(
 ) -> Result<(String, Vec<KeyCheck>), BackupError> {
     integrity(conn, depth)?;
     let schema_version = schema(conn)?;
+    let key_checks = keys(conn, running)?;
     if shape == Shape::Exact {
         exact_shape(conn, &schema_version)?;
+        sealed_state(conn, &schema_version, running)?;
     }
-    let key_checks = keys(conn, running)?;
     Ok((schema_version, key_checks))
 }

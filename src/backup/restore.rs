@@ -89,7 +89,14 @@ fn stage(
     let version = check::schema(&mut conn)?;
     check::exact_shape(&mut conn, &version)?;
     check::keys(&mut conn, &app.keys)?;
+    check::sealed_state(&mut conn, &version, &app.keys)?;
     check::migrate(&mut conn)?;
+    if version.as_str() < crate::app::SEAL_MIGRATION {
+        // A backup from before seals: its state is sealed as found, as an upgrade would.
+        app.audit
+            .seal_unsealed_head(&mut conn)
+            .map_err(|e| BackupError::failed("staging", e))?;
+    }
     // Versions added to the key file since the backup was made get their check value, as a
     // start would add them.
     let recorded = key_check::all(&mut conn).map_err(|e| BackupError::failed("staging", e))?;
@@ -101,6 +108,9 @@ fn stage(
             }
         }
     }
+    app.state_seal
+        .reseal(app.now(), &mut conn)
+        .map_err(|e| BackupError::failed("staging", e))?;
     drop(conn);
     fs::File::open(staging)
         .and_then(|f| f.sync_all())

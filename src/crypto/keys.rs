@@ -152,6 +152,8 @@ pub enum Purpose {
     RecoveryCodes,
     /// Signs the expiring download links of medical files.
     FileLinks,
+    /// Seals the admin's state (settings, access, encryption policy, jobs, masking).
+    StateSeal,
 }
 
 impl Purpose {
@@ -172,6 +174,7 @@ impl Purpose {
             Purpose::CookieSecret => "medvault/v1/cookie-secret",
             Purpose::RecoveryCodes => "medvault/v1/recovery-codes",
             Purpose::FileLinks => "medvault/v1/file-links",
+            Purpose::StateSeal => "medvault/v1/state-seal",
         }
     }
 }

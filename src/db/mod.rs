@@ -104,6 +104,9 @@ thread_local! {
 
 #[derive(Clone)]
 pub struct Db {
+    /// The migrations this process applied when it opened the database: an upgrade that
+    /// happened in this start, not one a file merely claims.
+    applied_at_open: Arc<Vec<String>>,
     gate: Arc<Gate>,
     /// One permit per pooled connection: a request waits for one on its async task before it
     /// takes a blocking thread, instead of parking a blocking thread on the pool's lock.
@@ -169,8 +172,8 @@ fn build_pool(file: &Path) -> Result<SqlitePool, String> {
         .map_err(|e| format!("cannot open the database {}: {e}", file.display()))
 }
 
-/// Opens `file` and brings its schema up to date.
-fn open_pool(file: &Path) -> Result<SqlitePool, String> {
+/// Opens `file` and brings its schema up to date; returns the migrations it applied.
+fn open_pool(file: &Path) -> Result<(SqlitePool, Vec<String>), String> {
     let pool = build_pool(file)?;
     let mut conn = pool
         .get()
@@ -178,17 +181,22 @@ fn open_pool(file: &Path) -> Result<SqlitePool, String> {
     // WAL lets readers go on while one writer writes.
     conn.batch_execute("PRAGMA journal_mode = WAL;")
         .map_err(|e| format!("cannot switch {} to WAL: {e}", file.display()))?;
-    conn.run_pending_migrations(MIGRATIONS)
-        .map_err(|e| format!("cannot migrate the database {}: {e}", file.display()))?;
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| format!("cannot migrate the database {}: {e}", file.display()))?
+        .into_iter()
+        .map(|v| v.to_string())
+        .collect();
     drop(conn);
-    Ok(pool)
+    Ok((pool, applied))
 }
 
 impl Db {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(file: &Path) -> Result<Db, String> {
-        let pool = open_pool(file)?;
+        let (pool, applied_at_open) = open_pool(file)?;
         Ok(Db {
+            applied_at_open: Arc::new(applied_at_open),
             gate: Arc::new(Gate {
                 file: file.to_path_buf(),
                 state: Mutex::new(GateState {
@@ -201,6 +209,11 @@ impl Db {
             }),
             permits: Arc::new(rocket::tokio::sync::Semaphore::new(POOL_SIZE)),
         })
+    }
+
+    /// Whether migration `version` was applied when this process opened the database.
+    pub fn migrated_now(&self, version: &str) -> bool {
+        self.applied_at_open.iter().any(|v| v == version)
     }
 
     /// The live database file.
@@ -333,7 +346,7 @@ impl Db {
         let swapped =
             checkpoint_and_close(old, &self.gate.file).and_then(|()| swap(&self.gate.file));
         // Whatever happened, open what is now at the live path: the new file, or the old one.
-        let reopened = open_pool(&self.gate.file);
+        let reopened = open_pool(&self.gate.file).map(|(pool, _)| pool);
         let mut state = self.gate.lock();
         let result = match reopened {
             Ok(pool) => {

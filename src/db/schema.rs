@@ -236,3 +236,12 @@ diesel::table! {
 
 diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, sessions, care_assignments, patients);
+
+diesel::table! {
+    state_seal (id) {
+        id -> Integer,
+        snapshot -> Text,
+        mac -> Text,
+        sealed_at -> BigInt,
+    }
+}

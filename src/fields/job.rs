@@ -252,6 +252,7 @@ pub fn start(
             reencryption_jobs::started_at.eq(now),
         ))
         .execute(conn)?;
+    app.state_seal.reseal(now, conn)?;
     app.fields.set_migration(Some(tolerated));
     Ok(id)
 }
@@ -336,6 +337,7 @@ pub fn run_batch(app: &App, batch_size: i64) -> Result<Step, AppError> {
             finish(app, &mut job, conn)?;
             return Ok(Step::Finished);
         }
+        app.state_seal.reseal(app.now(), conn)?;
         Ok(Step::Progressed)
     })?;
     if step == Step::Finished {
@@ -392,6 +394,7 @@ fn finish(app: &App, job: &mut Job, conn: &mut Conn) -> Result<(), AppError> {
             .detail(detail),
     )?;
     job.state = "done".into();
+    app.state_seal.reseal(now, conn)?;
     Ok(())
 }
 

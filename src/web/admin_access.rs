@@ -125,6 +125,7 @@ async fn save(
         .run(move |conn| {
             Ok(conn.immediate_transaction(|conn| {
                 PageGrant::save_grid(&to_save, conn)?;
+                app2.state_seal.reseal(app2.now(), conn)?;
                 app2.audit.append(
                     conn,
                     app2.now(),

@@ -383,6 +383,7 @@ async fn save_schedule(
         .run(move |conn| {
             Ok(conn.immediate_transaction(|conn| {
                 schedule.save(conn)?;
+                work_app.state_seal.reseal(work_app.now(), conn)?;
                 work_app.audit.append(
                     conn,
                     work_app.now(),

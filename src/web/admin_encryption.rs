@@ -295,6 +295,7 @@ async fn save(
                 let now = app2.now();
                 policy.save(now, conn)?;
                 Setting::set(policy::ID_LENGTH_SETTING, &id_length.to_string(), conn)?;
+                app2.state_seal.reseal(now, conn)?;
                 let outcome = if weak.is_empty() {
                     Outcome::Success
                 } else {

@@ -252,6 +252,7 @@ async fn save_masking(
                     .map(|(f, l, m)| format!("{f}:{l}={m}"))
                     .collect();
                 FieldVisibilityRows::replace_all(&rows, conn)?;
+                app2.state_seal.reseal(app2.now(), conn)?;
                 app2.audit.append(
                     conn,
                     app2.now(),

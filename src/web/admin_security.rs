@@ -85,6 +85,7 @@ async fn save(
                 Setting::set(Setting::BIND_SESSION_IP, &bind_ip.to_string(), conn)?;
                 Setting::set(Setting::BIND_SESSION_USER_AGENT, &bind_ua.to_string(), conn)?;
                 Setting::set(Setting::REQUIRE_TWO_FACTOR, &required_text, conn)?;
+                app2.state_seal.reseal(app2.now(), conn)?;
                 app2.audit.append(
                     conn,
                     app2.now(),
@@ -178,6 +179,7 @@ async fn save_brute_force(
         .run(move |conn| {
             Ok(conn.immediate_transaction(|conn| {
                 Setting::set(Setting::BRUTE_FORCE_POLICY, &json, conn)?;
+                app2.state_seal.reseal(app2.now(), conn)?;
                 app2.audit.append(
                     conn,
                     app2.now(),
