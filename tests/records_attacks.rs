@@ -2081,3 +2081,75 @@ fn search_finds_by_exact_national_id_anywhere_and_by_name_only_in_care() {
     assert!(page.body.contains(&link(&harriet)));
     assert!(!page.body.contains(&link(&harold)));
 }
+
+#[test]
+fn an_altered_value_is_audited_on_every_page_that_opens_it_and_counted_for_admins() {
+    let app = TestApp::new();
+    let mut v = victim(&app);
+    let cid = v.entries.consultation.clone();
+    // Someone with the file moves the diagnosis into the notes column of the same row: both
+    // were sealed for their own column, so both now fail.
+    app.raw_sql(&format!(
+        "UPDATE consultations SET diagnosis = notes WHERE id = '{cid}';"
+    ));
+    let before = audited(&app, "encryption.integrity_error");
+    assert_eq!(before, 0);
+
+    let record = format!("/patients/{}", v.id);
+    let page = v.doctor.get(&record);
+    page.assert_status(Status::Ok);
+    assert!(page.body.contains("Integrity error"), "{}", page.body);
+    assert_eq!(audited(&app, "encryption.integrity_error"), 1);
+    v.doctor
+        .get(&format!("{record}/consultations/{cid}"))
+        .assert_status(Status::Ok);
+    assert_eq!(audited(&app, "encryption.integrity_error"), 2);
+    let own = v.patient.get("/records");
+    assert!(
+        own.body.contains("Your clinic has been told"),
+        "{}",
+        own.body
+    );
+    assert_eq!(audited(&app, "encryption.integrity_error"), 3);
+
+    // Each event names the patient and where the value stands; the patient's log shows it.
+    let mut conn = app.app().db.conn().unwrap();
+    use diesel::prelude::*;
+    use medvault::db::schema::audit_events;
+    let events: Vec<(String, String)> = audit_events::table
+        .filter(audit_events::action.eq("encryption.integrity_error"))
+        .select((audit_events::target, audit_events::detail))
+        .load(&mut *conn)
+        .unwrap();
+    drop(conn);
+    for (target, detail) in &events {
+        assert_eq!(target, &format!("patient {}", v.id));
+        assert_eq!(detail, &format!("consultation {cid} diagnosis"));
+    }
+    let log = v.patient.get("/account/access-log");
+    assert!(
+        log.body.contains("met a value altered in the database"),
+        "{}",
+        log.body
+    );
+
+    // Admins see the count on their dashboard, and the events behind a filter of the trail.
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let dashboard = admin.get("/dashboard");
+    assert!(
+        dashboard.body.contains(
+            "<strong>3</strong> <a href=\"/admin/audit?action=encryption.integrity_error\">altered values</a>"
+        ),
+        "{}",
+        dashboard.body
+    );
+    let trail = admin.get("/admin/audit?action=encryption.integrity_error");
+    trail.assert_status(Status::Ok);
+    assert_eq!(
+        trail
+            .body
+            .matches(&format!("consultation {cid} diagnosis"))
+            .count(),
+        3
+    );
+}

@@ -45,6 +45,8 @@ pub enum IntegrityError {
     Forged,
     #[error("integrity error: the field is meant to be encrypted but holds a plain value")]
     UnexpectedPlain,
+    #[error("integrity error: the value is sealed in an older form than its column's policy (an old copy written back)")]
+    OutdatedForm,
 }
 
 /// Why sealing failed; none of these can be caused by the plaintext's content.

@@ -137,11 +137,34 @@ impl Fields {
         opened
     }
 
+    /// Declares that a job is about to move values (a policy saved, a key rotated), before the
+    /// new policy or key is in force: from this moment the old forms, and plain values in
+    /// `plain_until_now`, are what the columns still hold. [`job::start`] then records the job.
+    pub fn expect_migration(&self, plain_until_now: &HashSet<(String, String)>) {
+        self.tolerated_plain
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(plain_until_now.iter().cloned());
+        self.migrating.store(true, Ordering::SeqCst);
+    }
+
     /// The rules a value that opened must still pass: a value claiming a retired key version is
     /// refused (an old copy written back), and a plain value in an encrypted column is refused
     /// (anyone who can edit the file can write `plain:anything`) unless the running job is
-    /// moving that very column out of plain form.
+    /// moving that very column out of plain form. Once no job runs, every value of a column
+    /// the policy governs is in its current form (the job saw to it), so one in any other form
+    /// (under DES while the policy was DES, under an older root key) is an old copy written
+    /// back, and refused.
     pub fn vet(&self, field: &FieldRef<'_>, form: StoredForm) -> Result<(), IntegrityError> {
+        if !self.is_migrating() && registry::is_encryptable(field.table, field.column) {
+            let target = self.policy().target(field.table, field.column);
+            if self.crypto().is_stale(form, target) {
+                return Err(match form {
+                    StoredForm::Plain => IntegrityError::UnexpectedPlain,
+                    StoredForm::Sealed { .. } => IntegrityError::OutdatedForm,
+                });
+            }
+        }
         match form {
             StoredForm::Sealed { key_version, .. }
                 if self

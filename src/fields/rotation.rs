@@ -31,7 +31,9 @@ pub fn rotate_root_key(app: &App, actor: &Actor) -> Result<u32, AppError> {
     let check_value = ring
         .key_check_value(version)
         .ok_or_else(|| AppError::Internal("no key check value for the new version".into()))?;
-    // New values use the new key from now on; the job rewrites the rest.
+    // New values use the new key from now on; the job rewrites the rest, and until it is done
+    // values under the older versions are what the columns hold.
+    app.fields.expect_migration(&Default::default());
     app.fields.set_keys(ring);
     let mut conn = app.db.conn()?;
     let now = app.now();

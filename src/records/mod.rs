@@ -181,6 +181,9 @@ pub struct RecordView {
     pub appointments: Vec<AppointmentView>,
     /// How many values failed their integrity check (each is marked where it stands).
     pub integrity_errors: usize,
+    /// Where each of them stands (`consultation <id> diagnosis`), for the audit trail.
+    #[serde(skip)]
+    pub broken_values: Vec<String>,
 }
 
 /// How a person is named on a record page: their full name, or their username.
@@ -377,41 +380,95 @@ pub fn load_record(
             })
             .collect(),
         integrity_errors: 0,
+        broken_values: Vec::new(),
     };
-    view.integrity_errors = count_integrity_errors(&view);
+    view.broken_values = broken_values(&view);
+    view.integrity_errors = view.broken_values.len();
     Ok(view)
 }
 
-fn count_integrity_errors(view: &RecordView) -> usize {
-    let mut n = view.profile.iter().filter(|p| p.integrity_error).count();
-    for c in &view.consultations {
-        n += [
-            &c.department,
-            &c.block,
-            &c.unit,
-            &c.diagnosis,
-            &c.notes,
-            &c.prescription,
-        ]
+/// Where each value of `view` that failed its integrity check stands.
+fn broken_values(view: &RecordView) -> Vec<String> {
+    let mut places: Vec<String> = view
+        .profile
         .iter()
-        .filter(|s| s.integrity_error)
-        .count();
+        .filter(|p| p.integrity_error)
+        .map(|p| format!("profile {}", p.column))
+        .collect();
+    let mut add = |kind: &str, id: &str, columns: &[(&str, &Shown)]| {
+        places.extend(
+            columns
+                .iter()
+                .filter(|(_, shown)| shown.integrity_error)
+                .map(|(column, _)| format!("{kind} {id} {column}")),
+        );
+    };
+    for c in &view.consultations {
+        add(
+            "consultation",
+            &c.id,
+            &[
+                ("department", &c.department),
+                ("block", &c.block),
+                ("unit", &c.unit),
+                ("diagnosis", &c.diagnosis),
+                ("notes", &c.notes),
+                ("prescription", &c.prescription),
+            ],
+        );
     }
     for f in &view.files {
-        n += [&f.category, &f.description, &f.taken_on, &f.file_name]
-            .iter()
-            .filter(|s| s.integrity_error)
-            .count();
+        add(
+            "file",
+            &f.id,
+            &[
+                ("category", &f.category),
+                ("description", &f.description),
+                ("taken_on", &f.taken_on),
+                ("file_name", &f.file_name),
+            ],
+        );
     }
     for v in &view.vaccinations {
-        n += [&v.vaccine, &v.dose_number, &v.given_on, &v.lot, &v.given_by]
-            .iter()
-            .filter(|s| s.integrity_error)
-            .count();
+        add(
+            "vaccination",
+            &v.id,
+            &[
+                ("vaccine", &v.vaccine),
+                ("dose_number", &v.dose_number),
+                ("given_on", &v.given_on),
+                ("lot", &v.lot),
+                ("given_by", &v.given_by),
+            ],
+        );
     }
-    n + view
-        .appointments
-        .iter()
-        .filter(|a| a.reason.integrity_error)
-        .count()
+    for a in &view.appointments {
+        add("appointment", &a.id, &[("reason", &a.reason)]);
+    }
+    places
+}
+
+/// Records each value that failed its integrity check on a page someone opened: one event per
+/// value and view, so that admins learn of an edited database from the first person who met it.
+pub fn audit_integrity_errors(
+    app: &App,
+    conn: &mut Conn,
+    actor: &Actor,
+    patient_id: &str,
+    places: &[String],
+) -> QueryResult<()> {
+    for place in places {
+        app.audit.append(
+            conn,
+            app.now(),
+            &Entry::new(
+                actor,
+                crate::audit::action::FIELD_INTEGRITY_ERROR,
+                Outcome::Failure,
+            )
+            .target(audit_target(patient_id))
+            .detail(place.clone()),
+        )?;
+    }
+    Ok(())
 }

@@ -285,7 +285,11 @@ async fn save(
     if !weak.is_empty() {
         detail.push_str(&format!("; WEAK SUITE CHOSEN: {}", weak.join(", ")));
     }
-    // The new policy is in force before the job starts, so the job never rewrites to the old one.
+    // The new policy is in force before the job starts, so the job never rewrites to the old one;
+    // and the values in their old forms stay readable from this moment until the job is done.
+    if changed {
+        app.fields.expect_migration(&previously_plain);
+    }
     app.fields.set_policy(policy.clone());
     let (app2, actor) = (app.inner().clone(), who.actor());
     let saved = app

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::access::{page, Level};
 use crate::app::App;
+use crate::audit::action;
 use crate::auth::{Allowed, Public, Viewer};
 use crate::db::models::{AuditEvent, AuditFilter, SessionRow, User, UserFilter};
 use crate::error::AppError;
@@ -35,6 +36,13 @@ struct LevelCount {
     count: i64,
 }
 
+#[derive(Serialize)]
+struct IntegrityCount {
+    action: &'static str,
+    what: &'static str,
+    count: i64,
+}
+
 #[get("/dashboard")]
 async fn dashboard(
     who: Allowed<page::Dashboard>,
@@ -44,12 +52,12 @@ async fn dashboard(
     let layout = Layout::for_user(app, &who, flash);
     let user_id = who.user.id.clone();
     let is_admin = who.user.level() == Level::Admin;
-    let (sessions, counts, recent) = app
+    let (sessions, counts, recent, integrity) = app
         .db
         .run(move |conn| {
             let sessions = SessionRow::count_for_user(&user_id, conn)?;
             if !is_admin {
-                return Ok((sessions, Vec::new(), Vec::new()));
+                return Ok((sessions, Vec::new(), Vec::new(), Vec::new()));
             }
             let mut counts = Vec::new();
             for level in Level::SIGNED_IN {
@@ -63,12 +71,29 @@ async fn dashboard(
                 });
             }
             let recent = AuditEvent::list(&AuditFilter::default(), 0, 8, conn)?.0;
-            Ok::<_, AppError>((sessions, counts, recent))
+            // Values and files that failed their integrity check where someone opened them: a
+            // sign that the database or the storage was edited behind medvault's back.
+            let mut integrity = Vec::new();
+            for (action, what) in [
+                (action::FIELD_INTEGRITY_ERROR, "altered values"),
+                (action::FILE_INTEGRITY_ERROR, "altered files"),
+            ] {
+                let filter = AuditFilter {
+                    action: Some(action.to_string()),
+                    ..AuditFilter::default()
+                };
+                integrity.push(IntegrityCount {
+                    action,
+                    what,
+                    count: AuditEvent::list(&filter, 0, 0, conn)?.1,
+                });
+            }
+            Ok::<_, AppError>((sessions, counts, recent, integrity))
         })
         .await?;
     Ok(Template::render(
         "home/dashboard",
-        context! { layout, sessions, counts, recent, is_admin },
+        context! { layout, sessions, counts, recent, integrity, is_admin },
     ))
 }
 

@@ -137,6 +137,13 @@ pub(super) async fn render_record(
                 None => (action::RECORD_VIEWED, "record".to_string()),
             };
             records::audit(&app2, conn, &actor, action, &patient.id, detail)?;
+            records::audit_integrity_errors(
+                &app2,
+                conn,
+                &actor,
+                &patient.id,
+                &record.broken_values,
+            )?;
             Ok(Ok((record, relation)))
         })
         .await?;

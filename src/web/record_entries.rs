@@ -185,6 +185,7 @@ async fn edit_consultation_page(
             let mut view =
                 FormView::default().value("occurred_at", validate::date_time_text(row.occurred_at));
             let mut broken = false;
+            let mut broken_values = Vec::new();
             for (name, stored) in [
                 ("department", &row.department),
                 ("block", &row.block),
@@ -195,6 +196,9 @@ async fn edit_consultation_page(
             ] {
                 let shown = sealed.show(name, stored);
                 broken |= shown.integrity_error;
+                if shown.integrity_error {
+                    broken_values.push(format!("consultation {} {name}", row.id));
+                }
                 view = view.value(name, shown.text);
             }
             records::audit(
@@ -205,6 +209,7 @@ async fn edit_consultation_page(
                 &pid,
                 format!("consultation {}", row.id),
             )?;
+            records::audit_integrity_errors(&app2, conn, &actor, &pid, &broken_values)?;
             Ok(((row, broken), view))
         })
         .await?;

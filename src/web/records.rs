@@ -60,6 +60,13 @@ async fn render(
                 &patient.id,
                 "own record",
             )?;
+            records::audit_integrity_errors(
+                &app2,
+                conn,
+                &actor,
+                &patient.id,
+                &record.broken_values,
+            )?;
             Ok((record, doctors))
         })
         .await?;
@@ -229,6 +236,7 @@ fn describe(action: &str) -> &'static str {
         action::FILE_UPLOADED => "added a file",
         action::FILE_DOWNLOADED => "downloaded a file",
         action::FILE_INTEGRITY_ERROR => "met a damaged file",
+        action::FIELD_INTEGRITY_ERROR => "met a value altered in the database",
         action::PATIENT_REGISTERED => "registered you",
         action::CARE_ASSIGNED => "put you in a doctor's care",
         action::CARE_UNASSIGNED => "ended a doctor's care of you",
