@@ -20,6 +20,7 @@ use crate::crypto::{constant_time_eq, random_token, KeyRing, PasswordHasher, Pur
 use crate::db::models::{key_check, PageGrant, Setting, User};
 use crate::db::Db;
 use crate::fields::{job, policy, Fields, Policy};
+use crate::records::masking::Visibility;
 use crate::state_seal::StateSeal;
 
 /// The migration that brought the seal on the admin's state.
@@ -140,6 +141,9 @@ pub struct AppInner {
     pub brute_force: BruteForceGuard,
     /// Seals the admin's state; every change to it reseals in its own transaction.
     pub state_seal: StateSeal,
+    /// How profile fields are shown per level, held in memory like the other admin settings so
+    /// that an edit made to the file while the server runs changes nothing.
+    masking: RwLock<Arc<Visibility>>,
 }
 
 /// Everything a request handler needs, cheap to clone into a blocking task.
@@ -260,6 +264,7 @@ impl App {
                 .unwrap_or_default(),
             TRACKED_ENTRIES,
         );
+        let masking = crate::records::visibility(&mut conn).map_err(db_error)?;
         let setup = SetupToken::default();
         if !User::exists_active_admin(&mut conn).map_err(db_error)? {
             setup.restore(random_token());
@@ -310,6 +315,7 @@ impl App {
             job_signal: JobSignal::default(),
             brute_force,
             state_seal,
+            masking: RwLock::new(Arc::new(masking)),
         }));
         if !newly_encryptable.is_empty() {
             // Columns that just became encryptable (a new installation, or an upgrade) may hold
@@ -337,6 +343,17 @@ impl App {
 
     pub fn id_length(&self) -> usize {
         self.id_length.load(Ordering::Relaxed)
+    }
+
+    pub fn masking(&self) -> Arc<Visibility> {
+        self.masking
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_masking(&self, visibility: Visibility) {
+        *self.masking.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(visibility);
     }
 
     pub fn secure_cookies(&self) -> bool {
@@ -370,6 +387,7 @@ impl App {
                 .unwrap_or_default(),
         );
         self.fields.set_policy(Policy::load(&mut conn)?);
+        self.set_masking(crate::records::visibility(&mut conn)?);
         self.fields.set_retired(job::retired_versions(&mut conn)?);
         let running = job::Job::running(&mut conn)?;
         let has_job = running.is_some();

@@ -2153,3 +2153,18 @@ fn an_altered_value_is_audited_on_every_page_that_opens_it_and_counted_for_admin
         3
     );
 }
+
+#[test]
+fn masking_edited_in_the_file_while_the_server_runs_changes_nothing() {
+    let app = TestApp::new();
+    let mut v = victim(&app);
+    let record = format!("/patients/{}", v.id);
+    assert!(!v.doctor.get(&record).body.contains(VICTIM_NID));
+    // National IDs are masked for doctors by default; the file now says "full".
+    app.raw_sql(
+        "INSERT INTO field_visibility (field, level, mode) VALUES ('national_id', 'doctor', 'full');",
+    );
+    let page = v.doctor.get(&record);
+    page.assert_status(Status::Ok);
+    assert!(!page.body.contains(VICTIM_NID), "{}", page.body);
+}

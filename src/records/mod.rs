@@ -107,6 +107,8 @@ pub fn changed(
     )
 }
 
+/// The masking choices as stored; pages read the copy held in memory ([`App::masking`]), which
+/// is loaded from here once the seal on it holds.
 pub fn visibility(conn: &mut Conn) -> QueryResult<Visibility> {
     Ok(Visibility::from_rows(&FieldVisibilityRows::all(conn)?))
 }
@@ -293,7 +295,7 @@ pub fn load_record(
 ) -> QueryResult<RecordView> {
     let pid = patient.id.as_str();
     let profile = PatientRow::find(pid, conn)?;
-    let visibility = visibility(conn)?;
+    let visibility = app.masking();
     let consultations = ConsultationRow::for_patient(pid, conn)?;
     let files = MedicalFileRow::for_patient(pid, conn)?;
     let vaccinations = VaccinationRow::for_patient(pid, conn)?;

@@ -179,7 +179,7 @@ async fn masking(
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
 ) -> Result<Template, AppError> {
-    let visibility = app.db.run(|conn| Ok(records::visibility(conn)?)).await?;
+    let visibility = app.masking();
     let rows: Vec<MaskingRow> = PROFILE_FIELDS
         .iter()
         .map(|f| MaskingRow {
@@ -260,9 +260,10 @@ async fn save_masking(
                         .target("profile fields")
                         .detail(summary.join(", ")),
                 )?;
-                Ok::<_, AppError>(())
+                Ok::<_, AppError>(records::visibility(conn)?)
             })
         })
-        .await?;
+        .await
+        .map(|saved| app.set_masking(saved))?;
     Ok(Flash::success(Redirect::to("/admin/masking"), "Saved."))
 }

@@ -237,7 +237,7 @@ async fn reveal(
         .map(|f| f.field.clone())
         .unwrap_or_default();
     let patient = patient_for_change(app, &who, id).await?;
-    let visibility = app.db.run(|conn| Ok(records::visibility(conn)?)).await?;
+    let visibility = app.masking();
     if visibility.mode(&field, Level::Doctor) != Mode::Masked {
         return Err(AppError::BadRequest(
             "Only a masked value can be revealed.".into(),
@@ -584,11 +584,15 @@ async fn save_profile(
 ) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
     let patient = patient_for_change(app, &who, id).await.map_err(Err)?;
     let (app2, pid) = (app.inner().clone(), patient.id.clone());
-    let (current, visibility) = app
+    let current = app
         .db
-        .run(move |conn| Ok((PatientRow::find(&pid, conn)?, records::visibility(conn)?)))
+        .run({
+            let pid = pid.clone();
+            move |conn| Ok(PatientRow::find(&pid, conn)?)
+        })
         .await
         .map_err(Err)?;
+    let visibility = app.masking();
     let not_shown: Vec<&str> = PROFILE_NAMES
         .into_iter()
         .filter(|n| visibility.mode(n, Level::Doctor) != Mode::Full)

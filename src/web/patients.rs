@@ -93,7 +93,7 @@ async fn list(
     let mut lines = app
         .db
         .run(move |conn| {
-            let mode = records::visibility(conn)?.mode("national_id", Level::Doctor);
+            let mode = app2.masking().mode("national_id", Level::Doctor);
             if let Some(nid) = national_id {
                 // Exact national ID: any patient, through the blind index; those outside the
                 // doctor's care are listed as such (opening them needs emergency access).
