@@ -175,14 +175,18 @@ impl App {
 
     fn open_as(config: Config, opening: Opening) -> Result<App, StartupError> {
         config.validate().map_err(|e| StartupError(e.to_string()))?;
+        // Usernames, session addresses, the audit trail and sealed files are nobody else's
+        // business on this machine: the folders are the owner's alone whatever the umask.
         for dir in [
             config.database_dir(),
             config.backups_dir(),
             config.storage_dir(),
         ] {
             fs::create_dir_all(&dir)
+                .and_then(|()| restrict_permissions(&dir, 0o700))
                 .map_err(|e| StartupError(format!("cannot create {}: {e}", dir.display())))?;
         }
+        private_database_file(&config.database_file())?;
         let db = Db::open(&config.database_file()).map_err(StartupError)?;
         let mut conn = db.conn().map_err(|e| StartupError(e.to_string()))?;
         if let Err(difference) = crate::db::shape::require_current(&mut conn) {
@@ -443,7 +447,7 @@ fn load_root_keys(config: &Config, database_has_keys: bool) -> Result<RootKeys, 
     }
     let path = config.key_file_path();
     if path.exists() {
-        warn_if_readable_by_others(&path);
+        refuse_if_readable_by_others(&path)?;
         let text = fs::read_to_string(&path).map_err(|e| {
             StartupError(format!("cannot read the key file {}: {e}", path.display()))
         })?;
@@ -516,16 +520,41 @@ fn restrict_permissions(_path: &Path, _mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-fn warn_if_readable_by_others(path: &Path) {
+/// The database file is created 0600 before SQLite first opens it (SQLite gives its WAL and
+/// shared-memory files the same mode), and an existing one is narrowed to 0600.
+fn private_database_file(path: &Path) -> Result<(), StartupError> {
+    let fail = |e: std::io::Error| {
+        StartupError(format!(
+            "cannot make the database {} private: {e}",
+            path.display()
+        ))
+    };
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(fail)?;
+    restrict_permissions(path, 0o600).map_err(fail)
+}
+
+/// A key file that other accounts on the machine can read is a key that has leaked: the start
+/// stops and says what to run.
+fn refuse_if_readable_by_others(path: &Path) -> Result<(), StartupError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         if let Ok(meta) = fs::metadata(path) {
             if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), "the key file can be read by other users; chmod 600 it");
+                return Err(StartupError(format!(
+                    "the key file {path} can be read or written by other users of this machine. \
+                     Run `chmod 600 {path}` (and consider the key exposed: rotate it), then start \
+                     again.",
+                    path = path.display()
+                )));
             }
         }
     }
     #[cfg(not(unix))]
     let _ = path;
+    Ok(())
 }

@@ -317,3 +317,23 @@ fn the_schedule_makes_a_backup_when_due_and_keeps_the_last_n() {
             >= 4
     );
 }
+
+#[test]
+fn backups_manifests_and_the_restored_database_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::new();
+    app.create_user(Level::Admin, "admin");
+    let made = medvault::backup::create_backup(app.app(), "test", medvault::backup::Origin::Manual)
+        .expect("backup");
+    let dir = app.home.path().join("database/backups");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let file = dir.join(&made.name);
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&medvault::backup::manifest_path(&file)), 0o600);
+    medvault::backup::restore_backup(app.app(), &made.name, "test").expect("restore");
+    assert_eq!(
+        mode(&app.home.path().join("database/medvault.sqlite")),
+        0o600
+    );
+}

@@ -1224,3 +1224,315 @@ fn a_column_that_was_plain_is_moved_into_sealed_form_by_the_job() {
     assert!(edit.body.contains("Integrity error"));
     assert!(!edit.body.contains("evil@example.org"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Every change an admin makes through the pages is sealed, so the next start accepts it.
+
+#[test]
+fn every_admin_change_is_sealed_so_the_next_start_accepts_it() {
+    /// A second server on the same home: its start checks the seal on the admin's state.
+    fn next_start(app: &TestApp) -> Result<(), String> {
+        let mut cfg = Config::for_home(app.home.path());
+        cfg.clock = app.clock.clone();
+        cfg.reencrypt_in_background = false;
+        build_rocket(cfg).map(drop).map_err(|e| e.to_string())
+    }
+    #[track_caller]
+    fn assert_next_start_accepts(app: &TestApp, after: &str) {
+        if let Err(e) = next_start(app) {
+            panic!("after {after}, the next start is refused: {e}");
+        }
+    }
+    /// The value of `name` in the settings table, as stored in the file.
+    fn setting(app: &TestApp, name: &str) -> Option<String> {
+        use medvault::db::schema::settings;
+        settings::table
+            .filter(settings::name.eq(name))
+            .select(settings::value)
+            .first(&mut file_conn(app))
+            .optional()
+            .expect("setting")
+    }
+
+    let app = manual_jobs();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    // Values for the re-encryption job to rewrite.
+    admin_creates(&mut admin, ALICE.0, ALICE.1, ALICE.2);
+    admin_creates(&mut admin, BOB.0, BOB.1, BOB.2);
+    assert_next_start_accepts(&app, "creating the admin and two patients");
+
+    // Session bindings and the levels that must use two-factor sign-in.
+    let page = admin.get("/admin/security");
+    page.assert_status(Status::Ok);
+    assert!(page.body.contains("name=\"bind_ip\""), "{}", page.body);
+    assert!(page.body.contains("name=\"require_2fa\" value=\"doctor\""));
+    admin
+        .post(
+            "/admin/security",
+            &[
+                ("bind_ip", "true"),
+                ("bind_user_agent", "true"),
+                ("require_2fa", "doctor"),
+            ],
+        )
+        .assert_redirect("/admin/security");
+    assert_eq!(
+        setting(&app, "session.bind_ip").as_deref(),
+        Some("true"),
+        "saved"
+    );
+    assert_eq!(
+        setting(&app, "security.require_2fa").as_deref(),
+        Some("doctor")
+    );
+    assert_next_start_accepts(&app, "saving /admin/security");
+
+    // Anti brute force, every method with values other than the defaults.
+    admin.get("/admin/security").assert_status(Status::Ok);
+    let brute_force_before = app.app().brute_force.policy();
+    admin
+        .post(
+            "/admin/security/brute-force",
+            &[
+                ("lockout_enabled", "true"),
+                ("lockout_failures", "7"),
+                ("lockout_window_minutes", "20"),
+                ("lockout_minutes", "6"),
+                ("throttle_enabled", "true"),
+                ("throttle_burst", "25"),
+                ("throttle_per_minute", "12"),
+                ("delay_enabled", "true"),
+                ("delay_base_ms", "1"),
+                ("delay_max_ms", "2"),
+                ("rate_limit_enabled", "true"),
+                ("rate_limit_burst", "5000"),
+                ("rate_limit_per_minute", "5000"),
+            ],
+        )
+        .assert_redirect("/admin/security");
+    assert!(
+        !admin
+            .get("/admin/security")
+            .body
+            .contains("Nothing was saved"),
+        "the brute-force form was refused"
+    );
+    assert_ne!(app.app().brute_force.policy(), brute_force_before, "saved");
+    assert!(setting(&app, "security.brute_force").is_some());
+    assert_next_start_accepts(&app, "saving /admin/security/brute-force");
+
+    // The access grid: what is granted now, and one page more for patients.
+    let page = admin.get("/admin/access");
+    page.assert_status(Status::Ok);
+    let mut granted = Vec::new();
+    let mut not_granted = Vec::new();
+    for tag in page.body.split("<input").skip(1) {
+        let tag = &tag[..tag.find('>').expect("end of tag")];
+        if !tag.contains("name=\"grant\"") {
+            continue;
+        }
+        let value = between(tag, "value=\"", "\"")
+            .expect("grant value")
+            .to_string();
+        if tag.contains("type=\"hidden\"") || tag.contains(" checked") {
+            granted.push(value);
+        } else {
+            not_granted.push(value);
+        }
+    }
+    let extra = not_granted
+        .iter()
+        .find(|v| v.starts_with("patient:"))
+        .or(not_granted.first())
+        .expect("a page not granted yet")
+        .clone();
+    granted.push(extra.clone());
+    let form: Vec<(&str, &str)> = granted.iter().map(|v| ("grant", v.as_str())).collect();
+    admin
+        .post("/admin/access", &form)
+        .assert_redirect("/admin/access");
+    let page = admin.get("/admin/access");
+    assert!(
+        page.body
+            .contains(&format!("name=\"grant\" value=\"{extra}\" checked")),
+        "{extra} was not saved: {}",
+        page.body
+    );
+    assert_next_start_accepts(&app, &format!("saving /admin/access (granting {extra})"));
+
+    // Masking: every choice as the page shows it, one of them changed.
+    let page = admin.get("/admin/masking");
+    page.assert_status(Status::Ok);
+    let mut choices: Vec<(String, String)> = Vec::new();
+    for select in page.body.split("<select name=\"").skip(1) {
+        let name = &select[..select.find('"').expect("end of name")];
+        let options = &select[..select.find("</select>").expect("end of select")];
+        let current = options
+            .split("<option value=\"")
+            .skip(1)
+            .find(|o| o.contains("\" selected"))
+            .map(|o| &o[..o.find('"').expect("end of value")])
+            .unwrap_or_else(|| panic!("a choice for {name}"));
+        choices.push((name.to_string(), current.to_string()));
+    }
+    assert!(!choices.is_empty(), "{}", page.body);
+    let (changed_name, was) = choices[0].clone();
+    let now = if was == "hidden" { "masked" } else { "hidden" };
+    choices[0].1 = now.to_string();
+    let form: Vec<(&str, &str)> = choices
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    admin
+        .post("/admin/masking", &form)
+        .assert_redirect("/admin/masking");
+    let page = admin.get("/admin/masking");
+    let select = between(
+        &page.body,
+        &format!("<select name=\"{changed_name}\""),
+        "</select>",
+    )
+    .expect("the changed select");
+    assert!(
+        select.contains(&format!("<option value=\"{now}\" selected")),
+        "{changed_name} = {now} was not saved: {select}"
+    );
+    assert_next_start_accepts(
+        &app,
+        &format!("saving /admin/masking ({changed_name} = {now})"),
+    );
+
+    // The encryption policy: another cipher for accounts and their email stored plain.
+    let (_, hash, _, id_length, bits) = DEFAULT_FORM;
+    save_policy(
+        &mut admin,
+        &policy_form(
+            "chacha20-poly1305",
+            hash,
+            &["users.full_name"],
+            id_length,
+            bits,
+        ),
+    )
+    .assert_redirect("/admin/encryption");
+    assert!(
+        running_job(&app).is_some(),
+        "the policy change started a job"
+    );
+    assert_next_start_accepts(&app, "saving /admin/encryption (the job not yet run)");
+    assert_eq!(job::run(app.app(), Some(1)).expect("one batch"), 1);
+    assert!(running_job(&app).is_some(), "more than one batch to run");
+    assert_next_start_accepts(&app, "one batch of the re-encryption job");
+    job::run(app.app(), None).expect("job");
+    assert!(running_job(&app).is_none(), "the job ended");
+    assert!(stored_rows(&app)
+        .iter()
+        .all(|r| r.email.starts_with("plain:")));
+    assert_next_start_accepts(&app, "the re-encryption job after a policy change");
+
+    // Rotating the root key, then the job that rewrites everything under the new version.
+    admin.get("/admin/encryption").assert_status(Status::Ok);
+    admin
+        .post("/admin/encryption/rotate", &[])
+        .assert_redirect("/admin/encryption");
+    assert_eq!(app.app().fields.crypto().current_key_version(), 2);
+    assert!(running_job(&app).is_some(), "the rotation started a job");
+    assert_next_start_accepts(&app, "POST /admin/encryption/rotate (the job not yet run)");
+    job::run(app.app(), None).expect("job");
+    assert!(running_job(&app).is_none(), "the job ended");
+    assert!(
+        admin
+            .get("/admin/encryption")
+            .body
+            .contains("retired: no value uses it"),
+        "version 1 was retired"
+    );
+    assert_next_start_accepts(&app, "the re-encryption job after a rotation");
+
+    // The backup schedule.
+    admin.get("/admin/backups").assert_status(Status::Ok);
+    admin
+        .post(
+            "/admin/backups/schedule",
+            &[("interval_hours", "6"), ("keep", "2")],
+        )
+        .assert_redirect("/admin/backups");
+    assert!(app
+        .audit_actions()
+        .iter()
+        .any(|a| a == "backup.settings_saved"));
+    assert_next_start_accepts(&app, "POST /admin/backups/schedule");
+
+    // Every kind of change was audited as made through the pages.
+    let actions = app.audit_actions();
+    for action in [
+        "admin.security_saved",
+        "admin.access_saved",
+        "admin.masking_saved",
+        "encryption.policy_saved",
+        "encryption.root_key_rotated",
+        "encryption.job_finished",
+        "backup.settings_saved",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
+
+    // The control: the same kind of row changed in the file, not through medvault, is refused.
+    assert_eq!(setting(&app, "session.bind_ip").as_deref(), Some("true"));
+    app.raw_sql("UPDATE settings SET value = 'false' WHERE name = 'session.bind_ip'");
+    assert_eq!(setting(&app, "session.bind_ip").as_deref(), Some("false"));
+    match next_start(&app) {
+        Ok(()) => panic!("a setting edited in the database file was accepted at start"),
+        Err(e) => assert!(e.contains("were changed outside medvault"), "{e}"),
+    }
+}
+
+#[test]
+fn a_value_sealed_under_an_older_suite_and_written_back_is_refused() {
+    let (app, alice, _bob) = two_patients();
+    let mut admin = sign_in_admin(&app);
+    // The users table goes to DES; the job rewrites alice's name under it.
+    save_policy(
+        &mut admin,
+        &policy_form(
+            "des-cbc",
+            "sha-256",
+            &["users.full_name", "users.email"],
+            "16",
+            "64",
+        ),
+    )
+    .assert_redirect("/admin/encryption");
+    medvault::fields::job::run(app.app(), None).expect("job");
+    let under_des = stored(&app, &alice).full_name;
+    assert!(under_des.starts_with("mv1:"), "{under_des}");
+    // Back to AES-256-GCM, and the job finishes: no value is in the DES form any more.
+    let (cipher, hash, encrypt, id_length, bits) = DEFAULT_FORM;
+    save_policy(
+        &mut admin,
+        &policy_form(cipher, hash, encrypt, id_length, bits),
+    )
+    .assert_redirect("/admin/encryption");
+    medvault::fields::job::run(app.app(), None).expect("job");
+    assert!(running_job(&app).is_none());
+    assert_ne!(stored(&app, &alice).full_name, under_des);
+    assert_ne!(
+        header(&under_des).0,
+        header(&stored(&app, &alice).full_name).0
+    );
+    let list = admin.get("/admin/users");
+    assert!(row_of(&list.body, ALICE.0).contains(ALICE.1));
+
+    // The DES copy, genuine when it was written, is copied back into the file.
+    write_column(&app, &alice, "full_name", &under_des);
+    let list = admin.get("/admin/users");
+    let row = row_of(&list.body, ALICE.0);
+    assert!(row.contains("integrity error"), "{row}");
+    assert!(!row.contains(ALICE.1), "the old copy shown as data: {row}");
+    let edit = admin.get(&format!("/admin/users/{alice}"));
+    assert!(edit.body.contains("Integrity error"), "{}", edit.body);
+    assert!(count(&app.audit_actions(), "encryption.integrity_error") >= 1);
+}

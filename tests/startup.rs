@@ -189,9 +189,20 @@ fn the_key_file_is_readable_by_its_owner_only() {
     let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode(&home.path().join("secrets/master.key")), 0o600);
     assert_eq!(mode(&home.path().join("secrets")), 0o700);
-    assert!(home.path().join("database/medvault.sqlite").is_file());
-    assert!(home.path().join("database/backups").is_dir());
-    assert!(home.path().join("storage").is_dir());
+    // The database, its backups and the stored files are the owner's alone, whatever the umask.
+    for dir in ["database", "database/backups", "storage"] {
+        assert_eq!(mode(&home.path().join(dir)), 0o700, "{dir}");
+    }
+    assert_eq!(mode(&home.path().join("database/medvault.sqlite")), 0o600);
+    for side in [
+        "database/medvault.sqlite-wal",
+        "database/medvault.sqlite-shm",
+    ] {
+        let side = home.path().join(side);
+        if side.exists() {
+            assert_eq!(mode(&side), 0o600, "{}", side.display());
+        }
+    }
     // The key is 256 bits, stored as base64, and nowhere in the database.
     let text = std::fs::read_to_string(home.path().join("secrets/master.key")).expect("key");
     let encoded = text.trim().trim_start_matches("1:");
@@ -343,4 +354,48 @@ fn a_database_from_before_seals_is_sealed_once_at_the_upgrade_and_audited() {
          INSERT OR IGNORE INTO settings (name, value) VALUES ('security.require_2fa', 'x');",
     );
     assert_start_refused(home.path(), "security.require_2fa");
+}
+
+#[test]
+fn a_key_file_that_others_can_read_stops_the_start_with_the_chmod_to_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    first_start(home.path(), |_| {});
+    let key = home.path().join("secrets/master.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let Err(refused) = start(home.path(), |_| {}) else {
+        panic!("a start with a world-readable key file went ahead");
+    };
+    assert!(
+        refused.contains(&format!("chmod 600 {}", key.display())),
+        "{refused}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    drop(start(home.path(), |_| {}).expect("the start after the chmod"));
+}
+
+#[test]
+fn folders_made_loose_by_hand_are_narrowed_at_the_next_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    first_start(home.path(), |_| {});
+    let loose = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(home.path().join("database"), loose.clone()).unwrap();
+    std::fs::set_permissions(home.path().join("storage"), loose).unwrap();
+    std::fs::set_permissions(
+        home.path().join("database/medvault.sqlite"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    drop(start(home.path(), |_| {}).expect("restart"));
+    let mode = |p: &str| {
+        std::fs::metadata(home.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("database"), 0o700);
+    assert_eq!(mode("storage"), 0o700);
+    assert_eq!(mode("database/medvault.sqlite"), 0o600);
 }

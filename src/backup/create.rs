@@ -12,8 +12,8 @@ use rusqlite::Connection;
 
 use super::check::KeyCheck;
 use super::{
-    check, free_name, manifest_path, sha256_file, sync_dir, with_suffix, write_manifest,
-    BackupError, BackupInfo, Manifest, Origin,
+    check, free_name, manifest_path, private_file, sha256_file, sync_dir, with_suffix,
+    write_manifest, BackupError, BackupInfo, Manifest, Origin,
 };
 use crate::app::App;
 
@@ -124,7 +124,7 @@ const STEPS_AHEAD_OF_SYNC: usize = 4;
 fn write_copy(app: &App, partial: &Path) -> Result<fs::File, BackupError> {
     // An empty file is a new database to SQLite; opening it here gives the handle to sync.
     let file =
-        fs::File::create(partial).map_err(|e| BackupError::failed("cannot create the copy", e))?;
+        private_file(partial).map_err(|e| BackupError::failed("cannot create the copy", e))?;
     // A restore waits for connections in use before it swaps the live file; this one counts.
     let _in_use = app
         .db

@@ -260,10 +260,12 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
 /// Copies `from` to `to` (created new), hashing on the way and syncing `to` to disk.
 fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<(String, u64)> {
     let mut src = fs::File::open(from)?;
-    let mut dst = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    // The staged copy becomes the live database: the owner's alone.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut dst = options.open(to)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -281,13 +283,23 @@ fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<(String, u64)> {
 }
 
 /// Writes `manifest` beside `backup` under a temporary name, syncs it and renames it in place.
+/// A new file (truncated if it exists) that only its owner can read, whatever the umask: a
+/// backup holds usernames, session addresses and the audit trail.
+pub(crate) fn private_file(path: &Path) -> std::io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 fn write_manifest(backup: &Path, manifest: &Manifest) -> Result<(), BackupError> {
     let path = manifest_path(backup);
     let partial = with_suffix(&path, ".partial");
     let text = serde_json::to_vec_pretty(manifest)
         .map_err(|e| BackupError::failed("cannot write the manifest", e))?;
     let write = || -> std::io::Result<()> {
-        let mut file = fs::File::create(&partial)?;
+        let mut file = private_file(&partial)?;
         file.write_all(&text)?;
         file.sync_all()?;
         fs::rename(&partial, &path)

@@ -74,7 +74,12 @@ pub fn write_sealed(storage: &Path, id: &str, sealed: &[u8]) -> std::io::Result<
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad file id"))?;
     std::fs::create_dir_all(storage)?;
     let temp = storage.join(format!(".{id}.partial"));
-    let mut file = std::fs::File::create(&temp)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // Sealed, but still nobody else's on this machine, whatever the umask.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temp)?;
     file.write_all(sealed)?;
     file.sync_all()?;
     std::fs::rename(&temp, &path)
