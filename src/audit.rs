@@ -343,6 +343,7 @@ pub mod action {
     pub const CSRF_REFUSED: &str = "csrf.refused";
     pub const SETUP_ADMIN_CREATED: &str = "setup.admin_created";
     pub const PASSWORD_CHANGED: &str = "account.password_changed";
+    pub const PASSWORD_CHANGE_REFUSED: &str = "account.password_change_refused";
     pub const USER_CREATED: &str = "user.created";
     pub const USER_UPDATED: &str = "user.updated";
     pub const USER_ACTIVATED: &str = "user.activated";

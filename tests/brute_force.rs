@@ -31,9 +31,8 @@ fn five_failures_lock_the_account_and_the_lock_grows() {
         strip(&locked).replace("value=\"doc\"", ""),
         strip(&wrong).replace("value=\"nobody-here\"", "")
     );
+    // Locked a second time, with no sign-in between: twice as long.
     app.clock.advance(5 * 60 + 1);
-    browser.login("doc", PASSWORD).assert_redirect("/dashboard");
-    // Locked a second time: twice as long.
     let mut other = app.browser();
     for _ in 0..5 {
         fail(&mut other, "doc");
@@ -44,6 +43,69 @@ fn five_failures_lock_the_account_and_the_lock_grows() {
         .assert_status(Status::Unauthorized);
     app.clock.advance(5 * 60);
     other.login("doc", PASSWORD).assert_redirect("/dashboard");
+    // The owner got in: the doubling starts over, and the next lock is the first length again.
+    let mut third = app.browser();
+    for _ in 0..5 {
+        fail(&mut third, "doc");
+    }
+    app.clock.advance(5 * 60 + 1);
+    third.login("doc", PASSWORD).assert_redirect("/dashboard");
+}
+
+#[test]
+fn a_flood_of_guesses_from_many_addresses_locks_the_owner_out_for_minutes_not_months() {
+    let app = TestApp::new();
+    app.create_user(Level::Doctor, "doc");
+    // 85 wrong passwords from five addresses within the same second, the right one among them.
+    for round in 0..17 {
+        for host in 1..=5 {
+            let mut browser = Browser::new(
+                &app,
+                &format!("198.51.100.{host}:{}", 1000 + round),
+                "Mozilla/5.0 Firefox/130.0",
+            );
+            let page = browser.login("doc", "not the password at all");
+            assert!(page.status == Status::Unauthorized || page.status == Status::TooManyRequests);
+        }
+        if round == 8 {
+            app.browser()
+                .login("doc", PASSWORD)
+                .assert_status(Status::Unauthorized);
+        }
+    }
+    // Nothing counted while the account was locked: it is the first lock, five minutes.
+    app.clock.advance(5 * 60 + 1);
+    app.browser()
+        .login("doc", PASSWORD)
+        .assert_redirect("/dashboard");
+}
+
+#[test]
+fn no_lock_lasts_longer_than_the_cap() {
+    let app = TestApp::new();
+    app.create_user(Level::Doctor, "doc");
+    let mut fail_five = |round: u32| {
+        let mut browser = Browser::new(
+            &app,
+            &format!("198.51.100.{}:1000", round + 1),
+            "Mozilla/5.0 Firefox/130.0",
+        );
+        for _ in 0..5 {
+            fail(&mut browser, "doc");
+        }
+    };
+    // Locks of 5, 10, 20, 40 minutes, then the cap: one hour by default, never 80 minutes.
+    for (round, minutes) in [5, 10, 20, 40, 60, 60].into_iter().enumerate() {
+        fail_five(round as u32);
+        app.clock.advance(minutes * 60 - 1);
+        app.browser()
+            .login("doc", PASSWORD)
+            .assert_status(Status::Unauthorized);
+        app.clock.advance(2);
+    }
+    app.browser()
+        .login("doc", PASSWORD)
+        .assert_redirect("/dashboard");
 }
 
 #[test]
@@ -204,4 +266,63 @@ fn a_bad_anti_brute_force_form_saves_nothing() {
     let shown = admin.get("/admin/security");
     assert!(shown.body.contains("Nothing was saved"), "{}", shown.body);
     assert_eq!(app.app().brute_force.policy(), before);
+}
+
+#[test]
+fn the_current_password_on_the_password_page_is_counted_like_a_sign_in() {
+    let app = TestApp::new();
+    let mut doctor = app.signed_in(Level::Doctor, "doc");
+    let new_password = "a brand new passphrase of mine";
+    for _ in 0..5 {
+        doctor.get("/account/password").assert_status(Status::Ok);
+        let page = doctor.post(
+            "/account/password",
+            &[
+                ("current_password", "a wrong guess at it"),
+                ("new_password", new_password),
+            ],
+        );
+        page.assert_status(Status::UnprocessableEntity);
+    }
+    assert_eq!(
+        app.audit_actions()
+            .iter()
+            .filter(|a| *a == "account.password_change_refused")
+            .count(),
+        5
+    );
+    assert!(app.audit_actions().contains(&"account.locked".to_string()));
+    // Locked now: even the right current password changes nothing, and sign-in is locked too.
+    doctor.get("/account/password").assert_status(Status::Ok);
+    let page = doctor.post(
+        "/account/password",
+        &[
+            ("current_password", PASSWORD),
+            ("new_password", new_password),
+        ],
+    );
+    page.assert_status(Status::TooManyRequests);
+    assert!(
+        page.body.contains("Too many wrong passwords"),
+        "{}",
+        page.body
+    );
+    app.browser()
+        .login("doc", PASSWORD)
+        .assert_status(Status::Unauthorized);
+    app.browser()
+        .login("doc", new_password)
+        .assert_status(Status::Unauthorized);
+    // After the lock, the right one works.
+    app.clock.advance(5 * 60 + 1);
+    doctor.get("/account/password").assert_status(Status::Ok);
+    doctor
+        .post(
+            "/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", new_password),
+            ],
+        )
+        .assert_redirect("/login");
 }

@@ -15,8 +15,13 @@ pub struct BruteForcePolicy {
     /// Failures within the window that lock the account.
     pub lockout_failures: u32,
     pub lockout_window_seconds: i64,
-    /// The first lock's length; each further lock lasts twice the one before.
+    /// The first lock's length; each further lock lasts twice the one before, up to
+    /// `lockout_max_seconds`.
     pub lockout_seconds: i64,
+    /// The longest a lock lasts, however often it doubled: a lockout slows a guesser down and
+    /// must never lock the owner out for long.
+    #[serde(default = "default_lockout_max_seconds")]
+    pub lockout_max_seconds: i64,
     pub throttle_enabled: bool,
     /// Attempts an address may make at once, and how many come back per minute.
     pub throttle_burst: u32,
@@ -36,6 +41,7 @@ impl Default for BruteForcePolicy {
             lockout_failures: 5,
             lockout_window_seconds: 15 * 60,
             lockout_seconds: 5 * 60,
+            lockout_max_seconds: default_lockout_max_seconds(),
             throttle_enabled: true,
             throttle_burst: 20,
             throttle_per_minute: 10,
@@ -47,6 +53,10 @@ impl Default for BruteForcePolicy {
             rate_limit_per_minute: 600,
         }
     }
+}
+
+fn default_lockout_max_seconds() -> i64 {
+    60 * 60
 }
 
 /// A map that never holds more than `capacity` entries: when full, entries `idle` says can go
@@ -194,11 +204,20 @@ impl BruteForceGuard {
         let state = accounts.entry(account.to_string(), now, AccountState::default, |s| {
             s.locked_until <= now && s.failures.iter().all(|t| now - t > window)
         });
+        // While locked, nothing counts: an attacker hammering a locked account must not push
+        // its lock further out (the attempts are refused before any password is checked).
+        if state.locked_until > now {
+            return FailureOutcome::LockedUntil(state.locked_until);
+        }
         state.failures.retain(|t| now - t <= window);
         state.failures.push(now);
         if state.failures.len() as u32 >= policy.lockout_failures.max(1) {
             let factor = 1i64 << state.locks.min(16);
-            state.locked_until = now + policy.lockout_seconds.saturating_mul(factor);
+            let lock = policy
+                .lockout_seconds
+                .saturating_mul(factor)
+                .min(policy.lockout_max_seconds.max(policy.lockout_seconds));
+            state.locked_until = now + lock;
             state.locks += 1;
             state.failures.clear();
             return FailureOutcome::LockedUntil(state.locked_until);
@@ -216,13 +235,11 @@ impl BruteForceGuard {
             .unwrap_or(0)
     }
 
-    /// A success clears the failures (the doubling of lock times stays until an admin unlocks).
+    /// A success forgets the account's failures and the doubling of its locks: the owner got
+    /// in, so the next lock starts from the first length again.
     pub fn record_success(&self, account: &str) {
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        let key = account.to_string();
-        if let Some(state) = accounts.entries.get_mut(&key) {
-            state.1.failures.clear();
-        }
+        accounts.remove(&account.to_string());
     }
 
     /// An admin's unlock: forgets everything about the account. Returns whether it was locked.

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::access::page;
 use crate::app::App;
 use crate::audit::{action, Entry, Outcome};
+use crate::auth::throttle::FailureOutcome;
 use crate::auth::{password_policy, remove_session_cookie, Allowed, CsrfForm};
 use crate::db::models::{SessionRow, User};
 use crate::error::AppError;
@@ -75,6 +76,30 @@ async fn change_password(
             "Choose a password different from the current one.",
         );
     }
+    // The current password is checked like a sign-in: throttled per address, counted toward the
+    // account's lockout, refused while locked, audited. Otherwise a stolen session could guess
+    // it without limit and then take the account for good.
+    let now = app.now();
+    if let Err(wait) = app.brute_force.take_auth_attempt(&who.client.ip, now) {
+        return Err(Ok(crate::error::error_page(
+            Status::TooManyRequests,
+            &format!("Too many attempts from your address. Wait {wait} seconds and try again."),
+        )));
+    }
+    if let Some(until) = app.brute_force.locked_until(&who.user.username, now) {
+        view = view.error(
+            "current_password",
+            format!(
+                "Too many wrong passwords. Try again in {} minute(s).",
+                ((until - now) + 59) / 60
+            ),
+        );
+        let must_change = who.user.must_change_password;
+        return Err(Ok((
+            Status::TooManyRequests,
+            password_template(Layout::for_user(app, &who, None), must_change, view),
+        )));
+    }
     let app2 = app.inner().clone();
     let (user, actor) = (who.user.clone(), who.actor());
     let valid = !view.has_errors();
@@ -82,8 +107,27 @@ async fn change_password(
         .db
         .run(move |conn| {
             if !app2.passwords.verify(&current, &user.password_hash) {
+                app2.audit.append(
+                    conn,
+                    now,
+                    &Entry::new(&actor, action::PASSWORD_CHANGE_REFUSED, Outcome::Failure)
+                        .target(format!("user {}", user.username))
+                        .detail("wrong current password"),
+                )?;
+                if let FailureOutcome::LockedUntil(until) =
+                    app2.brute_force.record_failure(&user.username, now)
+                {
+                    app2.audit.append(
+                        conn,
+                        now,
+                        &Entry::new(&actor, action::ACCOUNT_LOCKED, Outcome::Denied)
+                            .target(format!("user {}", user.username))
+                            .detail(format!("locked for {} s", until - now)),
+                    )?;
+                }
                 return Ok(Some("This is not your current password."));
             }
+            app2.brute_force.record_success(&user.username);
             if !valid {
                 return Ok(None);
             }

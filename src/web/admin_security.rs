@@ -119,6 +119,8 @@ pub struct BruteForceForm {
     lockout_window_minutes: i64,
     #[field(validate = range(1..=1440))]
     lockout_minutes: i64,
+    /// Absent from an older form: the default cap. 1 to 1440, like the first lock.
+    lockout_max_minutes: Option<i64>,
     throttle_enabled: bool,
     #[field(validate = range(1..=1000))]
     throttle_burst: u32,
@@ -161,6 +163,14 @@ async fn save_brute_force(
         lockout_failures: f.lockout_failures,
         lockout_window_seconds: f.lockout_window_minutes * 60,
         lockout_seconds: f.lockout_minutes * 60,
+        lockout_max_seconds: f
+            .lockout_max_minutes
+            .map(|m| m.clamp(1, 1440).max(f.lockout_minutes) * 60)
+            .unwrap_or(
+                BruteForcePolicy::default()
+                    .lockout_max_seconds
+                    .max(f.lockout_minutes * 60),
+            ),
         throttle_enabled: f.throttle_enabled,
         throttle_burst: f.throttle_burst,
         throttle_per_minute: f.throttle_per_minute,
