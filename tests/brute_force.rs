@@ -84,7 +84,7 @@ fn a_flood_of_guesses_from_many_addresses_locks_the_owner_out_for_minutes_not_mo
 fn no_lock_lasts_longer_than_the_cap() {
     let app = TestApp::new();
     app.create_user(Level::Doctor, "doc");
-    let mut fail_five = |round: u32| {
+    let fail_five = |round: u32| {
         let mut browser = Browser::new(
             &app,
             &format!("198.51.100.{}:1000", round + 1),
