@@ -441,7 +441,7 @@ fn db_error(e: diesel::result::Error) -> StartupError {
 /// The root key from `MEDVAULT_MASTER_KEY`, else the key file; a missing key file is created
 /// with a new key, unless the database already holds data written under some key.
 fn load_root_keys(config: &Config, database_has_keys: bool) -> Result<RootKeys, StartupError> {
-    if let Some(text) = config.master_key.as_deref() {
+    if let Some(text) = config.master_key.as_ref().map(|k| k.expose()) {
         return RootKeys::parse(text)
             .map_err(|e| StartupError(format!("MEDVAULT_MASTER_KEY: {e}")));
     }

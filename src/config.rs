@@ -9,13 +9,49 @@ use serde::Deserialize;
 
 use crate::clock::Clock;
 
+/// Root key text given in the configuration: wiped from memory when dropped, and never printed
+/// (the configuration is `Debug`, and a start that fails may log it).
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct KeyText(String);
+
+impl KeyText {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for KeyText {
+    fn from(text: String) -> Self {
+        KeyText(text)
+    }
+}
+
+impl From<&str> for KeyText {
+    fn from(text: &str) -> Self {
+        KeyText(text.to_string())
+    }
+}
+
+impl std::fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyText(<redacted>)")
+    }
+}
+
+impl Drop for KeyText {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// Where medvault keeps everything it writes: `database/`, `secrets/`, `storage/`.
     pub home: PathBuf,
     /// The root key, base64 (`MEDVAULT_MASTER_KEY`); when unset, the key file is used.
-    pub master_key: Option<String>,
+    pub master_key: Option<KeyText>,
     /// The key file, created at first start with mode 0600; default `secrets/master.key`.
     pub key_file: Option<PathBuf>,
     /// Seconds of inactivity after which a session ends.
@@ -242,5 +278,21 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().is_err());
+    }
+}
+
+#[cfg(test)]
+mod key_text_tests {
+    use super::*;
+
+    #[test]
+    fn key_text_never_prints_its_value() {
+        let config = Config {
+            master_key: Some("1:c2VjcmV0IGtleSBtYXRlcmlhbA==".into()),
+            ..Config::default()
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("c2VjcmV0"), "{printed}");
+        assert!(printed.contains("redacted"), "{printed}");
     }
 }

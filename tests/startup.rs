@@ -65,19 +65,27 @@ fn a_second_start_with_the_same_key_file_works_and_keeps_the_accounts() {
 #[test]
 fn a_second_start_with_the_same_master_key_works() {
     let home = tempfile::tempdir().expect("temp dir");
-    first_start(home.path(), |c| c.master_key = Some(key_of(1)));
+    first_start(home.path(), |c| {
+        c.master_key = Some(medvault::config::KeyText::from(key_of(1)))
+    });
     assert!(
         !home.path().join("secrets/master.key").exists(),
         "a key from the environment is never written to disk"
     );
-    start(home.path(), |c| c.master_key = Some(key_of(1))).expect("second start");
+    start(home.path(), |c| {
+        c.master_key = Some(medvault::config::KeyText::from(key_of(1)))
+    })
+    .expect("second start");
 }
 
 #[test]
 fn a_start_with_a_different_master_key_fails_on_the_key_check() {
     let home = tempfile::tempdir().expect("temp dir");
     first_start(home.path(), |_| {});
-    let err = start(home.path(), |c| c.master_key = Some(key_of(7))).expect_err("wrong key");
+    let err = start(home.path(), |c| {
+        c.master_key = Some(medvault::config::KeyText::from(key_of(7)))
+    })
+    .expect_err("wrong key");
     assert!(err.contains("key check value mismatch"), "{err}");
     assert!(
         err.contains("not the key this database was written with"),
@@ -87,8 +95,13 @@ fn a_start_with_a_different_master_key_fails_on_the_key_check() {
 
     // The same holds between two keys given in the environment.
     let home = tempfile::tempdir().expect("temp dir");
-    first_start(home.path(), |c| c.master_key = Some(key_of(1)));
-    let err = start(home.path(), |c| c.master_key = Some(key_of(2))).expect_err("wrong key");
+    first_start(home.path(), |c| {
+        c.master_key = Some(medvault::config::KeyText::from(key_of(1)))
+    });
+    let err = start(home.path(), |c| {
+        c.master_key = Some(medvault::config::KeyText::from(key_of(2)))
+    })
+    .expect_err("wrong key");
     assert!(err.contains("key check value mismatch"), "{err}");
 }
 
@@ -96,19 +109,25 @@ fn a_start_with_a_different_master_key_fails_on_the_key_check() {
 fn a_malformed_master_key_fails_clearly() {
     let home = tempfile::tempdir().expect("temp dir");
     let err = start(home.path(), |c| {
-        c.master_key = Some("this is not base64!".into())
+        c.master_key = Some(medvault::config::KeyText::from("this is not base64!"))
     })
     .expect_err("bad base64");
     assert!(err.contains("MEDVAULT_MASTER_KEY"), "{err}");
     assert!(err.contains("base64"), "{err}");
 
     let short = STANDARD.encode([9u8; 16]);
-    let err = start(home.path(), |c| c.master_key = Some(short)).expect_err("16 bytes");
+    let err = start(home.path(), |c| {
+        c.master_key = Some(medvault::config::KeyText::from(short))
+    })
+    .expect_err("16 bytes");
     assert!(err.contains("MEDVAULT_MASTER_KEY"), "{err}");
     assert!(err.contains("16 bytes"), "{err}");
     assert!(err.contains("32 bytes"), "{err}");
 
-    let err = start(home.path(), |c| c.master_key = Some(String::new())).expect_err("empty");
+    let err = start(home.path(), |c| {
+        c.master_key = Some(medvault::config::KeyText::from(String::new()))
+    })
+    .expect_err("empty");
     assert!(err.contains("MEDVAULT_MASTER_KEY"), "{err}");
     assert!(
         !home.path().join("secrets/master.key").exists(),

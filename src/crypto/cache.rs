@@ -126,13 +126,14 @@ mod tests {
     use crate::crypto::suite::{Cipher, HashAlg};
 
     fn key(n: u8) -> RowKey {
-        let t = table_key(HashAlg::Sha256, &[n; 32], "t");
+        let t = table_key(HashAlg::Sha256, &[n; 32], "t").unwrap();
         row_key(
             HashAlg::Sha256,
             &t,
             &row_info("o", "r", Cipher::Aes256Gcm),
             Cipher::Aes256Gcm,
         )
+        .unwrap()
     }
 
     #[test]

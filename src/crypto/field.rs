@@ -189,20 +189,24 @@ impl FieldCrypto {
         hash: HashAlg,
         bits: u32,
         value: &[u8],
-    ) -> String {
+    ) -> Result<String, CryptoError> {
         let bits = bits.clamp(BLIND_INDEX_MIN_BITS, BLIND_INDEX_MAX_BITS);
         let bytes = ((bits / 8) as usize).min(hash.output_len());
         let version = self.keys.service_root_version();
+        // The service version is by construction one the ring holds; if it were not, or HKDF
+        // refused, an index under an empty key would be computable by anyone: refuse instead.
         let key = self
             .keys
             .with_root_key(version, |root| {
                 kdf::blind_index_key(hash, root, table, column)
             })
-            // The service version is by construction one the ring holds; an empty key would
-            // still give a deterministic (if weaker) index rather than a panic.
-            .unwrap_or_default();
+            .flatten()
+            .ok_or(CryptoError::KeyUnavailable(version))?;
         let mac = kdf::hmac(hash, &key, &[value]);
-        hex::encode(&mac[..bytes.min(mac.len())])
+        if mac.len() < bytes {
+            return Err(CryptoError::KeyUnavailable(version));
+        }
+        Ok(hex::encode(&mac[..bytes]))
     }
 
     /// The key for (`version`, `suite`, place), from the cache or freshly derived.
@@ -220,10 +224,10 @@ impl FieldCrypto {
             return Some(key);
         }
         let row_key = self.keys.with_root_key(version, |root| {
-            let table_key = kdf::table_key(suite.hash, root, field.table);
+            let table_key = kdf::table_key(suite.hash, root, field.table)?;
             let info = kdf::row_info(field.owner_id, field.row_id, suite.cipher);
             kdf::row_key(suite.hash, &table_key, &info, suite.cipher)
-        })?;
+        })??;
         let key = if suite.cipher.is_aead() {
             // The row key has the cipher's key length by construction, so this cannot fail.
             FieldKey::Aead(Arc::new(AeadKey::new(suite.cipher, row_key.expose())?))

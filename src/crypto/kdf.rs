@@ -154,14 +154,14 @@ pub(crate) fn digest(hash: HashAlg, data: &[u8]) -> Vec<u8> {
 }
 
 /// The key for every row of `table` under root key bytes `root`, one hash length long so that
-/// it is a valid HKDF pseudorandom key for the next level.
-pub(crate) fn table_key(hash: HashAlg, root: &[u8], table: &str) -> Zeroizing<Vec<u8>> {
+/// it is a valid HKDF pseudorandom key for the next level. `None` if HKDF refuses (it cannot for
+/// one hash length; a key of zeros must never stand in for one).
+pub(crate) fn table_key(hash: HashAlg, root: &[u8], table: &str) -> Option<Zeroizing<Vec<u8>>> {
     let mut info = b"medvault/v1/table/".to_vec();
     info.extend_from_slice(table.as_bytes());
     let mut key = Zeroizing::new(vec![0u8; hash.output_len()]);
-    // One hash length is always within HKDF's 255-block limit.
-    let _ = hkdf(hash, Some(FIELD_SALT), root, &info, &mut key);
-    key
+    hkdf(hash, Some(FIELD_SALT), root, &info, &mut key).ok()?;
+    Some(key)
 }
 
 /// The label of a row key; also, with the root version and suite in front, the cache's key.
@@ -175,7 +175,13 @@ pub(crate) fn row_info(owner_id: &str, row_id: &str, cipher: Cipher) -> Vec<u8> 
 }
 
 /// The key for one row and one cipher: the AEAD key itself, or the legacy wrapper's master key.
-pub(crate) fn row_key(hash: HashAlg, table_key: &[u8], info: &[u8], cipher: Cipher) -> RowKey {
+/// `None` if HKDF refuses (a table key that is not a valid PRK, say): never a key of zeros.
+pub(crate) fn row_key(
+    hash: HashAlg,
+    table_key: &[u8],
+    info: &[u8],
+    cipher: Cipher,
+) -> Option<RowKey> {
     let len = match cipher.kind() {
         super::suite::CipherKind::Aead { .. } => cipher.key_len(),
         super::suite::CipherKind::Legacy { .. } => MAX_KEY_LEN,
@@ -185,9 +191,8 @@ pub(crate) fn row_key(hash: HashAlg, table_key: &[u8], info: &[u8], cipher: Ciph
         bytes: [0u8; MAX_KEY_LEN],
         len: len as u8,
     };
-    // The table key is one hash length (a valid PRK) and `len` ≤ 32 ≤ 255 hash lengths.
-    let _ = hkdf_expand(hash, table_key, info, &mut key.bytes[..len]);
-    key
+    hkdf_expand(hash, table_key, info, &mut key.bytes[..len])?;
+    Some(key)
 }
 
 /// The key for one column's blind index.
@@ -196,13 +201,13 @@ pub(crate) fn blind_index_key(
     root: &[u8],
     table: &str,
     column: &str,
-) -> Zeroizing<Vec<u8>> {
+) -> Option<Zeroizing<Vec<u8>>> {
     let mut info = b"medvault/v1/blind-index".to_vec();
     push_length_prefixed(&mut info, table.as_bytes());
     push_length_prefixed(&mut info, column.as_bytes());
     let mut key = Zeroizing::new(vec![0u8; hash.output_len()]);
-    let _ = hkdf(hash, Some(FIELD_SALT), root, &info, &mut key);
-    key
+    hkdf(hash, Some(FIELD_SALT), root, &info, &mut key).ok()?;
+    Some(key)
 }
 
 #[cfg(test)]
@@ -231,45 +236,51 @@ mod tests {
     #[test]
     fn keys_differ_by_hash_table_row_owner_and_cipher() {
         let root = [7u8; 32];
-        let t = table_key(HashAlg::Sha256, &root, "patients");
+        let t = table_key(HashAlg::Sha256, &root, "patients").unwrap();
         let base = row_key(
             HashAlg::Sha256,
             &t,
             &row_info("o1", "r1", Cipher::Aes256Gcm),
             Cipher::Aes256Gcm,
-        );
-        let t3 = table_key(HashAlg::Sha3_256, &root, "patients");
+        )
+        .unwrap();
+        let t3 = table_key(HashAlg::Sha3_256, &root, "patients").unwrap();
         let others = [
             row_key(
                 HashAlg::Sha3_256,
                 &t3,
                 &row_info("o1", "r1", Cipher::Aes256Gcm),
                 Cipher::Aes256Gcm,
-            ),
+            )
+            .unwrap(),
             row_key(
                 HashAlg::Sha256,
-                &table_key(HashAlg::Sha256, &root, "visits"),
+                &table_key(HashAlg::Sha256, &root, "visits").unwrap(),
                 &row_info("o1", "r1", Cipher::Aes256Gcm),
                 Cipher::Aes256Gcm,
-            ),
+            )
+            .unwrap(),
             row_key(
                 HashAlg::Sha256,
                 &t,
                 &row_info("o1", "r2", Cipher::Aes256Gcm),
                 Cipher::Aes256Gcm,
-            ),
+            )
+            .unwrap(),
             row_key(
                 HashAlg::Sha256,
                 &t,
                 &row_info("o2", "r1", Cipher::Aes256Gcm),
                 Cipher::Aes256Gcm,
-            ),
+            )
+            .unwrap(),
             row_key(
                 HashAlg::Sha256,
                 &t,
                 &row_info("o1", "r1", Cipher::ChaCha20Poly1305),
                 Cipher::ChaCha20Poly1305,
-            ),
+            )
+            .unwrap(),
         ];
         for other in &others {
             assert_ne!(base.expose(), other.expose());
@@ -283,10 +294,22 @@ mod tests {
     }
 
     #[test]
-    fn row_keys_have_the_cipher_key_length() {
-        let t = table_key(HashAlg::Md5, &[1u8; 32], "t");
+    fn a_derivation_that_hkdf_refuses_is_no_key_not_a_key_of_zeros() {
+        // A "table key" shorter than one hash length is not a valid PRK: HKDF refuses it.
         for cipher in Cipher::ALL {
-            let key = row_key(HashAlg::Md5, &t, &row_info("o", "r", cipher), cipher);
+            assert!(row_key(HashAlg::Sha256, &[7u8; 4], b"info", cipher).is_none());
+        }
+        // Within the limits, keys come out and are not all zeros.
+        let t = table_key(HashAlg::Sha256, &[1u8; 32], "t").unwrap();
+        let key = row_key(HashAlg::Sha256, &t, b"info", Cipher::Aes256Gcm).unwrap();
+        assert!(key.expose().iter().any(|b| *b != 0));
+    }
+
+    #[test]
+    fn row_keys_have_the_cipher_key_length() {
+        let t = table_key(HashAlg::Md5, &[1u8; 32], "t").unwrap();
+        for cipher in Cipher::ALL {
+            let key = row_key(HashAlg::Md5, &t, &row_info("o", "r", cipher), cipher).unwrap();
             let want = if cipher.is_aead() {
                 cipher.key_len()
             } else {

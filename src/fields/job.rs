@@ -306,7 +306,7 @@ pub fn run_batch(app: &App, batch_size: i64) -> Result<Step, AppError> {
                     }
                     // The index key or width may have changed with the policy.
                     if let Some(index_column) = column.blind_index {
-                        let index = app.fields.blind_index(table.name, column.name, &text);
+                        let index = app.fields.blind_index(table.name, column.name, &text)?;
                         if index != stored.index_value {
                             write_index(table, index_column, &stored.row_id, &index, conn)?;
                         }

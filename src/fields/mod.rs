@@ -207,19 +207,21 @@ impl Fields {
     }
 
     /// The blind index of `value` (normalised: trimmed, lower-cased) for `table`.`column`.
-    pub fn blind_index(&self, table: &str, column: &str, value: &str) -> String {
+    pub fn blind_index(&self, table: &str, column: &str, value: &str) -> Result<String, AppError> {
         let normalised = value.trim().to_lowercase();
         if normalised.is_empty() {
-            return String::new();
+            return Ok(String::new());
         }
         let policy = self.policy();
-        self.crypto().blind_index(
-            table,
-            column,
-            policy.suite_for(table).hash,
-            policy.blind_index_bits,
-            normalised.as_bytes(),
-        )
+        self.crypto()
+            .blind_index(
+                table,
+                column,
+                policy.suite_for(table).hash,
+                policy.blind_index_bits,
+                normalised.as_bytes(),
+            )
+            .map_err(|e| AppError::internal("blind index", e))
     }
 
     /// The blind indexes an exact search for `value` must look up: the policy's own and, while a
@@ -227,22 +229,29 @@ impl Fields {
     /// width) may have left on rows the job has not reached yet. Widths are whole bytes, so
     /// each older index is a prefix of the full-length HMAC under its hash. The caller must
     /// check each match against the value itself: a truncated index is shared by other values.
-    pub fn blind_index_candidates(&self, table: &str, column: &str, value: &str) -> Vec<String> {
+    pub fn blind_index_candidates(
+        &self,
+        table: &str,
+        column: &str,
+        value: &str,
+    ) -> Result<Vec<String>, AppError> {
         let normalised = value.trim().to_lowercase();
         if normalised.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let mut candidates = vec![self.blind_index(table, column, value)];
+        let mut candidates = vec![self.blind_index(table, column, value)?];
         if self.is_migrating() {
             let crypto = self.crypto();
             for hash in crate::crypto::HashAlg::ALL {
-                let full = crypto.blind_index(table, column, hash, 256, normalised.as_bytes());
+                let full = crypto
+                    .blind_index(table, column, hash, 256, normalised.as_bytes())
+                    .map_err(|e| AppError::internal("blind index", e))?;
                 candidates.extend((2..=full.len() / 2).map(|bytes| full[..bytes * 2].to_string()));
             }
             candidates.sort();
             candidates.dedup();
         }
-        candidates
+        Ok(candidates)
     }
 
     /// The stored forms of an account's personal columns: full name, email and email index.
@@ -261,7 +270,7 @@ impl Fields {
         Ok([
             self.seal(&at("full_name"), full_name.trim())?,
             self.seal(&at("email"), email.trim())?,
-            self.blind_index("users", "email", email),
+            self.blind_index("users", "email", email)?,
         ])
     }
 

@@ -58,7 +58,8 @@ async fn list(
         .map(|q| q.trim().to_lowercase());
     let email_indexes = email
         .as_deref()
-        .map(|e| app.fields.blind_index_candidates("users", "email", e));
+        .map(|e| app.fields.blind_index_candidates("users", "email", e))
+        .transpose()?;
     let app2 = app.inner().clone();
     let (users, paging) = app
         .db

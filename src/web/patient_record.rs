@@ -533,7 +533,7 @@ pub(super) fn seal_profile(
         let stored = sealed.seal(name, value)?;
         match name {
             "national_id" => {
-                row.national_id_index = app.fields.blind_index("patients", "national_id", value);
+                row.national_id_index = app.fields.blind_index("patients", "national_id", value)?;
                 row.national_id = stored;
             }
             "first_name" => row.first_name = stored,
@@ -563,7 +563,7 @@ pub(super) fn national_id_taken(
 ) -> Result<bool, AppError> {
     let indexes = app
         .fields
-        .blind_index_candidates("patients", "national_id", national_id);
+        .blind_index_candidates("patients", "national_id", national_id)?;
     let rows = PatientRow::find_by_national_id_index(&indexes, conn)?;
     Ok(rows.iter().any(|row| {
         row.user_id != except

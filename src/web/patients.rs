@@ -97,9 +97,9 @@ async fn list(
             if let Some(nid) = national_id {
                 // Exact national ID: any patient, through the blind index; those outside the
                 // doctor's care are listed as such (opening them needs emergency access).
-                let indexes = app2
-                    .fields
-                    .blind_index_candidates("patients", "national_id", &nid);
+                let indexes =
+                    app2.fields
+                        .blind_index_candidates("patients", "national_id", &nid)?;
                 let mut found = Vec::new();
                 for row in PatientRow::find_by_national_id_index(&indexes, conn)? {
                     let sealed = app2.fields.row("patients", &row.user_id, &row.user_id);
