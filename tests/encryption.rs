@@ -1536,3 +1536,28 @@ fn a_value_sealed_under_an_older_suite_and_written_back_is_refused() {
     assert!(edit.body.contains("Integrity error"), "{}", edit.body);
     assert!(count(&app.audit_actions(), "encryption.integrity_error") >= 1);
 }
+
+#[test]
+fn ciphers_within_reach_of_a_search_are_refused_for_the_files_table() {
+    let app = manual_jobs();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let (cipher, hash, encrypt, id_length, bits) = DEFAULT_FORM;
+    for weak in ["des-cbc", "3des-ede3-cbc", "rc4-drop3072"] {
+        let mut form = policy_form(cipher, hash, encrypt, id_length, bits);
+        form.push(("cipher[medical_files]", weak));
+        form.push(("hash[medical_files]", "sha-256"));
+        let page = save_policy(&mut admin, &form);
+        page.assert_status(Status::UnprocessableEntity);
+        assert!(
+            page.body.contains("would weaken every file"),
+            "{weak}: {}",
+            page.body
+        );
+        assert!(running_job(&app).is_none(), "{weak}: nothing was saved");
+    }
+    // A legacy block cipher with a full-size key stays a choice, for compatibility.
+    let mut form = policy_form(cipher, hash, encrypt, id_length, bits);
+    form.push(("cipher[medical_files]", "blowfish-cbc"));
+    form.push(("hash[medical_files]", "sha-256"));
+    save_policy(&mut admin, &form).assert_redirect("/admin/encryption");
+}

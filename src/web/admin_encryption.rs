@@ -200,6 +200,22 @@ fn read_policy(form: &PolicyForm, current: &Policy) -> Result<Policy, String> {
             )
             .map_err(|e| format!("{}: {e}. Choose from the lists.", table.title))?,
         };
+        // Each file's own AES key is sealed with this table's suite: a cipher within reach of
+        // a search here (DES's 56 bits, 3DES's 112, RC4's biases) would weaken every file at once.
+        if table.name == "medical_files"
+            && matches!(
+                suite.cipher,
+                Cipher::DesCbc | Cipher::TripleDesEde3Cbc | Cipher::Rc4Drop3072
+            )
+        {
+            return Err(format!(
+                "{}: {} cannot be chosen here: it also seals each file's own key, so it would \
+                 weaken every file. Choose an AEAD cipher (or AES-256-CBC, Blowfish or CAST-128 \
+                 for compatibility).",
+                table.title,
+                suite.cipher.title()
+            ));
+        }
         suites.insert(table.name.to_string(), suite);
     }
     let mut encrypted: HashSet<(String, String)> = registry::encryptable_columns()
