@@ -56,10 +56,18 @@ impl<'r> Responder<'r, 'static> for AppError {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         let status = self.status();
         if status.code >= 500 {
-            tracing::error!(uri = %req.uri().path(), error = %self, "request failed");
+            tracing::error!(route = %route_of(req), error = %self, "request failed");
         }
         error_page(status, &self.public_message()).respond_to(req)
     }
+}
+
+/// The route pattern a request matched (`/files/<token>`), never its path: paths carry download
+/// tokens and record ids, which belong in neither the log nor an audit target.
+pub fn route_of(req: &Request<'_>) -> String {
+    req.route()
+        .map(|route| route.uri.to_string())
+        .unwrap_or_else(|| "(no route)".into())
 }
 
 /// Why a guard refused a request, for the catcher that renders the refusal.

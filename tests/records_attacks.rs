@@ -2168,3 +2168,32 @@ fn masking_edited_in_the_file_while_the_server_runs_changes_nothing() {
     page.assert_status(Status::Ok);
     assert!(!page.body.contains(VICTIM_NID), "{}", page.body);
 }
+
+#[test]
+fn a_refused_download_link_leaves_its_token_in_no_audit_target() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let token = "c2VjcmV0LWRvd25sb2FkLXRva2Vu";
+    admin
+        .get(&format!("/files/{token}"))
+        .assert_status(Status::Forbidden);
+    let mut conn = app.app().db.conn().unwrap();
+    use diesel::prelude::*;
+    use medvault::db::schema::audit_events;
+    let events: Vec<(String, String, String)> = audit_events::table
+        .select((
+            audit_events::action,
+            audit_events::target,
+            audit_events::detail,
+        ))
+        .load(&mut *conn)
+        .unwrap();
+    let denied = events
+        .iter()
+        .find(|(action, _, _)| action == "access.denied")
+        .expect("the refusal is audited");
+    assert_eq!(denied.1, "GET /files/<token>");
+    assert!(events
+        .iter()
+        .all(|(_, t, d)| !t.contains(token) && !d.contains(token)));
+}

@@ -283,3 +283,29 @@ fn a_level_that_requires_it_is_sent_to_enrol_and_cannot_turn_it_off() {
         .post("/admin/security", &[("require_2fa", "guest")])
         .assert_status(Status::BadRequest);
 }
+
+#[test]
+fn turning_it_on_or_off_ends_the_users_other_sessions() {
+    let app = TestApp::new();
+    let mut laptop = app.signed_in(Level::Doctor, "doc");
+    let mut phone = Browser::new(&app, "192.0.2.77:1000", "Mozilla/5.0 (iPhone) Safari/605.1");
+    phone.login("doc", PASSWORD).assert_redirect("/dashboard");
+    // On: the phone's session was opened with the password alone.
+    let (secret, _) = enrol(&app, &mut laptop);
+    phone.get("/dashboard").assert_redirect("/login");
+    laptop.get("/dashboard").assert_status(Status::Ok);
+    // Signed in again with both factors, then turned off from the laptop: the phone ends again.
+    password_step(&mut phone, "doc");
+    app.clock.advance(30);
+    code_step(&mut phone, &code(&app, &secret, 0)).assert_redirect("/dashboard");
+    phone.get("/dashboard").assert_status(Status::Ok);
+    app.clock.advance(60);
+    laptop
+        .post(
+            "/account/2fa/disable",
+            &[("password", PASSWORD), ("code", &code(&app, &secret, 0))],
+        )
+        .assert_redirect("/account/2fa");
+    phone.get("/dashboard").assert_redirect("/login");
+    laptop.get("/dashboard").assert_status(Status::Ok);
+}

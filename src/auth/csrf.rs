@@ -79,7 +79,7 @@ fn refuse<'r, T>(
     reason: &str,
 ) -> data::Outcome<'r, CsrfForm<'r, T>, AppError> {
     note_refusal(req, Refusal::ForgedForm);
-    tracing::warn!(uri = %req.uri().path(), reason, "form post refused");
+    tracing::warn!(route = %crate::error::route_of(req), reason, "form post refused");
     data::Outcome::Error((Status::Forbidden, AppError::Forbidden))
 }
 
@@ -102,7 +102,7 @@ async fn audit_refusal(
         actor.name = signed_in.user.username.clone();
     }
     let entry = Entry::new(&actor, action::CSRF_REFUSED, AuditOutcome::Denied)
-        .target(format!("POST {}", req.uri().path()))
+        .target(format!("POST {}", crate::error::route_of(req)))
         .detail(reason);
     let audit_app = app.clone();
     if let Err(e) = app

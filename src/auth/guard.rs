@@ -137,7 +137,7 @@ impl<'r, P: PageId> FromRequest<'r> for Allowed<P> {
                 action::ACCESS_DENIED,
                 AuditOutcome::Denied,
             )
-            .target(format!("{} {}", req.method(), req.uri().path()))
+            .target(format!("{} {}", req.method(), crate::error::route_of(req)))
             .detail(format!(
                 "page {} is not granted to level {}",
                 P::PAGE.key(),

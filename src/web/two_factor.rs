@@ -337,6 +337,7 @@ async fn confirm(
         .map(|f| f.code.clone())
         .unwrap_or_default();
     let (app2, user_id, actor) = (app.inner().clone(), who.user.id.clone(), who.actor());
+    let this_session = who.session.id.clone();
     let outcome = app
         .db
         .run(move |conn| {
@@ -360,10 +361,13 @@ async fn confirm(
                 TwoFactor::enable(&user_id, conn)?;
                 TwoFactor::use_step(&user_id, step, conn)?;
                 RecoveryCode::replace_all(&user_id, &digests, conn)?;
+                // Sessions opened with the password alone end: from now on it takes both.
+                let ended = SessionRow::delete_others_of_user(&user_id, &this_session, conn)?;
                 app.audit.append(
                     conn,
                     app.now(),
-                    &Entry::new(&actor, action::TWO_FACTOR_ENROLLED, Outcome::Success),
+                    &Entry::new(&actor, action::TWO_FACTOR_ENROLLED, Outcome::Success)
+                        .detail(format!("{ended} other session(s) ended")),
                 )
             })?;
             Ok(Ok(codes))
@@ -419,6 +423,7 @@ async fn disable(
         ));
     }
     let (app2, user, actor) = (app.inner().clone(), who.user.clone(), who.actor());
+    let this_session = who.session.id.clone();
     let done = app
         .db
         .run(move |conn| {
@@ -437,10 +442,13 @@ async fn disable(
             }
             conn.immediate_transaction(|conn| {
                 TwoFactor::remove(&user.id, conn)?;
+                // Whoever turned it off may not be the owner: the owner's other browsers end.
+                let ended = SessionRow::delete_others_of_user(&user.id, &this_session, conn)?;
                 app.audit.append(
                     conn,
                     app.now(),
-                    &Entry::new(&actor, action::TWO_FACTOR_DISABLED, Outcome::Success),
+                    &Entry::new(&actor, action::TWO_FACTOR_DISABLED, Outcome::Success)
+                        .detail(format!("{ended} other session(s) ended")),
                 )
             })?;
             Ok(true)

@@ -86,6 +86,16 @@ impl SessionRow {
         diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
     }
 
+    /// Ends every session of the user but `keep` (the one making the change).
+    pub fn delete_others_of_user(user_id: &str, keep: &str, conn: &mut Conn) -> QueryResult<usize> {
+        diesel::delete(
+            sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .filter(sessions::id.ne(keep)),
+        )
+        .execute(conn)
+    }
+
     pub fn list_for_user(user_id: &str, conn: &mut Conn) -> QueryResult<Vec<SessionRow>> {
         sessions::table
             .filter(sessions::user_id.eq(user_id))
