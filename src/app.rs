@@ -144,6 +144,8 @@ pub struct AppInner {
     /// How profile fields are shown per level, held in memory like the other admin settings so
     /// that an edit made to the file while the server runs changes nothing.
     masking: RwLock<Arc<Visibility>>,
+    /// `/health`'s write probe of the database folder, remembered for a few seconds.
+    pub disk_probe: crate::health::DiskProbe,
 }
 
 /// Everything a request handler needs, cheap to clone into a blocking task.
@@ -320,6 +322,7 @@ impl App {
             brute_force,
             state_seal,
             masking: RwLock::new(Arc::new(masking)),
+            disk_probe: Default::default(),
         }));
         if !newly_encryptable.is_empty() {
             // Columns that just became encryptable (a new installation, or an upgrade) may hold

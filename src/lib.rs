@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod fields;
+pub mod health;
 pub mod logging;
 pub mod records;
 pub mod state_seal;

@@ -147,7 +147,10 @@ async fn health(_page: Public<page::Health>, app: &State<App>) -> (Status, Json<
         let age = crate::backup::list(&disk_app)
             .ok()
             .and_then(|list| list.first().map(|b| (disk_app.now() - b.created_at).max(0)));
-        (disk_state(&disk_app.config.database_dir()), age)
+        (
+            disk_state(&disk_app.config.database_dir(), &disk_app.disk_probe),
+            age,
+        )
     })
     .await
     .unwrap_or((
@@ -173,18 +176,11 @@ async fn health(_page: Public<page::Health>, app: &State<App>) -> (Status, Json<
     (status, Json(report))
 }
 
-/// Whether the database folder takes a write (a small probe file, synced and removed), and the
-/// space left: "low" under 64 MiB, when a backup or even the WAL may not fit.
-fn disk_state(dir: &std::path::Path) -> DiskReport {
-    use std::io::Write;
-    let probe = dir.join(".health-probe");
-    let writable = std::fs::File::create(&probe)
-        .and_then(|mut f| {
-            f.write_all(b"ok")?;
-            f.sync_all()
-        })
-        .is_ok();
-    let _ = std::fs::remove_file(&probe);
+/// Whether the database folder takes a write (a small probe file, synced and removed, at most
+/// once per [`crate::health::DiskProbe::EVERY`]), and the space left: "low" under 64 MiB, when a backup or even
+/// the WAL may not fit.
+fn disk_state(dir: &std::path::Path, probe: &crate::health::DiskProbe) -> DiskReport {
+    let writable = probe.writable(dir, std::time::Instant::now());
     #[cfg(unix)]
     let free_bytes = rustix::fs::statvfs(dir)
         .ok()
