@@ -64,6 +64,10 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Origins (`https://records.example.org`) accepted on form posts besides the request's Host.
     pub allowed_origins: Vec<String>,
+    /// Host names medvault answers for (`records.example.org`, or with `:port` for that port
+    /// only), besides the address it is bound to and, on loopback, `localhost`. A request for any
+    /// other host is refused: DNS rebinding must not reach the forms or loopback's `/metrics`.
+    pub hosts: Vec<String>,
     /// Length of new random ids.
     pub id_length: usize,
     /// Where the page templates are; default the `templates/` folder of the source tree.
@@ -93,6 +97,7 @@ impl Default for Config {
             session_key_interval: 24 * 60 * 60,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
+            hosts: Vec::new(),
             id_length: 16,
             template_dir: None,
             reencrypt_in_background: true,
@@ -172,6 +177,17 @@ impl Config {
             {
                 return Err(ConfigError(format!(
                     "allowed_origins entry {origin:?} must look like https://host[:port] with no path"
+                )));
+            }
+        }
+        for host in &self.hosts {
+            if host.is_empty()
+                || host.contains("://")
+                || host.contains('/')
+                || host.chars().any(char::is_whitespace)
+            {
+                return Err(ConfigError(format!(
+                    "hosts entry {host:?} must be a host name, optionally with :port (no scheme, no path)"
                 )));
             }
         }
@@ -294,5 +310,97 @@ mod key_text_tests {
         let printed = format!("{config:?}");
         assert!(!printed.contains("c2VjcmV0"), "{printed}");
         assert!(printed.contains("redacted"), "{printed}");
+    }
+}
+
+/// The `Host` values medvault answers for: the configured `hosts`, the hosts of
+/// `allowed_origins`, the address it is bound to, and on loopback `localhost`.
+#[derive(Clone, Debug, Default)]
+pub struct HostNames {
+    /// Lowercase; an entry without a port matches any port.
+    names: Vec<String>,
+}
+
+impl HostNames {
+    pub fn new(config: &Config, address: std::net::IpAddr) -> HostNames {
+        let mut names: Vec<String> = config.hosts.iter().map(|h| h.to_lowercase()).collect();
+        for origin in &config.allowed_origins {
+            if let Some(host) = origin.split_once("://").map(|(_, h)| h) {
+                names.push(host.to_lowercase());
+            }
+        }
+        // The bound address and loopback names match with any port (or none): a rebinding
+        // page always comes under a name of the attacker's, never under an address literal.
+        let literal = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        names.push(literal(address));
+        if address.is_loopback() || address.is_unspecified() {
+            names.push("localhost".into());
+            names.push(literal(std::net::Ipv4Addr::LOCALHOST.into()));
+            names.push(literal(std::net::Ipv6Addr::LOCALHOST.into()));
+        }
+        HostNames { names }
+    }
+
+    pub fn accepts(&self, host: &str) -> bool {
+        let host = host.trim().to_lowercase();
+        self.names.iter().any(|name| {
+            *name == host
+                || (!name.contains(':') || name.starts_with('[') && !name.contains("]:"))
+                    && host
+                        .strip_prefix(name.as_str())
+                        .is_some_and(|rest| rest.is_empty() || is_port(rest))
+        })
+    }
+}
+
+fn is_port(rest: &str) -> bool {
+    rest.strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_the_bound_address_loopback_names_and_the_configured_ones() {
+        let config = Config {
+            hosts: vec!["records.example.org".into(), "intranet:8443".into()],
+            allowed_origins: vec!["https://portal.example.org".into()],
+            ..Config::default()
+        };
+        let names = HostNames::new(&config, "127.0.0.1".parse().unwrap());
+        for ok in [
+            "127.0.0.1:8000",
+            "127.0.0.1",
+            "localhost:8000",
+            "LOCALHOST:8000",
+            "[::1]:8000",
+            "records.example.org",
+            "records.example.org:443",
+            "intranet:8443",
+            "portal.example.org",
+        ] {
+            assert!(names.accepts(ok), "{ok}");
+        }
+        for refused in [
+            "attacker.example",
+            "attacker.example:8000",
+            "127.0.0.2:8000",
+            "localhost.attacker.example",
+            "intranet:8444",
+            "records.example.org.attacker.example",
+            "records.example.org:",
+            "records.example.orgx",
+        ] {
+            assert!(!names.accepts(refused), "{refused}");
+        }
+        // Bound elsewhere, only that address (and the configured names) answer.
+        let names = HostNames::new(&Config::default(), "10.1.2.3".parse().unwrap());
+        assert!(names.accepts("10.1.2.3:443"));
+        assert!(!names.accepts("localhost:443"));
     }
 }

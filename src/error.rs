@@ -210,8 +210,13 @@ fn bad_request(req: &Request<'_>) -> (Status, Template) {
 }
 
 #[catch(default)]
-fn any_status(status: Status, _req: &Request<'_>) -> (Status, Template) {
-    error_page(status, default_message(status))
+fn any_status(status: Status, req: &Request<'_>) -> (Status, Template) {
+    let noted = req
+        .local_cache(|| NotedMessage(std::sync::OnceLock::new()))
+        .0
+        .get()
+        .copied();
+    error_page(status, noted.unwrap_or_else(|| default_message(status)))
 }
 
 pub fn catchers() -> Vec<Catcher> {

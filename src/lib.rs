@@ -57,11 +57,18 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
             "limits.data-form",
             app.config.max_upload_bytes + 1024 * 1024,
         ));
+    let address = figment
+        .extract_inner::<std::net::IpAddr>("address")
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    let port = figment.extract_inner::<u16>("port").unwrap_or(8000);
+    let hosts = config::HostNames::new(&app.config, address);
+    if !address.is_loopback() && app.config.hosts.is_empty() {
+        tracing::warn!(
+            "medvault listens on {address}, but `hosts` is empty: only requests for {address}:{port} \
+             are answered. Set MEDVAULT_HOSTS to the names clients use (e.g. [\"records.example.org\"])."
+        );
+    }
     if let Some(token) = app.setup.current() {
-        let address = figment
-            .extract_inner::<String>("address")
-            .unwrap_or_else(|_| "127.0.0.1".into());
-        let port = figment.extract_inner::<u16>("port").unwrap_or(8000);
         tracing::warn!(
             "no admin exists yet: open http://{address}:{port}/setup?token={token} to create one (the link works once)"
         );
@@ -93,6 +100,7 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
             },
         ))
         .manage(app)
+        .manage(hosts)
         .manage(templates)
         .mount("/", web::routes())
         .register("/", error::catchers()))

@@ -503,6 +503,7 @@ fn the_command_line_creates_a_user_who_can_sign_in() {
     let clock = Clock::manual(START);
     let mut config = Config::for_home(home.path());
     config.clock = clock.clone();
+    config.hosts = vec![HOST.into()];
     let client = Client::untracked(build_rocket(config).expect("server builds")).expect("ignites");
     let app = TestApp {
         client,

@@ -34,6 +34,7 @@ fn restart(app: TestApp) -> TestApp {
     let mut config = Config::for_home(home.path());
     config.clock = clock.clone();
     config.reencrypt_in_background = false;
+    config.hosts = vec![HOST.into()];
     let rocket = build_rocket(config).expect("the server builds again on the same home");
     let client = Client::untracked(rocket).expect("server ignites");
     TestApp {

@@ -245,3 +245,44 @@ fn a_server_error_shows_no_internals() {
         "Something went wrong on our side.",
     );
 }
+
+#[test]
+fn a_host_medvault_does_not_answer_for_is_refused_on_every_route() {
+    use rocket::http::Header;
+    let app = TestApp::new();
+    app.create_user(Level::Admin, "admin");
+    // A rebinding page on the attacker's name, resolving to medvault's address.
+    for path in [
+        "/login",
+        "/metrics",
+        "/health",
+        "/dashboard",
+        "/static/medvault.css",
+    ] {
+        let res = app
+            .client
+            .get(path)
+            .remote("127.0.0.1:50000".parse().unwrap())
+            .header(Header::new("Host", "attacker.example:8000"))
+            .dispatch();
+        assert_eq!(res.status(), Status::MisdirectedRequest, "{path}");
+        let body = res.into_string().unwrap_or_default();
+        assert!(
+            body.contains("does not answer for the host name"),
+            "{path}: {body}"
+        );
+    }
+    let res = app
+        .client
+        .post("/login")
+        .remote("127.0.0.1:50000".parse().unwrap())
+        .header(Header::new("Host", "attacker.example"))
+        .header(Header::new("Origin", "http://attacker.example"))
+        .header(rocket::http::ContentType::Form)
+        .body("username=admin&password=x&csrf_token=x")
+        .dispatch();
+    assert_eq!(res.status(), Status::MisdirectedRequest);
+    // Its own name still works, and so does loopback's /metrics under it.
+    let mut local = Browser::new(&app, "127.0.0.1:50000", "prometheus");
+    local.get("/metrics").assert_status(Status::Ok);
+}

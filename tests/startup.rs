@@ -16,6 +16,7 @@ use rocket::local::blocking::Client;
 fn config(home: &Path, adjust: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config::for_home(home);
     config.clock = Clock::manual(START);
+    config.hosts = vec![HOST.into()];
     adjust(&mut config);
     config
 }

@@ -179,8 +179,26 @@ impl<'r, P: PageId> FromRequest<'r> for Public<P> {
     }
 }
 
-/// The application-wide rate limit per client address, checked by every page guard.
+/// What every page guard checks first: a `Host` medvault answers for (DNS rebinding must not
+/// reach the forms or loopback's `/metrics`), a forwarding header that names a client, and the
+/// application-wide rate limit per client address.
 async fn rate_limited<T>(req: &Request<'_>) -> Option<Outcome<T, AppError>> {
+    if let (Some(host), Some(names)) = (
+        req.headers().get_one("Host"),
+        req.rocket().state::<crate::config::HostNames>(),
+    ) {
+        if !names.accepts(host) {
+            crate::error::note_message(
+                req,
+                "This server does not answer for the host name in the address. Use the \
+                 address your clinic gave you.",
+            );
+            return Some(Outcome::Error((
+                Status::MisdirectedRequest,
+                AppError::BadRequest("unknown host".into()),
+            )));
+        }
+    }
     let app = match req.guard::<&State<App>>().await {
         Outcome::Success(app) => app.inner().clone(),
         _ => return None,

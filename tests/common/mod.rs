@@ -35,6 +35,7 @@ impl TestApp {
         let clock = Clock::manual(START);
         let mut config = Config::for_home(home.path());
         config.clock = clock.clone();
+        config.hosts = vec![HOST.into()];
         adjust(&mut config);
         let rocket = build_rocket(config).expect("server builds");
         let client = Client::untracked(rocket).expect("server ignites");
