@@ -1562,3 +1562,87 @@ fn ciphers_within_reach_of_a_search_are_refused_for_the_files_table() {
     form.push(("hash[medical_files]", "sha-256"));
     save_policy(&mut admin, &form).assert_redirect("/admin/encryption");
 }
+
+#[test]
+fn a_rotation_sent_twice_or_at_once_rotates_once_and_loses_no_key() {
+    let (app, _alice, _bob) = two_patients();
+    let key_file = app.home.path().join("secrets/master.key");
+    let versions = |app: &TestApp| -> Vec<String> {
+        std::fs::read_to_string(app.home.path().join("secrets/master.key"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split(':').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let mut admin = sign_in_admin(&app);
+    let page = admin.get("/admin/encryption");
+    assert!(
+        page.body.contains("name=\"from_version\" value=\"1\""),
+        "{}",
+        page.body
+    );
+    // The same form sent twice (a double click): one rotation.
+    for _ in 0..2 {
+        admin
+            .post("/admin/encryption/rotate", &[("from_version", "1")])
+            .assert_redirect("/admin/encryption");
+    }
+    assert_eq!(versions(&app), ["1", "2"]);
+    // Two rotations from version 2 at the same moment, on two threads: one makes version 3.
+    let actor = medvault::audit::Actor::default();
+    let shared = app.app().clone();
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let rotations: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    medvault::fields::rotation::rotate_root_key(&shared, &actor, Some(2))
+                        .expect("rotation")
+                })
+            })
+            .collect();
+        rotations.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    use medvault::fields::rotation::Rotation;
+    assert!(outcomes.contains(&Rotation::Rotated(3)), "{outcomes:?}");
+    assert!(outcomes.contains(&Rotation::AlreadyAt(3)), "{outcomes:?}");
+    assert_eq!(versions(&app), ["1", "2", "3"]);
+    medvault::fields::job::run(app.app(), None).expect("job");
+    let list = admin.get("/admin/users");
+    assert!(row_of(&list.body, ALICE.0).contains(ALICE.1));
+    assert!(row_of(&list.body, BOB.0).contains(BOB.1));
+    // No staging file is left beside the key file.
+    let leftovers: Vec<_> = std::fs::read_dir(key_file.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "master.key")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_key_file_changed_since_the_start_is_not_rotated() {
+    let (app, _alice, _bob) = two_patients();
+    let key_file = app.home.path().join("secrets/master.key");
+    let before = std::fs::read_to_string(&key_file).unwrap();
+    // Someone replaced the file with another key under the same version number.
+    std::fs::write(&key_file, format!("1:{}\n", STANDARD.encode([9u8; 32]))).unwrap();
+    let mut admin = sign_in_admin(&app);
+    admin.get("/admin/encryption");
+    let page = admin.post("/admin/encryption/rotate", &[("from_version", "1")]);
+    page.assert_redirect("/admin/encryption");
+    let page = admin.get("/admin/encryption");
+    assert!(
+        page.body.contains("no longer holds root key version 1"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap(),
+        format!("1:{}\n", STANDARD.encode([9u8; 32])),
+        "nothing was written"
+    );
+    assert!(running_job(&app).is_none());
+    assert_ne!(before, std::fs::read_to_string(&key_file).unwrap());
+}

@@ -7,12 +7,28 @@ use std::path::Path;
 
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
-use crate::crypto::{KeyRing, RootKeys};
+use crate::crypto::{constant_time_eq, KeyRing, RootKeys};
 use crate::db::models::key_check;
 use crate::error::AppError;
 
-/// Adds root key version N+1 and starts re-encrypting. Returns the new version.
-pub fn rotate_root_key(app: &App, actor: &Actor) -> Result<u32, AppError> {
+/// What a rotation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// Version N+1 is in use.
+    Rotated(u32),
+    /// The key had already moved past the version the request rotated from: nothing was done.
+    AlreadyAt(u32),
+}
+
+/// Adds root key version N+1 and starts re-encrypting. `from`: the version the admin saw in use
+/// (absent: rotate whatever is in use). One rotation at a time: the lock is held across the key
+/// file, the key ring and the database, so two requests cannot both make a version N+1.
+pub fn rotate_root_key(app: &App, actor: &Actor, from: Option<u32>) -> Result<Rotation, AppError> {
+    let _one_at_a_time = app.rotation.lock().unwrap_or_else(|e| e.into_inner());
+    let in_use = app.fields.crypto().current_key_version();
+    if from.is_some_and(|from| from != in_use) {
+        return Ok(Rotation::AlreadyAt(in_use));
+    }
     if app.config.master_key.is_some() {
         return Err(AppError::Conflict(
             "The root key comes from MEDVAULT_MASTER_KEY, which medvault cannot change. Add a \
@@ -24,6 +40,30 @@ pub fn rotate_root_key(app: &App, actor: &Actor) -> Result<u32, AppError> {
     let text =
         fs::read_to_string(&path).map_err(|e| AppError::internal("reading the key file", e))?;
     let keys = RootKeys::parse(&text).map_err(|e| AppError::internal("the key file", e))?;
+    // The file must still hold the very keys the database was written with: a file replaced or
+    // edited since the start would otherwise be rotated, and values sealed before lost.
+    let reread = KeyRing::new(keys.clone());
+    let mut conn = app.db.conn()?;
+    for (version, recorded) in key_check::all(&mut conn)? {
+        let matches = reread
+            .key_check_value(version as u32)
+            .is_some_and(|kcv| constant_time_eq(kcv.as_bytes(), recorded.as_bytes()));
+        if !matches {
+            return Err(AppError::Conflict(format!(
+                "The key file no longer holds root key version {version} as this database knows \
+                 it (its key check value differs or it is missing). Nothing was rotated; restore \
+                 the key file the server started with."
+            )));
+        }
+    }
+    drop(conn);
+    if keys.current_version() != in_use {
+        return Err(AppError::Conflict(format!(
+            "The key file's newest version is {}, but version {in_use} is in use. Nothing was \
+             rotated; restore the key file the server started with.",
+            keys.current_version()
+        )));
+    }
     let rotated = keys.with_new_version();
     let version = rotated.current_version();
     replace_key_file(&path, &rotated.to_provider_text())?;
@@ -55,15 +95,16 @@ pub fn rotate_root_key(app: &App, actor: &Actor) -> Result<u32, AppError> {
         Ok::<_, AppError>(())
     })?;
     app.job_signal.notify();
-    Ok(version)
+    Ok(Rotation::Rotated(version))
 }
 
 /// Writes the new key file beside the old one, then renames it over: a crash leaves either
 /// the old file or the new one, never half of one.
 fn replace_key_file(path: &Path, text: &str) -> Result<(), AppError> {
     let fail = |e: std::io::Error| AppError::internal("writing the key file", e);
-    let staged = path.with_extension("key.new");
-    let _ = fs::remove_file(&staged);
+    // A name of its own: two writers (there is one at a time, but another process may share the
+    // home) never write into the same staging file.
+    let staged = path.with_extension(format!("key.new-{}", &crate::crypto::random_token()[..16]));
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -22,7 +22,7 @@ use crate::db::models::{key_check, Setting};
 use crate::error::AppError;
 use crate::fields::registry::{self, TABLES};
 use crate::fields::{job, policy, rotation, Policy};
-use crate::web::{ButtonForm, Layout};
+use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
     routes![overview, save, rotate]
@@ -164,6 +164,7 @@ async fn page(app: &App, layout: Layout, status: Status) -> Result<(Status, Temp
                 id_length: app.id_length(),
                 blind_index_bits: policy.blind_index_bits,
                 key_from_env: app.config.master_key.is_some(),
+                current_version: app.fields.crypto().current_key_version(),
             },
         ),
     ))
@@ -349,21 +350,33 @@ async fn save(
     Ok(Flash::success(Redirect::to("/admin/encryption"), message))
 }
 
-#[post("/admin/encryption/rotate", data = "<_form>")]
+/// The rotate button names the version it rotates from, so that a form sent twice (a double
+/// click, a reload) rotates once.
+#[derive(FromForm)]
+pub struct RotateForm {
+    from_version: Option<u32>,
+}
+
+#[post("/admin/encryption/rotate", data = "<form>")]
 async fn rotate(
     who: Who,
     app: &State<App>,
-    _form: CsrfForm<'_, ButtonForm>,
+    form: CsrfForm<'_, RotateForm>,
 ) -> Result<Flash<Redirect>, AppError> {
     let (app2, actor) = (app.inner().clone(), who.actor());
+    let from = form.value.as_ref().and_then(|f| f.from_version);
     let outcome =
-        rocket::tokio::task::spawn_blocking(move || rotation::rotate_root_key(&app2, &actor))
+        rocket::tokio::task::spawn_blocking(move || rotation::rotate_root_key(&app2, &actor, from))
             .await
             .map_err(|e| AppError::internal("rotation task", e))?;
     match outcome {
-        Ok(version) => Ok(Flash::success(
+        Ok(rotation::Rotation::Rotated(version)) => Ok(Flash::success(
             Redirect::to("/admin/encryption"),
             format!("Root key version {version} is in use; older values are being re-encrypted."),
+        )),
+        Ok(rotation::Rotation::AlreadyAt(version)) => Ok(Flash::success(
+            Redirect::to("/admin/encryption"),
+            format!("Root key version {version} is already in use: the form was sent twice, and the key was rotated once."),
         )),
         Err(AppError::Conflict(message)) => {
             Ok(Flash::error(Redirect::to("/admin/encryption"), message))
