@@ -374,6 +374,7 @@ pub mod action {
     pub const ACCOUNT_UNLOCKED: &str = "account.unlocked";
     pub const PATIENT_REGISTERED: &str = "record.patient_registered";
     pub const RECORD_VIEWED: &str = "record.viewed";
+    pub const RECORD_LOOKED_UP: &str = "record.looked_up";
     pub const RECORD_CHANGED: &str = "record.changed";
     pub const RECORD_FIELD_REVEALED: &str = "record.field_revealed";
     pub const RECORD_EMERGENCY_ACCESS: &str = "record.emergency_access";

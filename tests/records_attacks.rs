@@ -2197,3 +2197,58 @@ fn a_refused_download_link_leaves_its_token_in_no_audit_target() {
         .iter()
         .all(|(_, t, d)| !t.contains(token) && !d.contains(token)));
 }
+
+#[test]
+fn a_lookup_outside_ones_care_shows_only_what_masking_allows_and_is_in_the_patients_log() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let (_, mut alice) = sign_in(&app, Level::Doctor, "dr.alice");
+    let (_, mut bob) = sign_in(&app, Level::Doctor, "dr.bob");
+    let (harvey, one_time) = register(
+        &mut bob,
+        &registration("harvey", "S3333333C", "Harvey", "Dent"),
+    );
+    // The admin hides names and the date of birth from doctors.
+    save_masking(
+        &mut admin,
+        &[
+            ("first_name", "doctor", "hidden"),
+            ("last_name", "doctor", "hidden"),
+            ("date_of_birth", "doctor", "hidden"),
+        ],
+    )
+    .assert_redirect("/admin/masking");
+    let page = alice.get("/patients?q=S3333333C");
+    page.assert_status(Status::Ok);
+    assert!(
+        page.body.contains(&format!("href=\"/patients/{harvey}\"")),
+        "{}",
+        page.body
+    );
+    for hidden in ["Harvey", "Dent", "1980-02-29"] {
+        assert!(
+            !page.body.contains(hidden),
+            "{hidden} on the list: {}",
+            page.body
+        );
+    }
+    // Nor does the refused record's heading show the hidden name.
+    let refused = alice.get(&format!("/patients/{harvey}"));
+    assert!(!refused.body.contains("Dent"), "{}", refused.body);
+    // Bob, whose patient it is, sees the same policy on his list.
+    let own = bob.get("/patients");
+    assert!(!own.body.contains("Dent"), "{}", own.body);
+    // The lookup is audited and the patient sees it in the access log.
+    assert_eq!(audited(&app, "record.looked_up"), 1);
+    let mut patient = patient_signs_in(&app, "harvey", &one_time);
+    let log = patient.get("/account/access-log");
+    assert!(
+        log.body
+            .contains("found you by national ID (outside their care)"),
+        "{}",
+        log.body
+    );
+    // A lookup of one's own patient is not an event.
+    bob.get("/patients?q=S3333333C").assert_status(Status::Ok);
+    assert_eq!(audited(&app, "record.looked_up"), 1);
+}

@@ -272,17 +272,53 @@ pub fn profile_column<'r>(row: &'r PatientRow, column: &str) -> &'r str {
 
 /// The name a patient goes by on the pages: first and last name from the profile, else the
 /// account's full name, else the username.
-pub fn patient_name(app: &App, user: &User, profile: Option<&PatientRow>) -> String {
+/// A patient's name as `level` may see it: each part full, masked or left out as the masking
+/// policy says (a heading or a list line shows no more than the profile does); the username when
+/// nothing of the name may be shown or it failed its integrity check.
+pub fn patient_name(app: &App, user: &User, profile: Option<&PatientRow>, level: Level) -> String {
     if let Some(row) = profile {
         let sealed = app.fields.row("patients", &row.user_id, &row.user_id);
-        let first = sealed.show("first_name", &row.first_name);
-        let last = sealed.show("last_name", &row.last_name);
-        let name = format!("{} {}", first.text, last.text);
-        if !first.integrity_error && !last.integrity_error && !name.trim().is_empty() {
+        let visibility = app.masking();
+        let mut parts = Vec::new();
+        for (column, stored) in [
+            ("first_name", &row.first_name),
+            ("last_name", &row.last_name),
+        ] {
+            let shown = sealed.show(column, stored);
+            if shown.integrity_error {
+                return user.username.clone();
+            }
+            match visibility.mode(column, level) {
+                Mode::Full => parts.push(shown.text),
+                Mode::Masked if !shown.text.is_empty() => parts.push(masking::mask(&shown.text)),
+                Mode::Masked | Mode::Hidden => {}
+            }
+        }
+        let name = parts.join(" ");
+        if !name.trim().is_empty() {
             return name.trim().to_string();
         }
+        return user.username.clone();
     }
     display_name(app, user)
+}
+
+/// Records that `actor` found `patient_id` by national ID outside their care: the patient's
+/// access log shows every such lookup, even one that opened nothing.
+pub fn audit_lookup(
+    app: &App,
+    conn: &mut Conn,
+    actor: &Actor,
+    patient_id: &str,
+) -> QueryResult<()> {
+    audit(
+        app,
+        conn,
+        actor,
+        crate::audit::action::RECORD_LOOKED_UP,
+        patient_id,
+        "found by national ID outside the doctor's care",
+    )
 }
 
 /// Reads `patient`'s whole record for `level`.
@@ -312,7 +348,7 @@ pub fn load_record(
     let mut view = RecordView {
         patient_id: patient.id.clone(),
         username: patient.username.clone(),
-        name: patient_name(app, patient, profile.as_ref()),
+        name: patient_name(app, patient, profile.as_ref(), level),
         has_profile: profile.is_some(),
         profile: profile
             .as_ref()

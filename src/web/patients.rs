@@ -58,11 +58,17 @@ fn line(
             )
         })
         .unwrap_or_default();
+    // The list shows no more than the record would: each value as the masking policy says.
+    let date_of_birth = match app.masking().mode("date_of_birth", Level::Doctor) {
+        Mode::Full => dob,
+        Mode::Masked if !dob.is_empty() => crate::records::masking::mask(&dob),
+        Mode::Masked | Mode::Hidden => String::new(),
+    };
     PatientLine {
         id: user.id.clone(),
         username: user.username.clone(),
-        name: records::patient_name(app, user, profile),
-        date_of_birth: dob,
+        name: records::patient_name(app, user, profile, Level::Doctor),
+        date_of_birth,
         national_id: if mode == Mode::Hidden {
             String::new()
         } else {
@@ -88,7 +94,7 @@ async fn list(
         Some("recent") => "recent",
         _ => "name",
     };
-    let (app2, doctor_id) = (app.inner().clone(), who.user.id.clone());
+    let (app2, doctor_id, actor) = (app.inner().clone(), who.user.id.clone(), who.actor());
     let national_id = validate::national_id(&query).ok();
     let mut lines = app
         .db
@@ -110,6 +116,9 @@ async fn list(
                         continue;
                     };
                     let in_care = CareTeam::is_assigned(&doctor_id, &user.id, conn)?;
+                    if !in_care {
+                        records::audit_lookup(&app2, conn, &actor, &user.id)?;
+                    }
                     found.push(line(&app2, &user, Some(&row), mode, in_care));
                 }
                 return Ok(found);

@@ -229,6 +229,7 @@ struct EmergencyLine {
 fn describe(action: &str) -> &'static str {
     match action {
         action::RECORD_VIEWED => "opened your record",
+        action::RECORD_LOOKED_UP => "found you by national ID (outside their care)",
         action::RECORD_CHANGED => "changed your record",
         action::RECORD_FIELD_REVEALED => "revealed a masked value",
         action::RECORD_EMERGENCY_ACCESS => "used emergency access",
