@@ -144,6 +144,8 @@ pub struct AppInner {
     /// How profile fields are shown per level, held in memory like the other admin settings so
     /// that an edit made to the file while the server runs changes nothing.
     masking: RwLock<Arc<Visibility>>,
+    /// One backup or restore at a time.
+    pub backup_work: crate::backup::BackupWork,
     /// Held by a root-key rotation from reading the key file to its last database write.
     pub rotation: Mutex<()>,
     /// `/health`'s write probe of the database folder, remembered for a few seconds.
@@ -325,6 +327,7 @@ impl App {
             state_seal,
             masking: RwLock::new(Arc::new(masking)),
             rotation: Mutex::new(()),
+            backup_work: Default::default(),
             disk_probe: Default::default(),
         }));
         if !newly_encryptable.is_empty() {

@@ -337,3 +337,54 @@ fn backups_manifests_and_the_restored_database_are_the_owners_alone() {
         0o600
     );
 }
+
+#[test]
+fn one_backup_or_restore_runs_at_a_time_and_the_others_are_told_so() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let made = backup::create_backup(app.app(), "test", Origin::Manual).expect("backup");
+    let before = backup::list(app.app()).unwrap().len();
+    {
+        // A backup is under way (the page's, the schedule's or the command line's).
+        let _running = app.app().backup_work.start().expect("free");
+        admin.get("/admin/backups").assert_status(Status::Ok);
+        let page = admin.post("/admin/backups", &[]);
+        page.assert_status(Status::Conflict);
+        assert!(
+            page.body.contains("another backup or restore is under way"),
+            "{}",
+            page.body
+        );
+        admin.get("/admin/backups").assert_status(Status::Ok);
+        let page = admin.post(
+            &format!("/admin/backups/{}/restore", made.name),
+            &[("confirmed", "true")],
+        );
+        page.assert_status(Status::Conflict);
+        assert!(matches!(
+            backup::create_backup(app.app(), "test", Origin::Manual),
+            Err(backup::BackupError::Busy)
+        ));
+        assert_eq!(
+            backup::list(app.app()).unwrap().len(),
+            before,
+            "nothing half-made"
+        );
+    }
+    // Backups made back to back in the same second each get a name and a manifest of their own.
+    let names: Vec<String> = (0..3)
+        .map(|_| {
+            backup::create_backup(app.app(), "test", Origin::Manual)
+                .expect("backup")
+                .name
+        })
+        .collect();
+    let listed = backup::list(app.app()).unwrap();
+    assert_eq!(listed.len(), before + 3);
+    for name in &names {
+        assert!(
+            listed.iter().any(|b| &b.name == name && b.verified),
+            "{name}"
+        );
+    }
+}

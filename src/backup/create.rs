@@ -18,7 +18,18 @@ use super::{
 use crate::app::App;
 
 /// Makes a backup of the live database now; `author` is who asked (a username, or "schedule").
+/// One backup or restore at a time: while another runs, [`BackupError::Busy`].
 pub fn create_backup(app: &App, author: &str, origin: Origin) -> Result<BackupInfo, BackupError> {
+    let _one_at_a_time = app.backup_work.start()?;
+    create_backup_while_held(app, author, origin)
+}
+
+/// [`create_backup`] for a caller that already holds `app.backup_work` (a restore's safety copy).
+pub(super) fn create_backup_while_held(
+    app: &App,
+    author: &str,
+    origin: Origin,
+) -> Result<BackupInfo, BackupError> {
     let dir = app.config.backups_dir();
     fs::create_dir_all(&dir)
         .map_err(|e| BackupError::failed("cannot create the backup folder", e))?;
@@ -26,7 +37,11 @@ pub fn create_backup(app: &App, author: &str, origin: Origin) -> Result<BackupIn
     let name = free_name(&dir, now)?;
     let path = dir.join(&name);
     // The dot and the suffix keep the copy out of the listing until it is whole and checked.
-    let partial = dir.join(format!(".{name}.partial"));
+    // A random part too: a `medvault backup` in another process may pick the same name.
+    let partial = dir.join(format!(
+        ".{name}.{}.partial",
+        &crate::crypto::random_token()[..12]
+    ));
     // How long each stage took, for the log line: operators see where a slow backup waits.
     let mut stages = Stages::default();
     let started = Instant::now();

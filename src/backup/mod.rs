@@ -25,6 +25,7 @@ use crate::app::App;
 
 pub use check::{our_schema_version, KeyCheck};
 pub use create::create_backup;
+use create::create_backup_while_held;
 pub use restore::restore_backup;
 pub use upload::{accept_upload, upload_path};
 
@@ -87,6 +88,25 @@ pub enum BackupError {
     /// The disk or the database failed us.
     #[error("{0}")]
     Failed(String),
+    /// Another backup or restore is under way in this server.
+    #[error("another backup or restore is under way; try again when it has finished")]
+    Busy,
+}
+
+/// Held by a backup or a restore for its whole run: two at once would pick the same names and
+/// trample each other's temporary files, and a restore must not swap under a backup's copy.
+#[derive(Default)]
+pub struct BackupWork(std::sync::Mutex<()>);
+
+impl BackupWork {
+    /// The right to run, or [`BackupError::Busy`] while another run holds it.
+    pub fn start(&self) -> Result<std::sync::MutexGuard<'_, ()>, BackupError> {
+        match self.0.try_lock() {
+            Ok(guard) => Ok(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => Err(BackupError::Busy),
+        }
+    }
 }
 
 impl BackupError {

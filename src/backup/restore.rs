@@ -5,8 +5,8 @@
 use std::fs;
 
 use super::{
-    check, copy_hashing, create_backup, find, sync_dir, with_suffix, BackupError, BackupInfo,
-    Origin,
+    check, copy_hashing, create_backup_while_held, find, sync_dir, with_suffix, BackupError,
+    BackupInfo, Origin,
 };
 use crate::app::App;
 use crate::crypto::constant_time_eq;
@@ -21,6 +21,7 @@ pub struct Restored {
 
 /// Checks the listed backup `name`, backs up the current state, and swaps the backup in.
 pub fn restore_backup(app: &App, name: &str, author: &str) -> Result<Restored, BackupError> {
+    let _one_at_a_time = app.backup_work.start()?;
     let (info, path) = find(app, name)?;
     let Some(manifest) = info.manifest.clone() else {
         return Err(BackupError::Refused(
@@ -35,10 +36,14 @@ pub fn restore_backup(app: &App, name: &str, author: &str) -> Result<Restored, B
         .map(|p| p.to_path_buf())
         .ok_or_else(|| BackupError::Failed("the database file has no folder".into()))?;
     // Next to the live file, so that the final rename stays on one file system.
-    let staging = dir.join(format!(".medvault-restore-{}.staging", app.now()));
+    let staging = dir.join(format!(
+        ".medvault-restore-{}-{}.staging",
+        app.now(),
+        &crate::crypto::random_token()[..12]
+    ));
     let _ = fs::remove_file(&staging);
     let result = stage(app, &path, &staging, &manifest.sha256).and_then(|()| {
-        let safety = create_backup(app, author, Origin::BeforeRestore)?;
+        let safety = create_backup_while_held(app, author, Origin::BeforeRestore)?;
         app.db
             .replace_file(|live| {
                 fs::rename(&staging, live)

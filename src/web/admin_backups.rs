@@ -68,6 +68,7 @@ async fn refusal(app: &App, actor: &Actor, what: &str, name: &str, err: BackupEr
     let (status, message) = match &err {
         BackupError::UnknownName(_) => (Status::NotFound, err.to_string()),
         BackupError::Refused(m) => (Status::UnprocessableEntity, format!("Refused: {m}.")),
+        BackupError::Busy => (Status::Conflict, format!("Not now: {err}.")),
         BackupError::Failed(m) => {
             tracing::error!(action = what, error = %m, "backup action failed");
             (
@@ -77,7 +78,7 @@ async fn refusal(app: &App, actor: &Actor, what: &str, name: &str, err: BackupEr
         }
     };
     let outcome = match err {
-        BackupError::Failed(_) => Outcome::Failure,
+        BackupError::Failed(_) | BackupError::Busy => Outcome::Failure,
         _ => Outcome::Denied,
     };
     // The name is shown escaped and stored as given, cut short: it may be anything.
