@@ -2252,3 +2252,31 @@ fn a_lookup_outside_ones_care_shows_only_what_masking_allows_and_is_in_the_patie
     bob.get("/patients?q=S3333333C").assert_status(Status::Ok);
     assert_eq!(audited(&app, "record.looked_up"), 1);
 }
+
+#[test]
+fn reloading_a_record_cannot_push_a_reveal_out_of_the_patients_access_log() {
+    let app = TestApp::new();
+    let mut v = victim(&app);
+    let record = format!("/patients/{}", v.id);
+    v.doctor.get(&record).assert_status(Status::Ok);
+    v.doctor
+        .post(&format!("{record}/reveal"), &[("field", "national_id")])
+        .assert_status(Status::Ok);
+    // Then 520 reloads, more than the old log's 500 lines.
+    for _ in 0..520 {
+        v.doctor.get(&record);
+    }
+    let log = v.patient.get("/account/access-log");
+    log.assert_status(Status::Ok);
+    assert!(log.body.contains("revealed a masked value"), "{}", log.body);
+    assert!(
+        log.body.contains("opened your record 520 times, between"),
+        "{}",
+        log.body
+    );
+    // Everything is one page of a few lines; a later page is there, and empty.
+    assert!(log.body.matches("<tr><td>").count() < 50, "{}", log.body);
+    v.patient
+        .get("/account/access-log?page=2")
+        .assert_status(Status::Ok);
+}

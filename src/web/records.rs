@@ -20,7 +20,7 @@ use crate::error::AppError;
 use crate::records;
 use crate::web::record_entries::{book, check_booking, AppointmentForm};
 use crate::web::scans::{file_of, link_for};
-use crate::web::{form_context_of, ButtonForm, FormView, Layout};
+use crate::web::{form_context_of, ButtonForm, FormView, Layout, Paging};
 
 pub fn routes() -> Vec<Route> {
     routes![own_record, book_own, cancel_own, own_file, access_log]
@@ -211,10 +211,41 @@ async fn own_file(who: Patient, app: &State<App>, fid: &str) -> Result<Redirect,
 
 #[derive(Serialize)]
 struct AccessLine {
+    /// The newest of the events this line stands for.
     at: i64,
+    /// The oldest of them.
+    first_at: i64,
+    /// How many events in a row, by the same person, of the same kind.
+    count: usize,
     who: String,
+    actor_id: String,
     what: &'static str,
     detail: String,
+}
+
+/// Lines of the access log on one page.
+const ACCESS_LINES_PER_PAGE: i64 = 50;
+
+/// Folds events that follow each other, by the same person and of the same kind and detail,
+/// into one line ("opened your record 512 times between 10:02 and 10:03"): reloading a page
+/// cannot push anything out of sight, and whatever else happened in between starts a line of
+/// its own. `lines` are newest first.
+fn group_access_lines(lines: Vec<AccessLine>) -> Vec<AccessLine> {
+    let mut grouped: Vec<AccessLine> = Vec::new();
+    for line in lines {
+        match grouped.last_mut() {
+            Some(last)
+                if last.actor_id == line.actor_id
+                    && last.what == line.what
+                    && last.detail == line.detail =>
+            {
+                last.count += line.count;
+                last.first_at = line.first_at;
+            }
+            _ => grouped.push(line),
+        }
+    }
+    grouped
 }
 
 #[derive(Serialize)]
@@ -245,13 +276,17 @@ fn describe(action: &str) -> &'static str {
     }
 }
 
-#[get("/account/access-log")]
-async fn access_log(who: Allowed<page::AccessLog>, app: &State<App>) -> Result<Template, AppError> {
+#[get("/account/access-log?<page>")]
+async fn access_log(
+    who: Allowed<page::AccessLog>,
+    app: &State<App>,
+    page: Option<i64>,
+) -> Result<Template, AppError> {
     let (app2, me) = (app.inner().clone(), who.user.id.clone());
     let (events, grants, names) = app
         .db
         .run(move |conn| {
-            let events = AuditEvent::about(&records::audit_target(&me), &me, 500, conn)?;
+            let events = AuditEvent::about(&records::audit_target(&me), &me, conn)?;
             // Named as the record pages name people (full name, else username).
             let mut names = std::collections::HashMap::new();
             for event in &events {
@@ -282,22 +317,33 @@ async fn access_log(who: Allowed<page::AccessLog>, app: &State<App>) -> Result<T
             Ok((events, grants, names))
         })
         .await?;
-    let lines: Vec<AccessLine> = events
+    let lines: Vec<AccessLine> = group_access_lines(
+        events
+            .into_iter()
+            .map(|e| AccessLine {
+                at: e.at,
+                first_at: e.at,
+                count: 1,
+                who: names.get(&e.actor_id).cloned().unwrap_or(e.actor_name),
+                actor_id: e.actor_id,
+                what: describe(&e.action),
+                detail: if e.action == action::RECORD_VIEWED && e.detail == "emergency access" {
+                    "emergency access".into()
+                } else {
+                    String::new()
+                },
+            })
+            .collect(),
+    );
+    let paging = Paging::new(page.unwrap_or(1), ACCESS_LINES_PER_PAGE, lines.len() as i64);
+    let lines: Vec<AccessLine> = lines
         .into_iter()
-        .map(|e| AccessLine {
-            at: e.at,
-            who: names.get(&e.actor_id).cloned().unwrap_or(e.actor_name),
-            what: describe(&e.action),
-            detail: if e.action == action::RECORD_VIEWED && e.detail == "emergency access" {
-                "emergency access".into()
-            } else {
-                String::new()
-            },
-        })
+        .skip(paging.offset(ACCESS_LINES_PER_PAGE) as usize)
+        .take(ACCESS_LINES_PER_PAGE as usize)
         .collect();
     let layout = Layout::for_user(app, &who, None);
     Ok(Template::render(
         "records/access_log",
-        context! { layout, lines, grants },
+        context! { layout, lines, grants, paging, pager_base: "/account/access-log?" },
     ))
 }

@@ -124,11 +124,10 @@ impl AuditEvent {
 }
 
 impl AuditEvent {
-    /// The newest `limit` events about `target` by anyone but `except_actor`.
+    /// Every event about `target` by anyone but `except_actor`, newest first.
     pub fn about(
         target: &str,
         except_actor: &str,
-        limit: i64,
         conn: &mut Conn,
     ) -> QueryResult<Vec<AuditEvent>> {
         use crate::db::schema::audit_events;
@@ -136,7 +135,6 @@ impl AuditEvent {
             .filter(audit_events::target.eq(target))
             .filter(audit_events::actor_id.ne(except_actor))
             .order(audit_events::id.desc())
-            .limit(limit)
             .select(AuditEvent::as_select())
             .load(conn)
     }
