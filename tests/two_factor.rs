@@ -309,3 +309,35 @@ fn turning_it_on_or_off_ends_the_users_other_sessions() {
     phone.get("/dashboard").assert_redirect("/login");
     laptop.get("/dashboard").assert_status(Status::Ok);
 }
+
+#[test]
+fn the_half_signed_in_cookie_carried_to_another_browser_or_address_is_worth_nothing() {
+    let app = TestApp::new();
+    let mut doctor = app.signed_in(Level::Doctor, "doc");
+    let (secret, _) = enrol(&app, &mut doctor);
+    let mut browser = app.browser();
+    password_step(&mut browser, "doc");
+    app.clock.advance(30);
+    // The cookie, stolen after the password step, with the right code: another address, then
+    // another browser on the same address.
+    for (remote, agent) in [
+        ("198.51.100.66:4000", browser.user_agent.clone()),
+        (
+            "192.0.2.10:40000",
+            "Mozilla/5.0 (Windows NT 10.0) Chrome/128.0".to_string(),
+        ),
+    ] {
+        let token = browser.get("/login/2fa").csrf_token().unwrap();
+        let mut thief = browser.clone_with(remote, &agent);
+        thief.get("/login/2fa").assert_redirect("/login");
+        let page = thief.post_form(
+            "/login/2fa",
+            &[("csrf_token", &token), ("code", &code(&app, &secret, 0))],
+            Some(ORIGIN),
+        );
+        page.assert_redirect("/login");
+        thief.get("/dashboard").assert_redirect("/login");
+    }
+    // The browser that gave the password still finishes.
+    code_step(&mut browser, &code(&app, &secret, 0)).assert_redirect("/dashboard");
+}

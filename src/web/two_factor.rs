@@ -84,10 +84,13 @@ pub fn check_second_factor(
         .then_some(SecondFactor::RecoveryCode))
 }
 
-/// The half-signed-in session of this browser, with its user, if it is still fresh.
+/// The half-signed-in session of this browser, with its user, if it is still fresh and held by
+/// the browser and address that gave the password (under the same bindings as a full session):
+/// a cookie carried elsewhere after the password step is worth nothing.
 fn pending(
     app: &App,
     token: &str,
+    client: &ClientInfo,
     conn: &mut Conn,
 ) -> Result<Option<(SessionRow, User)>, AppError> {
     let now = app.now();
@@ -96,6 +99,11 @@ fn pending(
         return Ok(None);
     };
     if row.is_full() || now - row.created_at > PENDING_SECONDS {
+        return Ok(None);
+    }
+    if (app.security.bind_ip() && row.ip != client.ip)
+        || (app.security.bind_user_agent() && row.user_agent != client.user_agent)
+    {
         return Ok(None);
     }
     Ok(User::find(&row.user_id, conn)?
@@ -111,17 +119,18 @@ fn code_template(layout: Layout) -> Template {
 async fn code_page(
     _page: Public<page::LoginTwoFactor>,
     app: &State<App>,
+    client: &ClientInfo,
     cookies: &CookieJar<'_>,
     flash: Option<FlashMessage<'_>>,
 ) -> Result<Template, Flash<Redirect>> {
     let token = cookies
         .get_private(SESSION_COOKIE)
         .map(|c| c.value().to_string());
-    let app2 = app.inner().clone();
+    let (app2, client2) = (app.inner().clone(), client.clone());
     let found = match token {
         Some(token) => app
             .db
-            .run(move |conn| pending(&app2, &token, conn))
+            .run(move |conn| pending(&app2, &token, &client2, conn))
             .await
             .ok()
             .flatten(),
@@ -186,7 +195,7 @@ async fn submit_code(
         .db
         .run(move |conn| {
             let app = app2;
-            let Some((row, user)) = pending(&app, &token, conn)? else {
+            let Some((row, user)) = pending(&app, &token, &client2, conn)? else {
                 return Ok(Err(false));
             };
             let actor = Actor {
