@@ -85,6 +85,14 @@ fn an_idle_session_ends_after_the_idle_timeout() {
     browser.get("/dashboard").assert_status(Status::Ok);
     app.clock.advance(15 * 60 + 1);
     browser.get("/dashboard").assert_redirect("/login?ended=1");
+    // The page the refusal leads to says why the person is there.
+    let login = browser.get("/login?ended=1");
+    login.assert_status(Status::Ok);
+    assert!(
+        login.body.contains("Your session has ended"),
+        "{}",
+        login.body
+    );
 }
 
 #[test]

@@ -51,7 +51,7 @@ fn login_page(
     viewer: &Viewer,
     cookies: &CookieJar<'_>,
     flash: Option<FlashMessage<'_>>,
-    ended: Option<bool>,
+    ended: Option<&str>,
 ) -> LoginPage {
     if viewer.signed_in().is_some() {
         return LoginPage::SignedIn(Box::new(Redirect::to("/dashboard")));
@@ -61,7 +61,8 @@ fn login_page(
         login_csrf_token(cookies, app.secure_cookies()),
         flash,
     );
-    if ended == Some(true) && layout.flash.is_none() {
+    // The refusal catcher sends `ended=1`; older links said `ended=true`.
+    if matches!(ended, Some("1" | "true")) && layout.flash.is_none() {
         layout = layout.with_message("info", "Your session has ended. Please sign in again.");
     }
     LoginPage::Form(Box::new(login_template(layout, "")))
