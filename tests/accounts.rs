@@ -570,3 +570,37 @@ fn a_setup_form_opened_before_an_admin_was_made_elsewhere_creates_nobody() {
         .login("lateadmin", PASSWORD)
         .assert_status(Status::Unauthorized);
 }
+
+#[test]
+fn a_password_hash_with_older_parameters_is_replaced_at_the_next_sign_in() {
+    use diesel::prelude::*;
+    use medvault::db::schema::users;
+    let app = TestApp::new();
+    let id = app.create_user(Level::Doctor, "doc");
+    let weak = app
+        .app()
+        .passwords
+        .hash_with_params(PASSWORD, 8 * 1024, 1, 1)
+        .unwrap();
+    let stored = |app: &TestApp| -> String {
+        let mut conn = app.app().db.conn().unwrap();
+        users::table
+            .find(&id)
+            .select(users::password_hash)
+            .first(&mut *conn)
+            .unwrap()
+    };
+    app.raw_sql(&format!(
+        "UPDATE users SET password_hash = '{weak}' WHERE id = '{id}'"
+    ));
+    app.browser()
+        .login("doc", PASSWORD)
+        .assert_redirect("/dashboard");
+    let now = stored(&app);
+    assert_ne!(now, weak);
+    assert!(now.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{now}");
+    // And it still signs in.
+    app.browser()
+        .login("doc", PASSWORD)
+        .assert_redirect("/dashboard");
+}

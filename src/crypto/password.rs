@@ -37,7 +37,16 @@ impl PasswordHasher {
     }
 
     fn argon2(&self) -> Result<Argon2<'_>, PasswordHashError> {
-        let params = Params::new(MEMORY_KIB, PASSES, LANES, None)
+        self.argon2_with(MEMORY_KIB, PASSES, LANES)
+    }
+
+    fn argon2_with(
+        &self,
+        memory_kib: u32,
+        passes: u32,
+        lanes: u32,
+    ) -> Result<Argon2<'_>, PasswordHashError> {
+        let params = Params::new(memory_kib, passes, lanes, None)
             .map_err(|e| PasswordHashError(e.to_string()))?;
         Argon2::new_with_secret(
             self.pepper.expose(),
@@ -56,6 +65,38 @@ impl PasswordHasher {
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| PasswordHashError(e.to_string()))
+    }
+
+    /// A hash under other argon2id parameters, as an older medvault (or an imported account)
+    /// left it: for tests of [`PasswordHasher::needs_rehash`] and for migrations.
+    pub fn hash_with_params(
+        &self,
+        password: &str,
+        memory_kib: u32,
+        passes: u32,
+        lanes: u32,
+    ) -> Result<String, PasswordHashError> {
+        let salt = SaltString::generate(&mut OsRng);
+        self.argon2_with(memory_kib, passes, lanes)?
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| PasswordHashError(e.to_string()))
+    }
+
+    /// Whether `phc` was made with other parameters than today's (weaker ones, say): the sign-in
+    /// that proves the password then stores a new hash.
+    pub fn needs_rehash(&self, phc: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return true;
+        };
+        let Ok(params) = Params::try_from(&parsed) else {
+            return true;
+        };
+        parsed.algorithm.as_str() != "argon2id"
+            || parsed.version != Some(0x13)
+            || params.m_cost() != MEMORY_KIB
+            || params.t_cost() != PASSES
+            || params.p_cost() != LANES
     }
 
     /// Whether `password` matches `phc`; a malformed stored hash never matches.
@@ -81,6 +122,17 @@ mod tests {
 
     fn hasher(pepper: &[u8]) -> PasswordHasher {
         PasswordHasher::new(SecretKey::from_bytes(pepper)).unwrap()
+    }
+
+    #[test]
+    fn a_hash_with_older_parameters_still_verifies_and_asks_for_a_rehash() {
+        let h = hasher(b"pepper-one");
+        let old = h
+            .hash_with_params("correct horse battery", 8 * 1024, 1, 1)
+            .unwrap();
+        assert!(h.verify("correct horse battery", &old));
+        assert!(h.needs_rehash(&old));
+        assert!(!h.needs_rehash(&h.hash("correct horse battery").unwrap()));
     }
 
     #[test]

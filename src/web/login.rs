@@ -126,6 +126,19 @@ async fn login(
             };
             match user {
                 Some(user) if verified && user.active && !locked => {
+                    // A hash made with older (weaker) parameters is replaced now that the
+                    // password has been shown; the old one never comes back.
+                    if app.passwords.needs_rehash(&user.password_hash) {
+                        if let Ok(hash) = app.passwords.hash(&password) {
+                            User::set_password(
+                                &user.id,
+                                &hash,
+                                user.must_change_password,
+                                now,
+                                conn,
+                            )?;
+                        }
+                    }
                     // Failures are forgiven only once the whole sign-in succeeds: a correct
                     // password must not wipe the count of wrong second-factor codes.
                     if !user.two_factor_enabled {
