@@ -12,7 +12,6 @@ use serde::Serialize;
 use crate::access::page;
 use crate::app::App;
 use crate::audit::{action, Entry, Outcome};
-use crate::auth::throttle::FailureOutcome;
 use crate::auth::{password_policy, remove_session_cookie, Allowed, CsrfForm};
 use crate::db::models::{SessionRow, User};
 use crate::error::AppError;
@@ -114,17 +113,7 @@ async fn change_password(
                         .target(format!("user {}", user.username))
                         .detail("wrong current password"),
                 )?;
-                if let FailureOutcome::LockedUntil(until) =
-                    app2.brute_force.record_failure(&user.username, now)
-                {
-                    app2.audit.append(
-                        conn,
-                        now,
-                        &Entry::new(&actor, action::ACCOUNT_LOCKED, Outcome::Denied)
-                            .target(format!("user {}", user.username))
-                            .detail(format!("locked for {} s", until - now)),
-                    )?;
-                }
+                crate::auth::count_failure(&app2, conn, &actor, &user.username, now)?;
                 return Ok(Some("This is not your current password."));
             }
             app2.brute_force.record_success(&user.username);

@@ -11,7 +11,6 @@ use rocket_dyn_templates::context;
 use crate::access::{page, Level, Page};
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
-use crate::auth::throttle::FailureOutcome;
 use crate::auth::{
     end_session, login_csrf_token, password_policy, remove_session_cookie, set_session_cookie,
     start_session, Allowed, ClientInfo, CsrfForm, Public, Viewer, SESSION_COOKIE,
@@ -176,17 +175,7 @@ async fn login(
                         app.now(),
                         &Entry::new(&actor, action::LOGIN_FAILURE, Outcome::Failure).detail(detail),
                     )?;
-                    if let FailureOutcome::LockedUntil(until) =
-                        app.brute_force.record_failure(&username, now)
-                    {
-                        app.audit.append(
-                            conn,
-                            app.now(),
-                            &Entry::new(&actor, action::ACCOUNT_LOCKED, Outcome::Denied)
-                                .target(format!("user {}", actor.name))
-                                .detail(format!("locked for {} s", until - now)),
-                        )?;
-                    }
+                    crate::auth::count_failure(&app, conn, &actor, &username, now)?;
                     Ok(None)
                 }
             }

@@ -12,7 +12,6 @@ use rocket_dyn_templates::context;
 use crate::access::{page, Page};
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
-use crate::auth::throttle::FailureOutcome;
 use crate::auth::{
     login_csrf_token, remove_session_cookie, set_session_cookie, start_session, Allowed,
     ClientInfo, CsrfForm, Public, SESSION_COOKIE,
@@ -233,17 +232,7 @@ async fn submit_code(
                         &Entry::new(&actor, action::TWO_FACTOR_FAILURE, Outcome::Failure)
                             .detail(if locked { "account locked" } else { "" }),
                     )?;
-                    if let FailureOutcome::LockedUntil(until) =
-                        app.brute_force.record_failure(&user.username, now)
-                    {
-                        app.audit.append(
-                            conn,
-                            now,
-                            &Entry::new(&actor, action::ACCOUNT_LOCKED, Outcome::Denied)
-                                .target(format!("user {}", user.username))
-                                .detail(format!("locked for {} s", until - now)),
-                        )?;
-                    }
+                    crate::auth::count_failure(&app, conn, &actor, &user.username, now)?;
                     Ok(Err(true))
                 }
             }
