@@ -55,7 +55,7 @@ fn seed(app: &App, target_bytes: u64) -> usize {
                     conn,
                 )?;
             }
-            Ok::<_, medvault::error::AppError>(())
+            Ok::<_, medvault::fields::StoreError>(())
         })
         .expect("seeded");
         made += 10_000;

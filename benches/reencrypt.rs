@@ -44,7 +44,7 @@ fn seed(app: &App, n: usize) {
                 conn,
             )?;
         }
-        Ok::<_, medvault::error::AppError>(())
+        Ok::<_, medvault::fields::StoreError>(())
     })
     .expect("seeded");
 }

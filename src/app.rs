@@ -2,10 +2,7 @@
 //! gathered in one [`App`] that the server, the command line and the tests share.
 
 use std::collections::HashSet;
-use std::fs;
-use std::io::Write;
 use std::ops::Deref;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
@@ -18,8 +15,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{constant_time_eq, random_token, KeyRing, PasswordHasher, Purpose, RootKeys};
 use crate::db::models::{key_check, PageGrant, Setting, User};
-use crate::db::Db;
+use crate::db::{Db, DbError};
 use crate::fields::{job, policy, Fields, Policy};
+use crate::private_files::{self, KeyFileWrite};
 use crate::records::masking::Visibility;
 use crate::state_seal::StateSeal;
 
@@ -32,6 +30,7 @@ pub struct StartupError(pub String);
 
 /// Settings an admin switches at `/admin/security`, kept in memory so that no request pays a
 /// query for them; saved to the database by the page that changes them.
+#[derive(Default)]
 pub struct SecuritySettings {
     pub bind_ip: AtomicBool,
     pub bind_user_agent: AtomicBool,
@@ -94,6 +93,11 @@ impl SetupToken {
 
     pub fn current(&self) -> Option<String> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Withdraws the link: an admin exists.
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -181,18 +185,20 @@ impl App {
 
     fn open_as(config: Config, opening: Opening) -> Result<App, StartupError> {
         config.validate().map_err(|e| StartupError(e.to_string()))?;
-        // Usernames, session addresses, the audit trail and sealed files are nobody else's
-        // business on this machine: the folders are the owner's alone whatever the umask.
         for dir in [
             config.database_dir(),
             config.backups_dir(),
             config.storage_dir(),
         ] {
-            fs::create_dir_all(&dir)
-                .and_then(|()| restrict_permissions(&dir, 0o700))
+            private_files::private_dir(&dir)
                 .map_err(|e| StartupError(format!("cannot create {}: {e}", dir.display())))?;
         }
-        private_database_file(&config.database_file())?;
+        private_files::private_database_file(&config.database_file()).map_err(|e| {
+            StartupError(format!(
+                "cannot make the database {} private: {e}",
+                config.database_file().display()
+            ))
+        })?;
         let db = Db::open(&config.database_file()).map_err(StartupError)?;
         let mut conn = db.conn().map_err(|e| StartupError(e.to_string()))?;
         if let Err(difference) = crate::db::shape::require_current(&mut conn) {
@@ -235,50 +241,14 @@ impl App {
         }
 
         PageGrant::insert_missing_defaults(&mut conn).map_err(db_error)?;
-        let access = AccessTable::default();
-        access.replace(PageGrant::load_granted(&mut conn).map_err(db_error)?);
-        let security = SecuritySettings {
-            bind_ip: AtomicBool::new(
-                Setting::get_bool(Setting::BIND_SESSION_IP, true, &mut conn).map_err(db_error)?,
-            ),
-            bind_user_agent: AtomicBool::new(
-                Setting::get_bool(Setting::BIND_SESSION_USER_AGENT, true, &mut conn)
-                    .map_err(db_error)?,
-            ),
-            require_two_factor: RwLock::new(
-                Setting::get(Setting::REQUIRE_TWO_FACTOR, &mut conn)
-                    .map_err(db_error)?
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter_map(Level::parse)
-                    .collect(),
-            ),
-        };
         let newly_encryptable = Policy::insert_defaults(now, &mut conn).map_err(db_error)?;
+        let stored = StoredState::load(&config, &mut conn).map_err(db_error)?;
         let fields = Fields::new(
             keys.clone(),
-            Policy::load(&mut conn).map_err(db_error)?,
-            job::retired_versions(&mut conn).map_err(db_error)?,
-            job::Job::running(&mut conn)
-                .map_err(db_error)?
-                .map(|job| job.tolerated_plain()),
+            stored.policy.clone(),
+            stored.retired.clone(),
+            stored.migration.clone(),
         );
-        let id_length = Setting::get(policy::ID_LENGTH_SETTING, &mut conn)
-            .map_err(db_error)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(config.id_length);
-        let brute_force = BruteForceGuard::new(
-            Setting::get(Setting::BRUTE_FORCE_POLICY, &mut conn)
-                .map_err(db_error)?
-                .and_then(|json| serde_json::from_str::<BruteForcePolicy>(&json).ok())
-                .unwrap_or_default(),
-            TRACKED_ENTRIES,
-        );
-        let masking = crate::records::visibility(&mut conn).map_err(db_error)?;
-        let setup = SetupToken::default();
-        if !User::exists_active_admin(&mut conn).map_err(db_error)? {
-            setup.restore(random_token());
-        }
         // The defaults this start gave new pages and columns, and new key versions, are sealed.
         state_seal.reseal(now, &mut conn).map_err(db_error)?;
         if upgraded && !recorded.is_empty() {
@@ -314,22 +284,23 @@ impl App {
             keys,
             passwords,
             sessions,
-            access,
+            access: AccessTable::default(),
             audit,
-            security,
-            setup,
+            security: SecuritySettings::default(),
+            setup: SetupToken::default(),
             clock,
             tls: AtomicBool::new(false),
             fields,
-            id_length: AtomicUsize::new(id_length),
+            id_length: AtomicUsize::new(0),
             job_signal: JobSignal::default(),
-            brute_force,
+            brute_force: BruteForceGuard::new(BruteForcePolicy::default(), TRACKED_ENTRIES),
             state_seal,
-            masking: RwLock::new(Arc::new(masking)),
+            masking: RwLock::new(Arc::new(Visibility::default())),
             rotation: Mutex::new(()),
             backup_work: Default::default(),
             disk_probe: Default::default(),
         }));
+        app.put_in_force(stored);
         if !newly_encryptable.is_empty() {
             // Columns that just became encryptable (a new installation, or an upgrade) may hold
             // plain values: encrypt them in the background.
@@ -373,54 +344,87 @@ impl App {
         self.tls.load(Ordering::Relaxed)
     }
 
-    /// Reloads every in-memory copy of database state (page access, security settings, field
-    /// policy, retired key versions, running job, id length, setup link) after a restore put
-    /// another database in place.
-    pub fn reload_from_database(&self) -> Result<(), crate::error::AppError> {
+    /// Reloads every in-memory copy of database state after a restore put another database in
+    /// place: the same loader as at start, so the restored settings are in force exactly as if
+    /// the server had started on them.
+    pub fn reload_from_database(&self) -> Result<(), DbError> {
         let mut conn = self.db.conn()?;
-        self.access.replace(PageGrant::load_granted(&mut conn)?);
-        self.security.bind_ip.store(
-            Setting::get_bool(Setting::BIND_SESSION_IP, true, &mut conn)?,
-            Ordering::Relaxed,
-        );
-        self.security.bind_user_agent.store(
-            Setting::get_bool(Setting::BIND_SESSION_USER_AGENT, true, &mut conn)?,
-            Ordering::Relaxed,
-        );
-        self.security.set_two_factor_required(
-            Setting::get(Setting::REQUIRE_TWO_FACTOR, &mut conn)?
-                .unwrap_or_default()
-                .split(',')
-                .filter_map(Level::parse)
-                .collect(),
-        );
-        self.brute_force.set_policy(
-            Setting::get(Setting::BRUTE_FORCE_POLICY, &mut conn)?
-                .and_then(|json| serde_json::from_str(&json).ok())
-                .unwrap_or_default(),
-        );
-        self.fields.set_policy(Policy::load(&mut conn)?);
-        self.set_masking(crate::records::visibility(&mut conn)?);
-        self.fields.set_retired(job::retired_versions(&mut conn)?);
-        let running = job::Job::running(&mut conn)?;
-        let has_job = running.is_some();
-        self.fields
-            .set_migration(running.map(|job| job.tolerated_plain()));
-        if let Some(length) =
-            Setting::get(policy::ID_LENGTH_SETTING, &mut conn)?.and_then(|v| v.parse().ok())
-        {
-            self.id_length.store(length, Ordering::Relaxed);
-        }
-        if User::exists_active_admin(&mut conn)? {
-            let _ = self.setup.0.lock().map(|mut slot| *slot = None);
-        } else if self.setup.current().is_none() {
-            self.setup.restore(random_token());
-        }
+        let stored = StoredState::load(&self.config, &mut conn)?;
         drop(conn);
+        let has_job = stored.migration.is_some();
+        self.put_in_force(stored);
         if has_job {
             self.job_signal.notify();
         }
         Ok(())
+    }
+
+    /// Makes `stored` the state every request sees.
+    fn put_in_force(&self, stored: StoredState) {
+        self.access.replace(stored.granted);
+        self.security
+            .bind_ip
+            .store(stored.bind_ip, Ordering::Relaxed);
+        self.security
+            .bind_user_agent
+            .store(stored.bind_user_agent, Ordering::Relaxed);
+        self.security
+            .set_two_factor_required(stored.two_factor_levels);
+        self.brute_force.set_policy(stored.brute_force);
+        self.fields.set_policy(stored.policy);
+        self.fields.set_retired(stored.retired);
+        self.fields.set_migration(stored.migration);
+        self.set_masking(stored.masking);
+        self.id_length.store(stored.id_length, Ordering::Relaxed);
+        if stored.admin_exists {
+            self.setup.clear();
+        } else if self.setup.current().is_none() {
+            self.setup.restore(random_token());
+        }
+    }
+}
+
+/// The admin's state as the database holds it: what medvault keeps in memory so that no
+/// request pays a query for it. Loaded here alone, at start and after a restore.
+struct StoredState {
+    granted: HashSet<(Level, crate::access::Page)>,
+    bind_ip: bool,
+    bind_user_agent: bool,
+    two_factor_levels: HashSet<Level>,
+    brute_force: BruteForcePolicy,
+    policy: Policy,
+    retired: HashSet<u32>,
+    /// The plain-tolerated columns of the running re-encryption job, if one runs.
+    migration: Option<HashSet<(String, String)>>,
+    masking: Visibility,
+    /// The admin's id length, else the configured one.
+    id_length: usize,
+    admin_exists: bool,
+}
+
+impl StoredState {
+    fn load(config: &Config, conn: &mut crate::db::Conn) -> diesel::QueryResult<StoredState> {
+        Ok(StoredState {
+            granted: PageGrant::load_granted(conn)?,
+            bind_ip: Setting::get_bool(Setting::BIND_SESSION_IP, true, conn)?,
+            bind_user_agent: Setting::get_bool(Setting::BIND_SESSION_USER_AGENT, true, conn)?,
+            two_factor_levels: Setting::get(Setting::REQUIRE_TWO_FACTOR, conn)?
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(Level::parse)
+                .collect(),
+            brute_force: Setting::get(Setting::BRUTE_FORCE_POLICY, conn)?
+                .and_then(|json| serde_json::from_str::<BruteForcePolicy>(&json).ok())
+                .unwrap_or_default(),
+            policy: Policy::load(conn)?,
+            retired: job::retired_versions(conn)?,
+            migration: job::Job::running(conn)?.map(|job| job.tolerated_plain()),
+            masking: Visibility::load(conn)?,
+            id_length: Setting::get(policy::ID_LENGTH_SETTING, conn)?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(config.id_length),
+            admin_exists: User::exists_active_admin(conn)?,
+        })
     }
 }
 
@@ -456,12 +460,7 @@ fn load_root_keys(config: &Config, database_has_keys: bool) -> Result<RootKeys, 
     }
     let path = config.key_file_path();
     if path.exists() {
-        refuse_if_readable_by_others(&path)?;
-        let text = fs::read_to_string(&path).map_err(|e| {
-            StartupError(format!("cannot read the key file {}: {e}", path.display()))
-        })?;
-        return RootKeys::parse(&text)
-            .map_err(|e| StartupError(format!("key file {}: {e}", path.display())));
+        return private_files::read_key_file(&path).map_err(|e| StartupError(e.to_string()));
     }
     if database_has_keys {
         return Err(StartupError(format!(
@@ -471,7 +470,8 @@ fn load_root_keys(config: &Config, database_has_keys: bool) -> Result<RootKeys, 
         )));
     }
     let keys = RootKeys::generate();
-    write_key_file(&path, &keys.to_provider_text())?;
+    private_files::write_key_file(&path, &keys, KeyFileWrite::New)
+        .map_err(|e| StartupError(e.to_string()))?;
     tracing::info!(path = %path.display(), "created a new root key file");
     Ok(keys)
 }
@@ -495,75 +495,5 @@ fn check_root_keys(keys: &KeyRing, recorded: &[(i32, String)]) -> Result<(), Sta
             }
         }
     }
-    Ok(())
-}
-
-fn write_key_file(path: &Path, text: &str) -> Result<(), StartupError> {
-    let fail = |e: std::io::Error| {
-        StartupError(format!(
-            "cannot create the key file {}: {e}",
-            path.display()
-        ))
-    };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(fail)?;
-        restrict_permissions(dir, 0o700).map_err(fail)?;
-    }
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(fail)?;
-    file.write_all(text.as_bytes()).map_err(fail)?;
-    file.sync_all().map_err(fail)
-}
-
-#[cfg(unix)]
-fn restrict_permissions(path: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn restrict_permissions(_path: &Path, _mode: u32) -> std::io::Result<()> {
-    Ok(())
-}
-
-/// The database file is created 0600 before SQLite first opens it (SQLite gives its WAL and
-/// shared-memory files the same mode), and an existing one is narrowed to 0600.
-fn private_database_file(path: &Path) -> Result<(), StartupError> {
-    let fail = |e: std::io::Error| {
-        StartupError(format!(
-            "cannot make the database {} private: {e}",
-            path.display()
-        ))
-    };
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).map_err(fail)?;
-    restrict_permissions(path, 0o600).map_err(fail)
-}
-
-/// A key file that other accounts on the machine can read is a key that has leaked: the start
-/// stops and says what to run.
-fn refuse_if_readable_by_others(path: &Path) -> Result<(), StartupError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::metadata(path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                return Err(StartupError(format!(
-                    "the key file {path} can be read or written by other users of this machine. \
-                     Run `chmod 600 {path}` (and consider the key exposed: rotate it), then start \
-                     again.",
-                    path = path.display()
-                )));
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
     Ok(())
 }

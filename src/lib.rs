@@ -13,10 +13,10 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod db;
-pub mod error;
 pub mod fields;
 pub mod health;
 pub mod logging;
+pub mod private_files;
 pub mod records;
 pub mod state_seal;
 pub mod users;
@@ -103,5 +103,5 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
         .manage(hosts)
         .manage(templates)
         .mount("/", web::routes())
-        .register("/", error::catchers()))
+        .register("/", web::error::catchers()))
 }

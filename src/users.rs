@@ -7,7 +7,7 @@ use crate::auth::password_policy;
 use crate::crypto::random_id;
 use crate::db::models::{NewUser, User};
 use crate::db::Conn;
-use crate::error::AppError;
+use crate::fields::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateUserError {
@@ -15,8 +15,22 @@ pub enum CreateUserError {
     Invalid(String),
     #[error("the username {0:?} is taken")]
     Taken(String),
+    #[error("the password could not be hashed: {0}")]
+    Hash(String),
     #[error(transparent)]
-    Failed(#[from] AppError),
+    Failed(#[from] StoreError),
+}
+
+impl From<crate::db::DbError> for CreateUserError {
+    fn from(e: crate::db::DbError) -> Self {
+        CreateUserError::Failed(e.into())
+    }
+}
+
+impl From<diesel::result::Error> for CreateUserError {
+    fn from(e: diesel::result::Error) -> Self {
+        CreateUserError::Failed(e.into())
+    }
 }
 
 /// Creates an active account with `password`, audited as done by `actor` (the command line
@@ -43,7 +57,7 @@ pub fn create_user(
     let hash = app
         .passwords
         .hash(password)
-        .map_err(|e| AppError::internal("hash", e))?;
+        .map_err(|e| CreateUserError::Hash(e.to_string()))?;
     let mut conn = app.db.conn()?;
     let now = app.now();
     let id = random_id(app.id_length());
@@ -73,7 +87,7 @@ pub fn create_user(
                 .target(format!("user {username}"))
                 .detail(format!("level {}", level.as_str())),
         )?;
-        Ok::<_, AppError>(true)
+        Ok::<_, StoreError>(true)
     })?;
     if !created {
         return Err(CreateUserError::Taken(username));
@@ -82,9 +96,9 @@ pub fn create_user(
         // The first admin exists: the setup link has no more use.
         let _ = app.setup.current().map(|t| app.setup.redeem(&t));
     }
-    Ok(User::find(&id, &mut conn)
-        .map_err(AppError::from)?
-        .ok_or(AppError::NotFound)?)
+    User::find(&id, &mut conn)?.ok_or(CreateUserError::Failed(StoreError::Db(
+        diesel::result::Error::NotFound.into(),
+    )))
 }
 
 /// Inserts an account and its personal columns (full name, email) in the stored form the
@@ -94,7 +108,7 @@ pub fn insert_account(
     new: &NewUser<'_>,
     (full_name, email): (&str, &str),
     conn: &mut Conn,
-) -> Result<(), AppError> {
+) -> Result<(), StoreError> {
     User::insert(new, conn)?;
     let [full_name, email, email_index] = app.fields.seal_account(new.id, full_name, email)?;
     User::set_personal(new.id, &full_name, &email, &email_index, conn)?;

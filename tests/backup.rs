@@ -10,8 +10,10 @@ use std::sync::Arc;
 use common::*;
 use diesel::prelude::*;
 use medvault::access::Level;
+use medvault::auth::throttle::BruteForcePolicy;
 use medvault::backup::{self, Origin};
 use medvault::db::schema::users;
+use medvault::records::masking::Mode;
 use rocket::http::Status;
 
 fn usernames(app: &TestApp) -> Vec<String> {
@@ -120,6 +122,102 @@ fn a_restore_reloads_the_access_table_from_the_restored_database() {
         .app()
         .access
         .allows(Level::Doctor, medvault::access::Page::AdminUsers));
+}
+
+/// What a running server holds in memory of the admin's settings, as a test compares it.
+#[derive(Debug, PartialEq)]
+struct InForce {
+    doctors_see_users: bool,
+    bind_ip: bool,
+    bind_user_agent: bool,
+    doctors_need_two_factor: bool,
+    lockout_failures: u32,
+    blind_index_bits: u32,
+    id_length: usize,
+    doctors_see_phone: Mode,
+    setup_link: bool,
+}
+
+fn in_force(app: &TestApp) -> InForce {
+    let app = app.app();
+    InForce {
+        doctors_see_users: app
+            .access
+            .allows(Level::Doctor, medvault::access::Page::AdminUsers),
+        bind_ip: app.security.bind_ip(),
+        bind_user_agent: app.security.bind_user_agent(),
+        doctors_need_two_factor: app.security.two_factor_required(Level::Doctor),
+        lockout_failures: app.brute_force.policy().lockout_failures,
+        blind_index_bits: app.fields.policy().blind_index_bits,
+        id_length: app.id_length(),
+        doctors_see_phone: app.masking().mode("phone", Level::Doctor),
+        setup_link: app.setup.current().is_some(),
+    }
+}
+
+#[test]
+fn a_restore_puts_every_admin_setting_of_the_backup_in_force() {
+    let app = TestApp::new();
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let defaults = in_force(&app);
+    let with_defaults = back_up_now(&mut admin);
+
+    // Every setting an admin can change, changed, sealed as the pages would, and in force.
+    let policy = BruteForcePolicy {
+        lockout_failures: defaults.lockout_failures + 4,
+        ..BruteForcePolicy::default()
+    };
+    app.raw_sql(&format!(
+        "INSERT OR REPLACE INTO settings (name, value) VALUES \
+         ('session.bind_ip', '{}'), ('session.bind_user_agent', '{}'), \
+         ('security.require_2fa', 'doctor'), ('security.brute_force', '{}'), \
+         ('ids.length', '{}'), ('fields.blind_index_bits', '{}')",
+        !defaults.bind_ip,
+        !defaults.bind_user_agent,
+        serde_json::to_string(&policy).expect("json"),
+        defaults.id_length + 8,
+        defaults.blind_index_bits + 32,
+    ));
+    app.raw_sql(
+        "UPDATE page_access SET allowed = 1 WHERE level = 'doctor' AND page = 'AdminUsers'",
+    );
+    app.raw_sql("INSERT OR REPLACE INTO field_visibility VALUES ('phone', 'doctor', 'hidden')");
+    {
+        let mut conn = app.app().db.conn().expect("conn");
+        let now = app.app().now();
+        app.app().state_seal.reseal(now, &mut conn).expect("reseal");
+    }
+    app.app().reload_from_database().expect("reload");
+    let changed = in_force(&app);
+    let expected_changed = InForce {
+        doctors_see_users: !defaults.doctors_see_users,
+        bind_ip: !defaults.bind_ip,
+        bind_user_agent: !defaults.bind_user_agent,
+        doctors_need_two_factor: !defaults.doctors_need_two_factor,
+        lockout_failures: defaults.lockout_failures + 4,
+        blind_index_bits: defaults.blind_index_bits + 32,
+        id_length: defaults.id_length + 8,
+        doctors_see_phone: Mode::Hidden,
+        setup_link: false,
+    };
+    assert_eq!(changed, expected_changed);
+    admin
+        .post("/admin/backups", &[])
+        .assert_redirect("/admin/backups");
+    let with_changes = backup::list(app.app())
+        .expect("list")
+        .into_iter()
+        .map(|b| b.name)
+        .find(|name| *name != with_defaults)
+        .expect("the second backup");
+
+    // Back to the backup of the defaults: each one is in force again, the id length included
+    // (the backup has none of its own, so the configured one applies).
+    restore(&mut admin, &with_defaults).assert_redirect("/admin/backups");
+    assert_eq!(in_force(&app), defaults);
+    // And forward to the changed one: each change is in force, without a restart.
+    restore(&mut admin, &with_changes).assert_redirect("/admin/backups");
+    assert_eq!(in_force(&app), expected_changed);
 }
 
 #[test]

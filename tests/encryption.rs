@@ -665,7 +665,7 @@ fn a_policy_change_keeps_values_readable_and_the_job_moves_them_to_the_new_suite
 #[test]
 fn a_job_stopped_after_one_batch_resumes_after_a_restart_and_finishes() {
     use medvault::db::models::NewUser;
-    use medvault::error::AppError;
+    use medvault::fields::StoreError;
 
     const BULK: usize = 1199; // with the admin: 1,200 accounts, 2,400 values
     let app = manual_jobs();
@@ -693,7 +693,7 @@ fn a_job_stopped_after_one_batch_resumes_after_a_restart_and_finishes() {
                     conn,
                 )?;
             }
-            Ok::<_, AppError>(())
+            Ok::<_, StoreError>(())
         })
         .expect("bulk accounts");
         drop(conn);

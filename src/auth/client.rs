@@ -8,8 +8,8 @@ use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::State;
 
+use super::refusal::GuardError;
 use crate::app::App;
-use crate::error::AppError;
 
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
@@ -81,11 +81,11 @@ fn forwarded_client(
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for &'r ClientInfo {
-    type Error = AppError;
+    type Error = GuardError;
 
     /// Fails with 400 when a trusted proxy's header names no client address; every page guard
     /// asks for this first, so such a request reaches no handler.
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, AppError> {
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, GuardError> {
         let proxies: &[IpAddr] = match req.guard::<&State<App>>().await {
             Outcome::Success(app) => &app.inner().config.trusted_proxies,
             _ => &[],
@@ -94,7 +94,7 @@ impl<'r> FromRequest<'r> for &'r ClientInfo {
             Ok(client) => Outcome::Success(client),
             Err(MalformedForwarding) => Outcome::Error((
                 Status::BadRequest,
-                AppError::BadRequest(MalformedForwarding::MESSAGE.into()),
+                GuardError::Malformed(MalformedForwarding::MESSAGE),
             )),
         }
     }

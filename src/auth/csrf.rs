@@ -9,11 +9,11 @@ use rocket::outcome::Outcome;
 use rocket::request::Request;
 use rocket::State;
 
+use super::refusal::{note_refusal, GuardError, Refusal};
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome as AuditOutcome};
 use crate::auth::{ClientInfo, Viewer};
 use crate::crypto::{constant_time_eq, random_token};
-use crate::error::{note_refusal, AppError, Refusal};
 
 const GUEST_CSRF_COOKIE: &str = "mv_csrf";
 
@@ -77,10 +77,10 @@ fn origin_is_ours(req: &Request<'_>, allowed: &[String]) -> bool {
 fn refuse<'r, T>(
     req: &'r Request<'_>,
     reason: &str,
-) -> data::Outcome<'r, CsrfForm<'r, T>, AppError> {
+) -> data::Outcome<'r, CsrfForm<'r, T>, GuardError> {
     note_refusal(req, Refusal::ForgedForm);
-    tracing::warn!(route = %crate::error::route_of(req), reason, "form post refused");
-    data::Outcome::Error((Status::Forbidden, AppError::Forbidden))
+    tracing::warn!(route = %super::refusal::route_of(req), reason, "form post refused");
+    data::Outcome::Error((Status::Forbidden, GuardError::Refused))
 }
 
 async fn audit_refusal(
@@ -102,12 +102,14 @@ async fn audit_refusal(
         actor.name = signed_in.user.username.clone();
     }
     let entry = Entry::new(&actor, action::CSRF_REFUSED, AuditOutcome::Denied)
-        .target(format!("POST {}", crate::error::route_of(req)))
+        .target(format!("POST {}", super::refusal::route_of(req)))
         .detail(reason);
     let audit_app = app.clone();
     if let Err(e) = app
         .db
-        .run(move |conn| Ok(audit_app.audit.append(conn, audit_app.now(), &entry)?))
+        .run(move |conn| -> Result<(), GuardError> {
+            Ok(audit_app.audit.append(conn, audit_app.now(), &entry)?)
+        })
         .await
     {
         tracing::error!(error = %e, "cannot audit a refused form");
@@ -116,12 +118,12 @@ async fn audit_refusal(
 
 #[rocket::async_trait]
 impl<'r, T: rocket::form::FromForm<'r> + Send + 'r> FromData<'r> for CsrfForm<'r, T> {
-    type Error = AppError;
+    type Error = GuardError;
 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
         let app = match req.guard::<&State<App>>().await {
             Outcome::Success(app) => app.inner().clone(),
-            _ => return data::Outcome::Error((Status::InternalServerError, AppError::Forbidden)),
+            _ => return data::Outcome::Error((Status::InternalServerError, GuardError::Refused)),
         };
         let viewer = match req.guard::<&Viewer>().await {
             Outcome::Success(v) => Some(v),
@@ -143,7 +145,7 @@ impl<'r, T: rocket::form::FromForm<'r> + Send + 'r> FromData<'r> for CsrfForm<'r
             Outcome::Error((status, _)) => {
                 return data::Outcome::Error((
                     status,
-                    AppError::BadRequest("The form could not be read.".into()),
+                    GuardError::Malformed("The form could not be read."),
                 ))
             }
             Outcome::Forward(f) => return Outcome::Forward(f),

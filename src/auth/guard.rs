@@ -8,13 +8,13 @@ use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::State;
 
+use super::refusal::{note_refusal, GuardError, Refusal};
 use crate::access::{Page, PageId};
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome as AuditOutcome};
 use crate::auth::client::MalformedForwarding;
 use crate::auth::{ClientInfo, Viewer};
 use crate::db::models::{SessionRow, User};
-use crate::error::{note_refusal, AppError, Refusal};
 
 /// Marks a request as having passed through a page guard, for the backstop fairing.
 pub struct PageOfRequest(pub std::sync::OnceLock<Page>);
@@ -78,9 +78,9 @@ impl<P: PageId> SignedIn for Allowed<P> {
 
 #[rocket::async_trait]
 impl<'r, P: PageId> FromRequest<'r> for Allowed<P> {
-    type Error = AppError;
+    type Error = GuardError;
 
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, AppError> {
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, GuardError> {
         mark(req, P::PAGE);
         if let Some(refused) = rate_limited(req).await {
             return refused;
@@ -103,18 +103,18 @@ impl<'r, P: PageId> FromRequest<'r> for Allowed<P> {
                     Refusal::SignInNeeded
                 };
                 note_refusal(req, refusal);
-                return Outcome::Error((Status::Unauthorized, AppError::Forbidden));
+                return Outcome::Error((Status::Unauthorized, GuardError::Refused));
             }
             Viewer::SignedIn(s) => s,
         };
         let user = &signed_in.user;
         if user.must_change_password && !matches!(P::PAGE, Page::AccountPassword | Page::Logout) {
             note_refusal(req, Refusal::PasswordChangeNeeded);
-            return Outcome::Error((Status::Unauthorized, AppError::Forbidden));
+            return Outcome::Error((Status::Unauthorized, GuardError::Refused));
         }
         let app = match req.guard::<&State<App>>().await {
             Outcome::Success(app) => app.inner().clone(),
-            _ => return Outcome::Error((Status::InternalServerError, AppError::Forbidden)),
+            _ => return Outcome::Error((Status::InternalServerError, GuardError::Refused)),
         };
         if !user.two_factor_enabled
             && app.security.two_factor_required(user.level())
@@ -124,7 +124,7 @@ impl<'r, P: PageId> FromRequest<'r> for Allowed<P> {
             )
         {
             note_refusal(req, Refusal::TwoFactorEnrolmentNeeded);
-            return Outcome::Error((Status::Unauthorized, AppError::Forbidden));
+            return Outcome::Error((Status::Unauthorized, GuardError::Refused));
         }
         if !app.access.allows(user.level(), P::PAGE) {
             note_refusal(req, Refusal::PageDenied);
@@ -137,7 +137,11 @@ impl<'r, P: PageId> FromRequest<'r> for Allowed<P> {
                 action::ACCESS_DENIED,
                 AuditOutcome::Denied,
             )
-            .target(format!("{} {}", req.method(), crate::error::route_of(req)))
+            .target(format!(
+                "{} {}",
+                req.method(),
+                super::refusal::route_of(req)
+            ))
             .detail(format!(
                 "page {} is not granted to level {}",
                 P::PAGE.key(),
@@ -146,12 +150,14 @@ impl<'r, P: PageId> FromRequest<'r> for Allowed<P> {
             let audit_app = app.clone();
             if let Err(e) = app
                 .db
-                .run(move |conn| Ok(audit_app.audit.append(conn, audit_app.now(), &entry)?))
+                .run(move |conn| -> Result<(), GuardError> {
+                    Ok(audit_app.audit.append(conn, audit_app.now(), &entry)?)
+                })
                 .await
             {
                 tracing::error!(error = %e, "cannot audit a denied request");
             }
-            return Outcome::Error((Status::Forbidden, AppError::Forbidden));
+            return Outcome::Error((Status::Forbidden, GuardError::Refused));
         }
         Outcome::Success(Allowed {
             user: signed_in.user.clone(),
@@ -167,7 +173,7 @@ pub struct Public<P: PageId>(PhantomData<P>);
 
 #[rocket::async_trait]
 impl<'r, P: PageId> FromRequest<'r> for Public<P> {
-    type Error = AppError;
+    type Error = GuardError;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         debug_assert_eq!(P::PAGE.kind(), crate::access::PageKind::Public);
@@ -182,20 +188,20 @@ impl<'r, P: PageId> FromRequest<'r> for Public<P> {
 /// What every page guard checks first: a `Host` medvault answers for (DNS rebinding must not
 /// reach the forms or loopback's `/metrics`), a forwarding header that names a client, and the
 /// application-wide rate limit per client address.
-async fn rate_limited<T>(req: &Request<'_>) -> Option<Outcome<T, AppError>> {
+async fn rate_limited<T>(req: &Request<'_>) -> Option<Outcome<T, GuardError>> {
     if let (Some(host), Some(names)) = (
         req.headers().get_one("Host"),
         req.rocket().state::<crate::config::HostNames>(),
     ) {
         if !names.accepts(host) {
-            crate::error::note_message(
+            super::refusal::note_message(
                 req,
                 "This server does not answer for the host name in the address. Use the \
                  address your clinic gave you.",
             );
             return Some(Outcome::Error((
                 Status::MisdirectedRequest,
-                AppError::BadRequest("unknown host".into()),
+                GuardError::Malformed("unknown host"),
             )));
         }
     }
@@ -206,7 +212,7 @@ async fn rate_limited<T>(req: &Request<'_>) -> Option<Outcome<T, AppError>> {
     let client = match req.guard::<&ClientInfo>().await {
         Outcome::Success(c) => c.clone(),
         Outcome::Error(e) => {
-            crate::error::note_message(req, MalformedForwarding::MESSAGE);
+            super::refusal::note_message(req, MalformedForwarding::MESSAGE);
             return Some(Outcome::Error(e));
         }
         Outcome::Forward(_) => return None,
@@ -214,10 +220,10 @@ async fn rate_limited<T>(req: &Request<'_>) -> Option<Outcome<T, AppError>> {
     match app.brute_force.take_request(&client.ip, app.now()) {
         Ok(()) => None,
         Err(wait) => {
-            crate::error::note_retry_after(req, wait);
+            super::refusal::note_retry_after(req, wait);
             Some(Outcome::Error((
                 Status::TooManyRequests,
-                AppError::Forbidden,
+                GuardError::Refused,
             )))
         }
     }

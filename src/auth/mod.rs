@@ -4,6 +4,7 @@ pub mod client;
 mod csrf;
 mod guard;
 pub mod password_policy;
+pub mod refusal;
 mod session;
 pub mod throttle;
 

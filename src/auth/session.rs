@@ -8,13 +8,14 @@ use rocket::http::{Cookie, CookieJar, SameSite};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::State;
 
+use super::refusal::GuardError;
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome as AuditOutcome};
 use crate::auth::ClientInfo;
 use crate::crypto::{keyed_digest_hex, random_id, random_token, SecretKey};
 use crate::db::models::{NewSession, SessionRow, User, STAGE_FULL};
 use crate::db::Conn;
-use crate::error::AppError;
+use crate::db::DbError;
 
 pub const SESSION_COOKIE: &str = "mv_session";
 
@@ -74,9 +75,9 @@ impl Viewer {
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for &'r Viewer {
-    type Error = AppError;
+    type Error = GuardError;
 
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, AppError> {
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, GuardError> {
         let viewer = req
             .local_cache_async(async {
                 match resolve(req).await {
@@ -92,7 +93,7 @@ impl<'r> FromRequest<'r> for &'r Viewer {
             Some(viewer) => Outcome::Success(viewer),
             None => Outcome::Error((
                 rocket::http::Status::InternalServerError,
-                AppError::Internal("session lookup failed".into()),
+                GuardError::Internal("session lookup failed".into()),
             )),
         }
     }
@@ -115,7 +116,7 @@ fn binding_problem(app: &App, row: &SessionRow, client: &ClientInfo, now: i64) -
     None
 }
 
-async fn resolve(req: &Request<'_>) -> Result<Viewer, AppError> {
+async fn resolve(req: &Request<'_>) -> Result<Viewer, GuardError> {
     let Some(cookie) = req.cookies().get_private(SESSION_COOKIE) else {
         return Ok(Viewer::Guest {
             session_ended: false,
@@ -124,12 +125,12 @@ async fn resolve(req: &Request<'_>) -> Result<Viewer, AppError> {
     let token = cookie.value().to_string();
     let app = match req.guard::<&State<App>>().await {
         Outcome::Success(app) => app.inner().clone(),
-        _ => return Err(AppError::Internal("application state missing".into())),
+        _ => return Err(GuardError::Internal("application state missing".into())),
     };
     let client = match req.guard::<&ClientInfo>().await {
         Outcome::Success(c) => c.clone(),
         Outcome::Error((_, e)) => return Err(e),
-        Outcome::Forward(_) => return Err(AppError::Internal("client info missing".into())),
+        Outcome::Forward(_) => return Err(GuardError::Internal("client info missing".into())),
     };
     let viewer = app
         .db
@@ -151,7 +152,7 @@ fn resolve_token(
     token: &str,
     client: &ClientInfo,
     conn: &mut Conn,
-) -> Result<Viewer, AppError> {
+) -> Result<Viewer, GuardError> {
     let now = app.now();
     let epoch = app.sessions.epoch(now);
     let ended = Viewer::Guest {
@@ -196,7 +197,7 @@ fn end_with_audit(
     client: &ClientInfo,
     reason: &str,
     conn: &mut Conn,
-) -> Result<(), AppError> {
+) -> Result<(), DbError> {
     let actor_name = User::find(&row.user_id, conn)?
         .map(|u| u.username)
         .unwrap_or_default();
@@ -227,7 +228,7 @@ pub fn start_session(
     previous_token: Option<&str>,
     stage: &str,
     conn: &mut Conn,
-) -> Result<String, AppError> {
+) -> Result<String, DbError> {
     let now = app.now();
     let epoch = app.sessions.epoch(now);
     let token = random_token();
@@ -288,7 +289,7 @@ pub fn end_session(
     session: &SessionRow,
     actor: &Actor,
     conn: &mut Conn,
-) -> Result<(), AppError> {
+) -> Result<(), DbError> {
     conn.immediate_transaction(|conn| {
         SessionRow::delete(&session.id, conn)?;
         app.audit.append(

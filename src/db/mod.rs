@@ -23,7 +23,15 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnectio
 use diesel::{connection::SimpleConnection, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::error::AppError;
+/// Why the database could not answer: a query failed, or no connection could be had (closed
+/// for a restore that took too long, the pool exhausted, the blocking task lost).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
 
 /// The connection type every model method takes, so that PostgreSQL can join through Diesel's
 /// `MultiConnection` without touching the models.
@@ -241,7 +249,7 @@ impl Db {
         })
     }
 
-    pub fn conn(&self) -> Result<DbConn, AppError> {
+    pub fn conn(&self) -> Result<DbConn, DbError> {
         let reentrant = HELD.with(|h| h.get() > 0);
         let deadline = Instant::now() + WAIT_FOR_SWAP;
         let mut state = self.gate.lock();
@@ -250,9 +258,7 @@ impl Db {
         while state.closing && state.pinned == 0 && !reentrant {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(AppError::Internal(
-                    "database pool: a restore is taking too long".into(),
-                ));
+                return Err(DbError::Unavailable("a restore is taking too long".into()));
             }
             state = self
                 .gate
@@ -262,9 +268,7 @@ impl Db {
                 .0;
         }
         let Some(pool) = state.pool.clone() else {
-            return Err(AppError::Internal(
-                "database pool: the database is closed".into(),
-            ));
+            return Err(DbError::Unavailable("the database is closed".into()));
         };
         state.active += 1;
         drop(state);
@@ -276,7 +280,7 @@ impl Db {
         };
         held.conn = Some(
             pool.get()
-                .map_err(|e| AppError::internal("database pool", e))?,
+                .map_err(|e| DbError::Unavailable(e.to_string()))?,
         );
         Ok(held)
     }
@@ -285,17 +289,18 @@ impl Db {
     /// the requests beyond the pool's size queue here, on their async tasks: 32 connections of
     /// wrk kept some 24 blocking threads parked on the pool, each release waking one of them
     /// (BENCHMARKS.md).
-    pub async fn run<T, F>(&self, work: F) -> Result<T, AppError>
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Conn) -> Result<T, AppError> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, E> + Send + 'static,
     {
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| AppError::internal("database permits", e))?;
+            .map_err(|e| DbError::Unavailable(format!("database permits: {e}")))?;
         let db = self.clone();
         rocket::tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -303,7 +308,7 @@ impl Db {
             work(&mut conn)
         })
         .await
-        .map_err(|e| AppError::internal("blocking task", e))?
+        .map_err(|e| DbError::Unavailable(format!("blocking task: {e}")))?
     }
 
     /// Replaces the live database file while no request and no connection is in use: waits for

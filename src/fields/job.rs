@@ -16,9 +16,26 @@ use crate::audit::{action, Actor, Entry, Outcome};
 use crate::crypto::FieldRef;
 use crate::db::schema::{reencryption_jobs, root_key_checks};
 use crate::db::Conn;
-use crate::error::AppError;
+use crate::db::DbError;
+use crate::fields::SealError;
 
 pub const BATCH_SIZE: i64 = 500;
+
+/// Why a batch of the job could not run; the batch's transaction is rolled back and the job
+/// resumes where its cursor stands.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+impl From<diesel::result::Error> for JobError {
+    fn from(e: diesel::result::Error) -> Self {
+        JobError::Db(DbError::Query(e))
+    }
+}
 
 #[derive(Queryable, Selectable, Clone, Debug, Serialize)]
 #[diesel(table_name = reencryption_jobs)]
@@ -269,10 +286,10 @@ pub enum Step {
 }
 
 /// Rewrites one batch of the running job in one transaction, cursor included.
-pub fn run_batch(app: &App, batch_size: i64) -> Result<Step, AppError> {
+pub fn run_batch(app: &App, batch_size: i64) -> Result<Step, JobError> {
     let mut conn = app.db.conn()?;
     let columns = encryptable_columns();
-    let step = conn.immediate_transaction(|conn| -> Result<Step, AppError> {
+    let step = conn.immediate_transaction(|conn| -> Result<Step, JobError> {
         let Some(mut job) = Job::running(conn)? else {
             return Ok(Step::Idle);
         };
@@ -350,7 +367,7 @@ pub fn run_batch(app: &App, batch_size: i64) -> Result<Step, AppError> {
 
 /// Marks the job done and, when every value was readable, retires the key versions that no
 /// value uses any more.
-fn finish(app: &App, job: &mut Job, conn: &mut Conn) -> Result<(), AppError> {
+fn finish(app: &App, job: &mut Job, conn: &mut Conn) -> Result<(), JobError> {
     let now = app.now();
     diesel::update(reencryption_jobs::table.find(job.id))
         .set((
@@ -409,7 +426,7 @@ pub fn retired_versions(conn: &mut Conn) -> QueryResult<std::collections::HashSe
 }
 
 /// Runs batches until the job ends or `max_batches` have run; returns how many ran.
-pub fn run(app: &App, max_batches: Option<usize>) -> Result<usize, AppError> {
+pub fn run(app: &App, max_batches: Option<usize>) -> Result<usize, JobError> {
     let mut ran = 0;
     while max_batches.is_none_or(|max| ran < max) {
         match run_batch(app, BATCH_SIZE)? {

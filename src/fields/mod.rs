@@ -15,7 +15,38 @@ use crate::crypto::{
     stored_form, FieldCrypto, FieldRef, IntegrityError, KeyRing, StoredForm,
     DEFAULT_KEY_CACHE_CAPACITY,
 };
-use crate::error::AppError;
+
+/// A value that could not be sealed or indexed: the crypto refused, for a key it cannot derive.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {reason}")]
+pub struct SealError {
+    what: &'static str,
+    reason: String,
+}
+
+/// Why a value could not be stored: the database failed, or the value could not be sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+
+impl SealError {
+    fn new(what: &'static str, reason: impl std::fmt::Display) -> Self {
+        SealError {
+            what,
+            reason: reason.to_string(),
+        }
+    }
+}
 
 pub use policy::Policy;
 
@@ -111,14 +142,14 @@ impl Fields {
     }
 
     /// `value` in the stored form the policy asks for at `field`'s column.
-    pub fn seal(&self, field: &FieldRef<'_>, value: &str) -> Result<String, AppError> {
+    pub fn seal(&self, field: &FieldRef<'_>, value: &str) -> Result<String, SealError> {
         self.operations.sealed.fetch_add(1, Ordering::Relaxed);
         match self.policy().target(field.table, field.column) {
             None => Ok(FieldCrypto::seal_plain(value)),
             Some(suite) => self
                 .crypto()
                 .seal(field, value.as_bytes(), suite)
-                .map_err(|e| AppError::internal("sealing a field", e)),
+                .map_err(|e| SealError::new("sealing a field", e)),
         }
     }
 
@@ -207,7 +238,7 @@ impl Fields {
     }
 
     /// The blind index of `value` (normalised: trimmed, lower-cased) for `table`.`column`.
-    pub fn blind_index(&self, table: &str, column: &str, value: &str) -> Result<String, AppError> {
+    pub fn blind_index(&self, table: &str, column: &str, value: &str) -> Result<String, SealError> {
         let normalised = value.trim().to_lowercase();
         if normalised.is_empty() {
             return Ok(String::new());
@@ -221,7 +252,7 @@ impl Fields {
                 policy.blind_index_bits,
                 normalised.as_bytes(),
             )
-            .map_err(|e| AppError::internal("blind index", e))
+            .map_err(|e| SealError::new("blind index", e))
     }
 
     /// The blind indexes an exact search for `value` must look up: the policy's own and, while a
@@ -234,7 +265,7 @@ impl Fields {
         table: &str,
         column: &str,
         value: &str,
-    ) -> Result<Vec<String>, AppError> {
+    ) -> Result<Vec<String>, SealError> {
         let normalised = value.trim().to_lowercase();
         if normalised.is_empty() {
             return Ok(Vec::new());
@@ -245,7 +276,7 @@ impl Fields {
             for hash in crate::crypto::HashAlg::ALL {
                 let full = crypto
                     .blind_index(table, column, hash, 256, normalised.as_bytes())
-                    .map_err(|e| AppError::internal("blind index", e))?;
+                    .map_err(|e| SealError::new("blind index", e))?;
                 candidates.extend((2..=full.len() / 2).map(|bytes| full[..bytes * 2].to_string()));
             }
             candidates.sort();
@@ -260,7 +291,7 @@ impl Fields {
         user_id: &str,
         full_name: &str,
         email: &str,
-    ) -> Result<[String; 3], AppError> {
+    ) -> Result<[String; 3], SealError> {
         let at = |column| FieldRef {
             table: "users",
             column,
@@ -327,7 +358,7 @@ impl RowFields<'_> {
         }
     }
 
-    pub fn seal(&self, column: &str, value: &str) -> Result<String, AppError> {
+    pub fn seal(&self, column: &str, value: &str) -> Result<String, SealError> {
         self.fields.seal(&self.at(column), value)
     }
 

@@ -1,15 +1,33 @@
 //! Rotating the root key: a new version is added to the key file, new values are sealed under
 //! it at once, and the re-encryption job rewrites the old ones.
 
-use std::fs;
-use std::io::Write;
-use std::path::Path;
-
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
-use crate::crypto::{constant_time_eq, KeyRing, RootKeys};
+use crate::crypto::{constant_time_eq, KeyRing};
 use crate::db::models::key_check;
-use crate::error::AppError;
+use crate::db::DbError;
+use crate::fields::job::JobError;
+use crate::private_files::{read_key_file, write_key_file, KeyFileError, KeyFileWrite};
+
+/// Why a rotation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    /// The admin can act on this: the message says how.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Job(#[from] JobError),
+}
+
+impl From<diesel::result::Error> for RotationError {
+    fn from(e: diesel::result::Error) -> Self {
+        RotationError::Db(e.into())
+    }
+}
 
 /// What a rotation did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,23 +41,25 @@ pub enum Rotation {
 /// Adds root key version N+1 and starts re-encrypting. `from`: the version the admin saw in use
 /// (absent: rotate whatever is in use). One rotation at a time: the lock is held across the key
 /// file, the key ring and the database, so two requests cannot both make a version N+1.
-pub fn rotate_root_key(app: &App, actor: &Actor, from: Option<u32>) -> Result<Rotation, AppError> {
+pub fn rotate_root_key(
+    app: &App,
+    actor: &Actor,
+    from: Option<u32>,
+) -> Result<Rotation, RotationError> {
     let _one_at_a_time = app.rotation.lock().unwrap_or_else(|e| e.into_inner());
     let in_use = app.fields.crypto().current_key_version();
     if from.is_some_and(|from| from != in_use) {
         return Ok(Rotation::AlreadyAt(in_use));
     }
     if app.config.master_key.is_some() {
-        return Err(AppError::Conflict(
+        return Err(RotationError::Refused(
             "The root key comes from MEDVAULT_MASTER_KEY, which medvault cannot change. Add a \
              new VERSION:BASE64 entry to it and restart to rotate."
                 .into(),
         ));
     }
     let path = app.config.key_file_path();
-    let text =
-        fs::read_to_string(&path).map_err(|e| AppError::internal("reading the key file", e))?;
-    let keys = RootKeys::parse(&text).map_err(|e| AppError::internal("the key file", e))?;
+    let keys = read_key_file(&path)?;
     // The file must still hold the very keys the database was written with: a file replaced or
     // edited since the start would otherwise be rotated, and values sealed before lost.
     let reread = KeyRing::new(keys.clone());
@@ -49,7 +69,7 @@ pub fn rotate_root_key(app: &App, actor: &Actor, from: Option<u32>) -> Result<Ro
             .key_check_value(version as u32)
             .is_some_and(|kcv| constant_time_eq(kcv.as_bytes(), recorded.as_bytes()));
         if !matches {
-            return Err(AppError::Conflict(format!(
+            return Err(RotationError::Refused(format!(
                 "The key file no longer holds root key version {version} as this database knows \
                  it (its key check value differs or it is missing). Nothing was rotated; restore \
                  the key file the server started with."
@@ -58,7 +78,7 @@ pub fn rotate_root_key(app: &App, actor: &Actor, from: Option<u32>) -> Result<Ro
     }
     drop(conn);
     if keys.current_version() != in_use {
-        return Err(AppError::Conflict(format!(
+        return Err(RotationError::Refused(format!(
             "The key file's newest version is {}, but version {in_use} is in use. Nothing was \
              rotated; restore the key file the server started with.",
             keys.current_version()
@@ -66,11 +86,11 @@ pub fn rotate_root_key(app: &App, actor: &Actor, from: Option<u32>) -> Result<Ro
     }
     let rotated = keys.with_new_version();
     let version = rotated.current_version();
-    replace_key_file(&path, &rotated.to_provider_text())?;
+    write_key_file(&path, &rotated, KeyFileWrite::Replace)?;
     let ring = KeyRing::new(rotated);
     let check_value = ring
         .key_check_value(version)
-        .ok_or_else(|| AppError::Internal("no key check value for the new version".into()))?;
+        .ok_or_else(|| RotationError::Refused("no key check value for the new version".into()))?;
     // New values use the new key from now on; the job rewrites the rest, and until it is done
     // values under the older versions are what the columns hold.
     app.fields.expect_migration(&Default::default());
@@ -92,31 +112,8 @@ pub fn rotate_root_key(app: &App, actor: &Actor, from: Option<u32>) -> Result<Ro
             Default::default(),
             conn,
         )?;
-        Ok::<_, AppError>(())
+        Ok::<_, RotationError>(())
     })?;
     app.job_signal.notify();
     Ok(Rotation::Rotated(version))
-}
-
-/// Writes the new key file beside the old one, then renames it over: a crash leaves either
-/// the old file or the new one, never half of one.
-fn replace_key_file(path: &Path, text: &str) -> Result<(), AppError> {
-    let fail = |e: std::io::Error| AppError::internal("writing the key file", e);
-    // A name of its own: two writers (there is one at a time, but another process may share the
-    // home) never write into the same staging file.
-    let staged = path.with_extension(format!("key.new-{}", &crate::crypto::random_token()[..16]));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&staged).map_err(fail)?;
-    file.write_all(text.as_bytes()).map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    fs::rename(&staged, path).map_err(fail)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(dir) = fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
-    Ok(())
 }

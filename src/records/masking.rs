@@ -103,6 +103,13 @@ pub struct Visibility {
 
 impl Visibility {
     /// From the stored rows; rows naming an unknown field, level or mode are ignored.
+    /// The visibility the database holds (`field_visibility`).
+    pub fn load(conn: &mut crate::db::Conn) -> diesel::QueryResult<Visibility> {
+        Ok(Visibility::from_rows(
+            &crate::db::models::records::FieldVisibilityRows::all(conn)?,
+        ))
+    }
+
     pub fn from_rows(rows: &[(String, String, String)]) -> Visibility {
         let chosen = rows
             .iter()

@@ -15,8 +15,8 @@ use crate::access::Level;
 use crate::app::App;
 use crate::audit::{Actor, Entry, Outcome};
 use crate::db::models::records::{
-    AppointmentRow, CareTeam, ConsultationRow, EmergencyGrant, FieldVisibilityRows, MedicalFileRow,
-    PatientRow, VaccinationRow,
+    AppointmentRow, CareTeam, ConsultationRow, EmergencyGrant, MedicalFileRow, PatientRow,
+    VaccinationRow,
 };
 use crate::db::models::User;
 use crate::db::schema::users;
@@ -105,12 +105,6 @@ pub fn changed(
         patient_id,
         what,
     )
-}
-
-/// The masking choices as stored; pages read the copy held in memory ([`App::masking`]), which
-/// is loaded from here once the seal on it holds.
-pub fn visibility(conn: &mut Conn) -> QueryResult<Visibility> {
-    Ok(Visibility::from_rows(&FieldVisibilityRows::all(conn)?))
 }
 
 #[derive(Serialize, Clone, Debug)]

@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::audit::{action, Entry, Outcome};
 use crate::auth::{password_policy, remove_session_cookie, Allowed, CsrfForm};
 use crate::db::models::{SessionRow, User};
-use crate::error::AppError;
+use crate::web::error::AppError;
 use crate::web::layout::FormView;
 use crate::web::{ButtonForm, Layout};
 
@@ -80,7 +80,7 @@ async fn change_password(
     // it without limit and then take the account for good.
     let now = app.now();
     if let Err(wait) = app.brute_force.take_auth_attempt(&who.client.ip, now) {
-        return Err(Ok(crate::error::error_page(
+        return Err(Ok(crate::web::error::error_page(
             Status::TooManyRequests,
             &format!("Too many attempts from your address. Wait {wait} seconds and try again."),
         )));
@@ -99,36 +99,34 @@ async fn change_password(
             password_template(Layout::for_user(app, &who, None), must_change, view),
         )));
     }
-    let app2 = app.inner().clone();
     let (user, actor) = (who.user.clone(), who.actor());
     let valid = !view.has_errors();
     let result = app
-        .db
-        .run(move |conn| {
-            if !app2.passwords.verify(&current, &user.password_hash) {
-                app2.audit.append(
+        .blocking(move |app, conn| {
+            if !app.passwords.verify(&current, &user.password_hash) {
+                app.audit.append(
                     conn,
                     now,
                     &Entry::new(&actor, action::PASSWORD_CHANGE_REFUSED, Outcome::Failure)
                         .target(format!("user {}", user.username))
                         .detail("wrong current password"),
                 )?;
-                crate::auth::count_failure(&app2, conn, &actor, &user.username, now)?;
+                crate::auth::count_failure(app, conn, &actor, &user.username, now)?;
                 return Ok(Some("This is not your current password."));
             }
-            app2.brute_force.record_success(&user.username);
+            app.brute_force.record_success(&user.username);
             if !valid {
                 return Ok(None);
             }
-            let hash = app2
+            let hash = app
                 .passwords
                 .hash(&new)
                 .map_err(|e| AppError::internal("hash", e))?;
-            let now = app2.now();
+            let now = app.now();
             conn.immediate_transaction(|conn| {
                 User::set_password(&user.id, &hash, false, now, conn)?;
                 let ended = SessionRow::delete_all_for_user(&user.id, conn)?;
-                app2.audit.append(
+                app.audit.append(
                     conn,
                     now,
                     &Entry::new(&actor, action::PASSWORD_CHANGED, Outcome::Success)
@@ -193,8 +191,7 @@ async fn sessions_page(
 ) -> Result<Template, AppError> {
     let (user_id, current_id) = (who.user.id.clone(), who.session.id.clone());
     let rows = app
-        .db
-        .run(move |conn| Ok(SessionRow::list_for_user(&user_id, conn)?))
+        .blocking(move |_, conn| Ok(SessionRow::list_for_user(&user_id, conn)?))
         .await?;
     let sessions: Vec<SessionView> = rows
         .into_iter()
@@ -222,21 +219,15 @@ async fn revoke_session(
     id: &str,
     _form: CsrfForm<'_, ButtonForm>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let (app2, actor, user_id, target) = (
-        app.inner().clone(),
-        who.actor(),
-        who.user.id.clone(),
-        id.to_string(),
-    );
+    let (actor, user_id, target) = (who.actor(), who.user.id.clone(), id.to_string());
     let ended = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             Ok(conn.immediate_transaction(|conn| {
                 let ended = SessionRow::delete_for_user(&target, &user_id, conn)?;
                 if ended > 0 {
-                    app2.audit.append(
+                    app.audit.append(
                         conn,
-                        app2.now(),
+                        app.now(),
                         &Entry::new(&actor, action::SESSION_ENDED, Outcome::Success)
                             .target(format!("session {target}"))
                             .detail("revoked by its user"),

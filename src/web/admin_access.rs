@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::audit::{action, Entry, Outcome};
 use crate::auth::{Allowed, CsrfForm};
 use crate::db::models::PageGrant;
-use crate::error::AppError;
+use crate::web::error::AppError;
 use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
@@ -120,24 +120,22 @@ async fn save(
         })
         .collect::<Vec<_>>()
         .join("; ");
-    let (app2, actor, to_save) = (app.inner().clone(), who.actor(), granted.clone());
-    app.db
-        .run(move |conn| {
-            Ok(conn.immediate_transaction(|conn| {
-                PageGrant::save_grid(&to_save, conn)?;
-                app2.state_seal.reseal(app2.now(), conn)?;
-                app2.audit.append(
-                    conn,
-                    app2.now(),
-                    &Entry::new(&actor, action::ACCESS_TABLE_SAVED, Outcome::Success)
-                        .detail(detail),
-                )?;
-                PageGrant::load_granted(conn)
-            })?)
-        })
-        .await
-        .map(|saved| app.access.replace(saved))
-        .map_err(Err)?;
+    let (actor, to_save) = (who.actor(), granted.clone());
+    app.blocking(move |app, conn| {
+        Ok(conn.immediate_transaction(|conn| {
+            PageGrant::save_grid(&to_save, conn)?;
+            app.state_seal.reseal(app.now(), conn)?;
+            app.audit.append(
+                conn,
+                app.now(),
+                &Entry::new(&actor, action::ACCESS_TABLE_SAVED, Outcome::Success).detail(detail),
+            )?;
+            PageGrant::load_granted(conn)
+        })?)
+    })
+    .await
+    .map(|saved| app.access.replace(saved))
+    .map_err(Err)?;
     Ok(Flash::success(
         Redirect::to("/admin/access"),
         "Page access saved.",

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::audit::{action, Entry, Outcome, VerifyReport};
 use crate::auth::{Allowed, CsrfForm};
 use crate::db::models::{AuditEvent, AuditFilter};
-use crate::error::AppError;
+use crate::web::error::AppError;
 use crate::web::{encode, ButtonForm, Layout, Paging};
 
 pub fn routes() -> Vec<Route> {
@@ -62,8 +62,7 @@ async fn render(
     };
     let page = query.page;
     let (events, paging, actions) = app
-        .db
-        .run(move |conn| {
+        .blocking(move |_, conn| {
             let total = AuditEvent::list(&filter, 0, 0, conn)?.1;
             let paging = Paging::new(page, PER_PAGE, total);
             let events = AuditEvent::list(&filter, paging.offset(PER_PAGE), PER_PAGE, conn)?.0;
@@ -134,11 +133,10 @@ async fn verify(
     app: &State<App>,
     _form: CsrfForm<'_, ButtonForm>,
 ) -> Result<(Status, Template), AppError> {
-    let (app2, actor) = (app.inner().clone(), who.actor());
+    let actor = who.actor();
     let report = app
-        .db
-        .run(move |conn| {
-            let report = app2.audit.verify(conn)?;
+        .blocking(move |app, conn| {
+            let report = app.audit.verify(conn)?;
             let (outcome, detail) = match &report.first_broken {
                 None => (
                     Outcome::Success,
@@ -149,9 +147,9 @@ async fn verify(
                     format!("broken at event {}: {}", b.id, b.reason),
                 ),
             };
-            app2.audit.append(
+            app.audit.append(
                 conn,
-                app2.now(),
+                app.now(),
                 &Entry::new(&actor, action::AUDIT_VERIFIED, outcome).detail(detail),
             )?;
             Ok(report)

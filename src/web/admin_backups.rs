@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
 use crate::auth::{Allowed, CsrfForm};
 use crate::backup::{self, schedule::Schedule, BackupError, Origin};
-use crate::error::{error_page, AppError};
+use crate::web::error::{error_page, AppError};
 use crate::web::{ButtonForm, Layout};
 
 pub fn routes() -> Vec<Route> {
@@ -52,10 +52,8 @@ pub struct Download {
 }
 
 async fn audit(app: &App, entry: Entry) {
-    let audit_app = app.clone();
     if let Err(e) = app
-        .db
-        .run(move |conn| Ok(audit_app.audit.append(conn, audit_app.now(), &entry)?))
+        .blocking(move |app, conn| Ok(app.audit.append(conn, app.now(), &entry)?))
         .await
     {
         tracing::error!(error = %e, "cannot audit a backup action");
@@ -112,7 +110,7 @@ async fn list_page(
     let backups = blocking(move || backup::list(&list_app))
         .await
         .map_err(|e| AppError::internal("listing backups", e))?;
-    let schedule = app.db.run(|conn| Ok(Schedule::load(conn)?)).await?;
+    let schedule = app.blocking(|_, conn| Ok(Schedule::load(conn)?)).await?;
     Ok(Template::render(
         "admin/backups",
         context! { layout, backups, schedule, confirm: Option::<()>::None },
@@ -380,24 +378,23 @@ async fn save_schedule(
         keep: values.keep,
     };
     let (work_app, actor) = (app.inner().clone(), who.actor());
-    app.db
-        .run(move |conn| {
-            Ok(conn.immediate_transaction(|conn| {
-                schedule.save(conn)?;
-                work_app.state_seal.reseal(work_app.now(), conn)?;
-                work_app.audit.append(
-                    conn,
-                    work_app.now(),
-                    &Entry::new(&actor, action::BACKUP_SETTINGS_SAVED, Outcome::Success).detail(
-                        format!(
-                            "interval_hours={} keep={}",
-                            schedule.interval_hours, schedule.keep
-                        ),
+    app.blocking(move |_, conn| {
+        Ok(conn.immediate_transaction(|conn| {
+            schedule.save(conn)?;
+            work_app.state_seal.reseal(work_app.now(), conn)?;
+            work_app.audit.append(
+                conn,
+                work_app.now(),
+                &Entry::new(&actor, action::BACKUP_SETTINGS_SAVED, Outcome::Success).detail(
+                    format!(
+                        "interval_hours={} keep={}",
+                        schedule.interval_hours, schedule.keep
                     ),
-                )
-            })?)
-        })
-        .await?;
+                ),
+            )
+        })?)
+    })
+    .await?;
     Ok(Answer::Done(Flash::success(
         Redirect::to("/admin/backups"),
         "Backup schedule saved.",

@@ -19,9 +19,9 @@ use crate::audit::{action, Entry, Outcome};
 use crate::auth::{Allowed, CsrfForm};
 use crate::crypto::{Cipher, HashAlg, Strength, Suite};
 use crate::db::models::{key_check, Setting};
-use crate::error::AppError;
 use crate::fields::registry::{self, TABLES};
 use crate::fields::{job, policy, rotation, Policy};
+use crate::web::error::AppError;
 use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
@@ -123,13 +123,11 @@ struct KeyVersion {
 }
 
 async fn page(app: &App, layout: Layout, status: Status) -> Result<(Status, Template), AppError> {
-    let app2 = app.clone();
     let (census, latest, versions) = app
-        .db
-        .run(move |conn| {
-            let census = job::census(&app2, conn)?;
+        .blocking(move |app, conn| {
+            let census = job::census(app, conn)?;
             let latest = job::Job::latest(conn)?;
-            let current = app2.fields.crypto().current_key_version() as i32;
+            let current = app.fields.crypto().current_key_version() as i32;
             let versions: Vec<KeyVersion> = key_check::all_with_state(conn)?
                 .into_iter()
                 .map(|(version, created_at, retired)| KeyVersion {
@@ -308,27 +306,26 @@ async fn save(
         app.fields.expect_migration(&previously_plain);
     }
     app.fields.set_policy(policy.clone());
-    let (app2, actor) = (app.inner().clone(), who.actor());
+    let actor = who.actor();
     let saved = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             conn.immediate_transaction(|conn| {
-                let now = app2.now();
+                let now = app.now();
                 policy.save(now, conn)?;
                 Setting::set(policy::ID_LENGTH_SETTING, &id_length.to_string(), conn)?;
-                app2.state_seal.reseal(now, conn)?;
+                app.state_seal.reseal(now, conn)?;
                 let outcome = if weak.is_empty() {
                     Outcome::Success
                 } else {
                     Outcome::Failure
                 };
-                app2.audit.append(
+                app.audit.append(
                     conn,
                     now,
                     &Entry::new(&actor, action::ENCRYPTION_POLICY_SAVED, outcome).detail(detail),
                 )?;
                 if changed {
-                    job::start(&app2, "encryption policy changed", previously_plain, conn)?;
+                    job::start(app, "encryption policy changed", previously_plain, conn)?;
                 }
                 Ok::<_, AppError>(())
             })
@@ -363,12 +360,13 @@ async fn rotate(
     app: &State<App>,
     form: CsrfForm<'_, RotateForm>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let (app2, actor) = (app.inner().clone(), who.actor());
+    let (rotating, actor) = (app.inner().clone(), who.actor());
     let from = form.value.as_ref().and_then(|f| f.from_version);
-    let outcome =
-        rocket::tokio::task::spawn_blocking(move || rotation::rotate_root_key(&app2, &actor, from))
-            .await
-            .map_err(|e| AppError::internal("rotation task", e))?;
+    let outcome = rocket::tokio::task::spawn_blocking(move || {
+        rotation::rotate_root_key(&rotating, &actor, from)
+    })
+    .await
+    .map_err(|e| AppError::internal("rotation task", e))?;
     match outcome {
         Ok(rotation::Rotation::Rotated(version)) => Ok(Flash::success(
             Redirect::to("/admin/encryption"),
@@ -378,9 +376,9 @@ async fn rotate(
             Redirect::to("/admin/encryption"),
             format!("Root key version {version} is already in use: the form was sent twice, and the key was rotated once."),
         )),
-        Err(AppError::Conflict(message)) => {
+        Err(rotation::RotationError::Refused(message)) => {
             Ok(Flash::error(Redirect::to("/admin/encryption"), message))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }

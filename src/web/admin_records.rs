@@ -18,9 +18,9 @@ use crate::audit::{action, Entry, Outcome};
 use crate::auth::{Allowed, CsrfForm};
 use crate::db::models::records::{CareTeam, FieldVisibilityRows};
 use crate::db::models::{User, UserFilter};
-use crate::error::AppError;
 use crate::records::masking::{Mode, LEVELS, PROFILE_FIELDS};
 use crate::records::{self};
+use crate::web::error::AppError;
 use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
@@ -54,10 +54,8 @@ async fn care_teams(
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
 ) -> Result<Template, AppError> {
-    let app2 = app.inner().clone();
     let (doctors, patients, assignments) = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             let of_level = |level, conn: &mut crate::db::Conn| -> Result<Vec<User>, AppError> {
                 let filter = UserFilter {
                     search: None,
@@ -76,13 +74,13 @@ async fn care_teams(
                 .iter()
                 .filter_map(|(d, p)| {
                     Some(Assignment {
-                        doctor: person(&app2, by_id.get(d.as_str())?),
-                        patient: person(&app2, by_id.get(p.as_str())?),
+                        doctor: person(app, by_id.get(d.as_str())?),
+                        patient: person(app, by_id.get(p.as_str())?),
                     })
                 })
                 .collect();
-            let doctors: Vec<Person> = doctors.iter().map(|u| person(&app2, u)).collect();
-            let patients: Vec<Person> = patients.iter().map(|u| person(&app2, u)).collect();
+            let doctors: Vec<Person> = doctors.iter().map(|u| person(app, u)).collect();
+            let patients: Vec<Person> = patients.iter().map(|u| person(app, u)).collect();
             Ok((doctors, patients, assignments))
         })
         .await?;
@@ -116,11 +114,10 @@ async fn change_care_team(
         "unassign" => false,
         _ => return Err(AppError::BadRequest("Unknown change.".into())),
     };
-    let (app2, actor) = (app.inner().clone(), who.actor());
+    let actor = who.actor();
     let (doctor_id, patient_id) = (f.doctor_id.clone(), f.patient_id.clone());
     let outcome = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             conn.immediate_transaction(|conn| {
                 let doctor = User::find(&doctor_id, conn)?.filter(|u| u.level() == Level::Doctor);
                 let patient = records::find_patient(&patient_id, conn)?;
@@ -128,7 +125,7 @@ async fn change_care_team(
                     return Ok(Err("Choose a doctor and a patient from the lists."));
                 };
                 let changed = if assign {
-                    CareTeam::assign(&doctor.id, &patient.id, &actor.id, app2.now(), conn)?
+                    CareTeam::assign(&doctor.id, &patient.id, &actor.id, app.now(), conn)?
                 } else {
                     CareTeam::unassign(&doctor.id, &patient.id, conn)?
                 };
@@ -144,9 +141,9 @@ async fn change_care_team(
                 } else {
                     action::CARE_UNASSIGNED
                 };
-                app2.audit.append(
+                app.audit.append(
                     conn,
-                    app2.now(),
+                    app.now(),
                     &Entry::new(&actor, act, Outcome::Success)
                         .target(records::audit_target(&patient.id))
                         .detail(format!("doctor {}", doctor.username)),
@@ -242,28 +239,27 @@ async fn save_masking(
             ));
         }
     }
-    let (app2, actor) = (app.inner().clone(), who.actor());
-    app.db
-        .run(move |conn| {
-            conn.immediate_transaction(|conn| {
-                let summary: Vec<String> = rows
-                    .iter()
-                    .filter(|(_, _, m)| m != "full")
-                    .map(|(f, l, m)| format!("{f}:{l}={m}"))
-                    .collect();
-                FieldVisibilityRows::replace_all(&rows, conn)?;
-                app2.state_seal.reseal(app2.now(), conn)?;
-                app2.audit.append(
-                    conn,
-                    app2.now(),
-                    &Entry::new(&actor, action::MASKING_SAVED, Outcome::Success)
-                        .target("profile fields")
-                        .detail(summary.join(", ")),
-                )?;
-                Ok::<_, AppError>(records::visibility(conn)?)
-            })
+    let actor = who.actor();
+    app.blocking(move |app, conn| {
+        conn.immediate_transaction(|conn| {
+            let summary: Vec<String> = rows
+                .iter()
+                .filter(|(_, _, m)| m != "full")
+                .map(|(f, l, m)| format!("{f}:{l}={m}"))
+                .collect();
+            FieldVisibilityRows::replace_all(&rows, conn)?;
+            app.state_seal.reseal(app.now(), conn)?;
+            app.audit.append(
+                conn,
+                app.now(),
+                &Entry::new(&actor, action::MASKING_SAVED, Outcome::Success)
+                    .target("profile fields")
+                    .detail(summary.join(", ")),
+            )?;
+            Ok::<_, AppError>(crate::records::masking::Visibility::load(conn)?)
         })
-        .await
-        .map(|saved| app.set_masking(saved))?;
+    })
+    .await
+    .map(|saved| app.set_masking(saved))?;
     Ok(Flash::success(Redirect::to("/admin/masking"), "Saved."))
 }

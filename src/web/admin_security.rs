@@ -17,7 +17,7 @@ use crate::audit::{action, Entry, Outcome};
 use crate::auth::throttle::BruteForcePolicy;
 use crate::auth::{Allowed, CsrfForm};
 use crate::db::models::Setting;
-use crate::error::AppError;
+use crate::web::error::AppError;
 use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
@@ -78,26 +78,25 @@ async fn save(
     let mut required_names: Vec<&str> = required.iter().map(|l| l.as_str()).collect();
     required_names.sort();
     let required_text = required_names.join(",");
-    let (app2, actor) = (app.inner().clone(), who.actor());
-    app.db
-        .run(move |conn| {
-            Ok(conn.immediate_transaction(|conn| {
-                Setting::set(Setting::BIND_SESSION_IP, &bind_ip.to_string(), conn)?;
-                Setting::set(Setting::BIND_SESSION_USER_AGENT, &bind_ua.to_string(), conn)?;
-                Setting::set(Setting::REQUIRE_TWO_FACTOR, &required_text, conn)?;
-                app2.state_seal.reseal(app2.now(), conn)?;
-                app2.audit.append(
-                    conn,
-                    app2.now(),
-                    &Entry::new(&actor, action::SECURITY_SETTINGS_SAVED, Outcome::Success).detail(
-                        format!(
+    let actor = who.actor();
+    app.blocking(move |app, conn| {
+        Ok(conn.immediate_transaction(|conn| {
+            Setting::set(Setting::BIND_SESSION_IP, &bind_ip.to_string(), conn)?;
+            Setting::set(Setting::BIND_SESSION_USER_AGENT, &bind_ua.to_string(), conn)?;
+            Setting::set(Setting::REQUIRE_TWO_FACTOR, &required_text, conn)?;
+            app.state_seal.reseal(app.now(), conn)?;
+            app.audit.append(
+                conn,
+                app.now(),
+                &Entry::new(&actor, action::SECURITY_SETTINGS_SAVED, Outcome::Success).detail(
+                    format!(
                         "bind_ip={bind_ip} bind_user_agent={bind_ua} require_2fa={required_text}"
                     ),
-                    ),
-                )
-            })?)
-        })
-        .await?;
+                ),
+            )
+        })?)
+    })
+    .await?;
     app.security.bind_ip.store(bind_ip, Ordering::Relaxed);
     app.security
         .bind_user_agent
@@ -183,22 +182,21 @@ async fn save_brute_force(
     };
     let json =
         serde_json::to_string(&policy).map_err(|e| AppError::internal("brute-force policy", e))?;
-    let (app2, actor) = (app.inner().clone(), who.actor());
+    let actor = who.actor();
     let detail = json.clone();
-    app.db
-        .run(move |conn| {
-            Ok(conn.immediate_transaction(|conn| {
-                Setting::set(Setting::BRUTE_FORCE_POLICY, &json, conn)?;
-                app2.state_seal.reseal(app2.now(), conn)?;
-                app2.audit.append(
-                    conn,
-                    app2.now(),
-                    &Entry::new(&actor, action::SECURITY_SETTINGS_SAVED, Outcome::Success)
-                        .detail(detail),
-                )
-            })?)
-        })
-        .await?;
+    app.blocking(move |app, conn| {
+        Ok(conn.immediate_transaction(|conn| {
+            Setting::set(Setting::BRUTE_FORCE_POLICY, &json, conn)?;
+            app.state_seal.reseal(app.now(), conn)?;
+            app.audit.append(
+                conn,
+                app.now(),
+                &Entry::new(&actor, action::SECURITY_SETTINGS_SAVED, Outcome::Success)
+                    .detail(detail),
+            )
+        })?)
+    })
+    .await?;
     app.brute_force.set_policy(policy);
     Ok(Flash::success(
         Redirect::to("/admin/security"),

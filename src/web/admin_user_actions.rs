@@ -15,7 +15,7 @@ use crate::auth::CsrfForm;
 use crate::crypto::random_password;
 use crate::db::models::{SessionRow, User};
 use crate::db::Conn;
-use crate::error::AppError;
+use crate::web::error::AppError;
 use crate::web::{ButtonForm, Layout};
 
 pub fn routes() -> Vec<Route> {
@@ -47,11 +47,10 @@ where
 {
     let target = load_user(app, id).await?;
     let back = format!("/admin/users/{}", target.id);
-    let (app2, actor, who_id) = (app.clone(), who.actor(), who.user.id.clone());
+    let (actor, who_id) = (who.actor(), who.user.id.clone());
     let outcome = app
-        .db
-        .run(move |conn| {
-            conn.immediate_transaction(|conn| change(&app2, &actor, &target, &who_id, conn))
+        .blocking(move |app, conn| {
+            conn.immediate_transaction(|conn| change(app, &actor, &target, &who_id, conn))
         })
         .await;
     match outcome {
@@ -126,32 +125,26 @@ async fn reset_password(
 ) -> Result<Template, AppError> {
     let target = load_user(app, id).await?;
     let one_time = random_password();
-    let (app2, actor, user, secret) = (
-        app.inner().clone(),
-        who.actor(),
-        target.clone(),
-        one_time.clone(),
-    );
-    app.db
-        .run(move |conn| {
-            let hash = app2
-                .passwords
-                .hash(&secret)
-                .map_err(|e| AppError::internal("hash", e))?;
-            Ok(conn.immediate_transaction(|conn| {
-                User::set_password(&user.id, &hash, true, app2.now(), conn)?;
-                let ended = SessionRow::delete_all_for_user(&user.id, conn)?;
-                audit(
-                    &app2,
-                    conn,
-                    &actor,
-                    action::USER_PASSWORD_RESET,
-                    &user,
-                    format!("{ended} session(s) ended"),
-                )
-            })?)
-        })
-        .await?;
+    let (actor, user, secret) = (who.actor(), target.clone(), one_time.clone());
+    app.blocking(move |app, conn| {
+        let hash = app
+            .passwords
+            .hash(&secret)
+            .map_err(|e| AppError::internal("hash", e))?;
+        Ok(conn.immediate_transaction(|conn| {
+            User::set_password(&user.id, &hash, true, app.now(), conn)?;
+            let ended = SessionRow::delete_all_for_user(&user.id, conn)?;
+            audit(
+                app,
+                conn,
+                &actor,
+                action::USER_PASSWORD_RESET,
+                &user,
+                format!("{ended} session(s) ended"),
+            )
+        })?)
+    })
+    .await?;
     let layout = Layout::for_user(app, &who, None);
     Ok(Template::render(
         "admin/user_password",
@@ -241,11 +234,10 @@ async fn delete(
     _form: CsrfForm<'_, ButtonForm>,
 ) -> Result<Flash<Redirect>, AppError> {
     let target = load_user(app, id).await?;
-    let (app2, actor, user) = (app.inner().clone(), who.actor(), target.clone());
+    let (actor, user) = (who.actor(), target.clone());
     let who_id = who.user.id.clone();
     let outcome = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             conn.immediate_transaction(|conn| {
                 if user.id == who_id {
                     return Err(AppError::Conflict(
@@ -260,9 +252,9 @@ async fn delete(
                 }
                 SessionRow::delete_all_for_user(&user.id, conn)?;
                 if User::owns_clinical_data(&user.id, conn)? {
-                    User::set_active(&user.id, false, app2.now(), conn)?;
+                    User::set_active(&user.id, false, app.now(), conn)?;
                     audit(
-                        &app2,
+                        app,
                         conn,
                         &actor,
                         action::USER_DEACTIVATED,
@@ -273,7 +265,7 @@ async fn delete(
                 }
                 User::delete(&user.id, conn)?;
                 audit(
-                    &app2,
+                    app,
                     conn,
                     &actor,
                     action::USER_DELETED,

@@ -16,7 +16,7 @@ use crate::auth::{Allowed, CsrfForm};
 use crate::crypto::{random_id, random_password};
 use crate::db::models::{NewUser, SessionRow, User, UserFilter};
 use crate::db::Conn;
-use crate::error::AppError;
+use crate::web::error::AppError;
 use crate::web::layout::FormView;
 use crate::web::{encode, form_context, Layout, Paging};
 
@@ -60,10 +60,8 @@ async fn list(
         .as_deref()
         .map(|e| app.fields.blind_index_candidates("users", "email", e))
         .transpose()?;
-    let app2 = app.inner().clone();
     let (users, paging) = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             if let (Some(email), Some(indexes)) = (email, email_indexes) {
                 use crate::db::schema::users;
                 use diesel::prelude::*;
@@ -75,7 +73,7 @@ async fn list(
                     .into_iter()
                     .filter(|u| filter.level.is_none_or(|l| u.level() == l))
                     .filter(|u| {
-                        let (_, stored) = app2.fields.show_account(u);
+                        let (_, stored) = app.fields.show_account(u);
                         !stored.integrity_error && stored.text.to_lowercase() == email
                     })
                     .collect();
@@ -208,27 +206,21 @@ async fn create(
     let personal = check_identity(&form).map_err(refill)?;
     let (username, level) = (personal.username.clone(), personal.level);
     let one_time = random_password();
-    let (app2, actor, name, secret) = (
-        app.inner().clone(),
-        who.actor(),
-        username.clone(),
-        one_time.clone(),
-    );
+    let (actor, name, secret) = (who.actor(), username.clone(), one_time.clone());
     let created = app
-        .db
-        .run(move |conn| {
-            let hash = app2
+        .blocking(move |app, conn| {
+            let hash = app
                 .passwords
                 .hash(&secret)
                 .map_err(|e| AppError::internal("hash", e))?;
-            let now = app2.now();
+            let now = app.now();
             conn.immediate_transaction(|conn| {
                 if User::find_by_username(&name, conn)?.is_some() {
                     return Ok(None);
                 }
-                let id = random_id(app2.id_length());
+                let id = random_id(app.id_length());
                 crate::users::insert_account(
-                    &app2,
+                    app,
                     &NewUser {
                         id: &id,
                         username: &name,
@@ -242,7 +234,7 @@ async fn create(
                     (&personal.full_name, &personal.email),
                     conn,
                 )?;
-                app2.audit.append(
+                app.audit.append(
                     conn,
                     now,
                     &Entry::new(&actor, action::USER_CREATED, Outcome::Success)
@@ -270,8 +262,7 @@ async fn create(
 
 pub(super) async fn load_user(app: &App, id: &str) -> Result<User, AppError> {
     let id = id.to_string();
-    app.db
-        .run(move |conn| User::find(&id, conn)?.ok_or(AppError::NotFound))
+    app.blocking(move |_, conn| User::find(&id, conn)?.ok_or(AppError::NotFound))
         .await
 }
 
@@ -302,8 +293,7 @@ async fn edit_page(
     let user = load_user(app, id).await?;
     let user_id = user.id.clone();
     let sessions = app
-        .db
-        .run(move |conn| Ok(SessionRow::count_for_user(&user_id, conn)?))
+        .blocking(move |_, conn| Ok(SessionRow::count_for_user(&user_id, conn)?))
         .await?;
     let (full_name, email) = app.fields.show_account(&user);
     let form = FormView::default()
@@ -325,13 +315,12 @@ async fn edit_page(
 
 /// Records that a stored value failed its integrity check when it was about to be shown.
 async fn audit_integrity_error(app: &App, who: &Who, usernames: &str) {
-    let (app2, actor, target) = (app.clone(), who.actor(), usernames.to_string());
+    let (actor, target) = (who.actor(), usernames.to_string());
     let written = app
-        .db
-        .run(move |conn| {
-            Ok(app2.audit.append(
+        .blocking(move |app, conn| {
+            Ok(app.audit.append(
                 conn,
-                app2.now(),
+                app.now(),
                 &Entry::new(&actor, action::FIELD_INTEGRITY_ERROR, Outcome::Failure)
                     .target(format!("user {target}"))
                     .detail("users.full_name or users.email refused; not shown"),
@@ -378,15 +367,14 @@ async fn update(
         }
     };
     let (username, level) = (identity.username.clone(), identity.level);
-    let (app2, actor, user) = (app.inner().clone(), who.actor(), target.clone());
+    let (actor, user) = (who.actor(), target.clone());
     let who_id = who.user.id.clone();
     let new_name = username.clone();
     let outcome = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             let username = new_name;
             let [full_name, email, email_index] =
-                app2.fields
+                app.fields
                     .seal_account(&user.id, &identity.full_name, &identity.email)?;
             conn.immediate_transaction(|conn| {
                 let removes_admin = user.level() == Level::Admin && level != Level::Admin;
@@ -405,10 +393,10 @@ async fn update(
                         return Ok(false);
                     }
                 }
-                User::update_identity(&user.id, &username, level, app2.now(), conn)?;
+                User::update_identity(&user.id, &username, level, app.now(), conn)?;
                 User::set_personal(&user.id, &full_name, &email, &email_index, conn)?;
                 audit(
-                    &app2,
+                    app,
                     conn,
                     &actor,
                     action::USER_UPDATED,

@@ -26,7 +26,7 @@ impl Fairing for SecurityHeaders {
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         let page = page_of(req);
         if req.route().is_some() && page.is_none() {
-            tracing::error!(route = %crate::error::route_of(req), "a route without a page guard answered; refused");
+            tracing::error!(route = %crate::auth::refusal::route_of(req), "a route without a page guard answered; refused");
             let body = "<!doctype html><title>Forbidden</title><p>You do not have access to this page.</p>";
             res.set_status(Status::Forbidden);
             res.set_header(ContentType::HTML);

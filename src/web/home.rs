@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::audit::action;
 use crate::auth::{Allowed, Public, Viewer};
 use crate::db::models::{AuditEvent, AuditFilter, SessionRow, User, UserFilter};
-use crate::error::AppError;
+use crate::web::error::AppError;
 use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
@@ -53,8 +53,7 @@ async fn dashboard(
     let user_id = who.user.id.clone();
     let is_admin = who.user.level() == Level::Admin;
     let (sessions, counts, recent, integrity) = app
-        .db
-        .run(move |conn| {
+        .blocking(move |_, conn| {
             let sessions = SessionRow::count_for_user(&user_id, conn)?;
             if !is_admin {
                 return Ok((sessions, Vec::new(), Vec::new(), Vec::new()));
@@ -121,8 +120,7 @@ struct HealthReport {
 async fn health(_page: Public<page::Health>, app: &State<App>) -> (Status, Json<HealthReport>) {
     let check_app = app.inner().clone();
     let checked = app
-        .db
-        .run(move |conn| {
+        .blocking(move |_, conn| {
             diesel::sql_query("SELECT 1").execute(conn)?;
             let recorded = crate::db::models::key_check::all(conn)?;
             let key_ok = !recorded.is_empty()

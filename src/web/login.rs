@@ -17,7 +17,7 @@ use crate::auth::{
 };
 use crate::crypto::random_id;
 use crate::db::models::{NewUser, User, STAGE_FULL, STAGE_SECOND_FACTOR};
-use crate::error::{too_many_requests, AppError, TooManyRequests};
+use crate::web::error::{too_many_requests, AppError, TooManyRequests};
 use crate::web::{form_context, ButtonForm, Layout};
 
 pub fn routes() -> Vec<Route> {
@@ -111,11 +111,9 @@ async fn login(
     let previous_token = cookies
         .get_private(SESSION_COOKIE)
         .map(|c| c.value().to_string());
-    let (app2, client2, typed) = (app.inner().clone(), client.clone(), username.clone());
+    let (client2, typed) = (client.clone(), username.clone());
     let outcome = app
-        .db
-        .run(move |conn| {
-            let app = app2;
+        .blocking(move |app, conn| {
             let user = User::find_by_username(&username, conn)?;
             // A locked account still pays for the hash: its answer must not stand out.
             let locked = app.brute_force.locked_until(&username, now).is_some();
@@ -149,7 +147,7 @@ async fn login(
                         STAGE_FULL
                     };
                     let token = start_session(
-                        &app,
+                        app,
                         &user,
                         &client2,
                         previous_token.as_deref(),
@@ -175,7 +173,7 @@ async fn login(
                         app.now(),
                         &Entry::new(&actor, action::LOGIN_FAILURE, Outcome::Failure).detail(detail),
                     )?;
-                    crate::auth::count_failure(&app, conn, &actor, &username, now)?;
+                    crate::auth::count_failure(app, conn, &actor, &username, now)?;
                     Ok(None)
                 }
             }
@@ -202,7 +200,7 @@ async fn login(
         }
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed");
-            Err(LoginRefusal::Page(Box::new(crate::error::error_page(
+            Err(LoginRefusal::Page(Box::new(crate::web::error::error_page(
                 Status::InternalServerError,
                 "Signing in failed on our side. Please try again.",
             ))))
@@ -226,9 +224,8 @@ async fn logout(
     cookies: &CookieJar<'_>,
     _form: CsrfForm<'_, ButtonForm>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let (app2, actor, session) = (app.inner().clone(), who.actor(), who.session.clone());
-    app.db
-        .run(move |conn| end_session(&app2, &session, &actor, conn))
+    let (actor, session) = (who.actor(), who.session.clone());
+    app.blocking(move |app, conn| Ok(end_session(app, &session, &actor, conn)?))
         .await?;
     remove_session_cookie(cookies);
     Ok(Flash::success(
@@ -275,7 +272,7 @@ async fn setup(
     form: CsrfForm<'_, SetupForm>,
 ) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
     if let Err(wait) = app.brute_force.take_auth_attempt(&client.ip, app.now()) {
-        return Err(Ok(crate::error::error_page(
+        return Err(Ok(crate::web::error::error_page(
             Status::TooManyRequests,
             &format!("Too many attempts from your address. Wait {wait} seconds and try again."),
         )));
@@ -313,23 +310,22 @@ async fn setup(
     if !app.setup.redeem(&token) {
         return Err(Err(AppError::NotFound));
     }
-    let (app2, client2) = (app.inner().clone(), client.clone());
+    let client2 = client.clone();
     let created = app
-        .db
-        .run(move |conn| {
-            let hash = app2
+        .blocking(move |app, conn| {
+            let hash = app
                 .passwords
                 .hash(&password)
                 .map_err(|e| AppError::internal("hash", e))?;
-            let now = app2.now();
+            let now = app.now();
             conn.immediate_transaction(|conn| {
                 // Someone may have created an admin from the command line meanwhile.
                 if User::exists_active_admin(conn)? {
                     return Ok(false);
                 }
-                let id = random_id(app2.id_length());
+                let id = random_id(app.id_length());
                 crate::users::insert_account(
-                    &app2,
+                    app,
                     &NewUser {
                         id: &id,
                         username: &username,
@@ -348,7 +344,7 @@ async fn setup(
                     name: username.clone(),
                     ip: client2.ip.clone(),
                 };
-                app2.audit.append(
+                app.audit.append(
                     conn,
                     now,
                     &Entry::new(&actor, action::SETUP_ADMIN_CREATED, Outcome::Success)

@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::audit::action;
 use crate::auth::{ClientInfo, Public};
 use crate::crypto::constant_time_eq;
-use crate::error::AppError;
+use crate::web::error::AppError;
 
 pub fn routes() -> Vec<Route> {
     routes![metrics]
@@ -223,8 +223,7 @@ async fn metrics(
     let mut out = String::new();
     stats.render(&mut out);
     let counts = app
-        .db
-        .run(|conn| {
+        .blocking(|_, conn| {
             use crate::db::schema::audit_events::dsl as a;
             let rows: Vec<(String, i64)> = a::audit_events
                 .filter(a::action.eq_any([

@@ -9,6 +9,8 @@ pub mod admin_records;
 pub mod admin_security;
 pub mod admin_user_actions;
 pub mod admin_users;
+mod blocking;
+pub mod error;
 mod headers;
 pub mod home;
 mod layout;
@@ -23,6 +25,7 @@ mod request_pin;
 pub mod scans;
 pub mod two_factor;
 
+pub use error::AppError;
 pub use headers::SecurityHeaders;
 pub use layout::{form_context, form_context_of, FormView, Layout, Paging};
 pub use page::{Template, Templates};

@@ -18,9 +18,9 @@ use crate::auth::{Allowed, CsrfForm};
 use crate::crypto::random_id;
 use crate::db::models::records::{EmergencyGrant, PatientRow};
 use crate::db::models::User;
-use crate::error::AppError;
 use crate::records::masking::{Mode, PROFILE_FIELDS};
 use crate::records::{self, validate, Relation};
+use crate::web::error::AppError;
 use crate::web::{form_context_of, FormView, Layout};
 
 pub fn routes() -> Vec<Route> {
@@ -37,16 +37,15 @@ pub(super) enum Access {
 
 /// The patient `id` and the doctor's relation to them. Not a patient: 404.
 pub(super) async fn access(app: &App, who: &Doctor, id: &str) -> Result<Access, AppError> {
-    let (app2, viewer, id) = (app.clone(), who.user.clone(), id.to_string());
-    app.db
-        .run(move |conn| {
-            let patient = records::find_patient(&id, conn)?.ok_or(AppError::NotFound)?;
-            Ok(match records::relation(&viewer, &id, app2.now(), conn)? {
-                Some(_) => Access::Granted(patient),
-                None => Access::Refused(patient),
-            })
+    let (viewer, id) = (who.user.clone(), id.to_string());
+    app.blocking(move |app, conn| {
+        let patient = records::find_patient(&id, conn)?.ok_or(AppError::NotFound)?;
+        Ok(match records::relation(&viewer, &id, app.now(), conn)? {
+            Some(_) => Access::Granted(patient),
+            None => Access::Refused(patient),
         })
-        .await
+    })
+    .await
 }
 
 /// The patient `id` if the doctor may change their record; 403 (audited) otherwise.
@@ -65,13 +64,12 @@ pub(super) async fn patient_for_change(
 }
 
 async fn audit_refusal(app: &App, who: &Doctor, patient_id: &str) {
-    let (app2, actor, pid) = (app.clone(), who.actor(), patient_id.to_string());
+    let (actor, pid) = (who.actor(), patient_id.to_string());
     let written = app
-        .db
-        .run(move |conn| {
-            Ok(app2.audit.append(
+        .blocking(move |app, conn| {
+            Ok(app.audit.append(
                 conn,
-                app2.now(),
+                app.now(),
                 &crate::audit::Entry::new(
                     &actor,
                     action::RECORD_REFUSED,
@@ -114,36 +112,24 @@ pub(super) async fn render_record(
     revealed: Option<String>,
     flash: Option<FlashMessage<'_>>,
 ) -> Result<RecordPage, AppError> {
-    let (app2, actor, viewer, id) = (
-        app.clone(),
-        who.actor(),
-        who.user.clone(),
-        patient_id.to_string(),
-    );
+    let (actor, viewer, id) = (who.actor(), who.user.clone(), patient_id.to_string());
     let reveal = revealed.clone();
     let loaded = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             let patient = records::find_patient(&id, conn)?.ok_or(AppError::NotFound)?;
-            let Some(relation) = records::relation(&viewer, &id, app2.now(), conn)? else {
+            let Some(relation) = records::relation(&viewer, &id, app.now(), conn)? else {
                 return Ok(Err(patient));
             };
             let record =
-                records::load_record(&app2, &patient, Level::Doctor, reveal.as_deref(), conn)?;
+                records::load_record(app, &patient, Level::Doctor, reveal.as_deref(), conn)?;
             let emergency = matches!(relation, Relation::Emergency { .. });
             let (action, detail) = match &reveal {
                 Some(field) => (action::RECORD_FIELD_REVEALED, format!("field {field}")),
                 None if emergency => (action::RECORD_VIEWED, "emergency access".to_string()),
                 None => (action::RECORD_VIEWED, "record".to_string()),
             };
-            records::audit(&app2, conn, &actor, action, &patient.id, detail)?;
-            records::audit_integrity_errors(
-                &app2,
-                conn,
-                &actor,
-                &patient.id,
-                &record.broken_values,
-            )?;
+            records::audit(app, conn, &actor, action, &patient.id, detail)?;
+            records::audit_integrity_errors(app, conn, &actor, &patient.id, &record.broken_values)?;
             Ok(Ok((record, relation)))
         })
         .await?;
@@ -298,46 +284,40 @@ async fn emergency(
         };
         return Err(Ok((status, page)));
     }
-    let (app2, actor, doctor_id, pid) = (
-        app.inner().clone(),
-        who.actor(),
-        who.user.id.clone(),
-        patient.id.clone(),
-    );
+    let (actor, doctor_id, pid) = (who.actor(), who.user.id.clone(), patient.id.clone());
     let lifetime = app.config.emergency_access_lifetime;
-    app.db
-        .run(move |conn| {
-            let now = app2.now();
-            let grant_id = random_id(app2.id_length());
-            let sealed = app2
-                .fields
-                .row("emergency_grants", &grant_id, &pid)
-                .seal("reason", &reason)?;
-            conn.immediate_transaction(|conn| {
-                EmergencyGrant::insert(
-                    &EmergencyGrant {
-                        id: grant_id.clone(),
-                        doctor_id,
-                        patient_id: pid.clone(),
-                        reason: sealed,
-                        granted_at: now,
-                        expires_at: now + lifetime,
-                    },
-                    conn,
-                )?;
-                records::audit(
-                    &app2,
-                    conn,
-                    &actor,
-                    action::RECORD_EMERGENCY_ACCESS,
-                    &pid,
-                    format!("grant {grant_id}, {lifetime} s; reason kept sealed"),
-                )?;
-                Ok::<_, AppError>(())
-            })
+    app.blocking(move |app, conn| {
+        let now = app.now();
+        let grant_id = random_id(app.id_length());
+        let sealed = app
+            .fields
+            .row("emergency_grants", &grant_id, &pid)
+            .seal("reason", &reason)?;
+        conn.immediate_transaction(|conn| {
+            EmergencyGrant::insert(
+                &EmergencyGrant {
+                    id: grant_id.clone(),
+                    doctor_id,
+                    patient_id: pid.clone(),
+                    reason: sealed,
+                    granted_at: now,
+                    expires_at: now + lifetime,
+                },
+                conn,
+            )?;
+            records::audit(
+                app,
+                conn,
+                &actor,
+                action::RECORD_EMERGENCY_ACCESS,
+                &pid,
+                format!("grant {grant_id}, {lifetime} s; reason kept sealed"),
+            )?;
+            Ok::<_, AppError>(())
         })
-        .await
-        .map_err(Err)?;
+    })
+    .await
+    .map_err(Err)?;
     Ok(Flash::warning(
         Redirect::to(format!("/patients/{}", patient.id)),
         "Emergency access granted. It is audited and shown to the patient.",
@@ -583,7 +563,7 @@ async fn save_profile(
     form: CsrfForm<'_, ProfileForm>,
 ) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
     let patient = patient_for_change(app, &who, id).await.map_err(Err)?;
-    let (app2, pid) = (app.inner().clone(), patient.id.clone());
+    let pid = patient.id.clone();
     let current = app
         .db
         .run({
@@ -607,14 +587,13 @@ async fn save_profile(
     let nid = profile.values["national_id"].clone();
     let (actor, pid) = (who.actor(), patient.id.clone());
     let saved = app
-        .db
-        .run(move |conn| {
-            if !nid.is_empty() && national_id_taken(&app2, &nid, &pid, conn)? {
+        .blocking(move |app, conn| {
+            if !nid.is_empty() && national_id_taken(app, &nid, &pid, conn)? {
                 return Ok(false);
             }
             conn.immediate_transaction(|conn| {
                 PatientRow::save(&row, conn)?;
-                records::changed(&app2, conn, &actor, &pid, "profile saved")?;
+                records::changed(app, conn, &actor, &pid, "profile saved")?;
                 Ok::<_, AppError>(true)
             })
         })

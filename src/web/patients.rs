@@ -16,9 +16,9 @@ use crate::auth::CsrfForm;
 use crate::crypto::{random_id, random_password};
 use crate::db::models::records::{CareTeam, PatientRow};
 use crate::db::models::{NewUser, User};
-use crate::error::AppError;
 use crate::records::masking::Mode;
 use crate::records::{self, validate};
+use crate::web::error::AppError;
 use crate::web::patient_record::{
     check_profile, national_id_taken, seal_profile, Doctor, ProfileForm, PROFILE_NAMES,
 };
@@ -94,21 +94,20 @@ async fn list(
         Some("recent") => "recent",
         _ => "name",
     };
-    let (app2, doctor_id, actor) = (app.inner().clone(), who.user.id.clone(), who.actor());
+    let (doctor_id, actor) = (who.user.id.clone(), who.actor());
     let national_id = validate::national_id(&query).ok();
     let mut lines = app
-        .db
-        .run(move |conn| {
-            let mode = app2.masking().mode("national_id", Level::Doctor);
+        .blocking(move |app, conn| {
+            let mode = app.masking().mode("national_id", Level::Doctor);
             if let Some(nid) = national_id {
                 // Exact national ID: any patient, through the blind index; those outside the
                 // doctor's care are listed as such (opening them needs emergency access).
-                let indexes =
-                    app2.fields
-                        .blind_index_candidates("patients", "national_id", &nid)?;
+                let indexes = app
+                    .fields
+                    .blind_index_candidates("patients", "national_id", &nid)?;
                 let mut found = Vec::new();
                 for row in PatientRow::find_by_national_id_index(&indexes, conn)? {
-                    let sealed = app2.fields.row("patients", &row.user_id, &row.user_id);
+                    let sealed = app.fields.row("patients", &row.user_id, &row.user_id);
                     if sealed.open("national_id", &row.national_id).ok().as_deref() != Some(&nid) {
                         continue;
                     }
@@ -117,15 +116,15 @@ async fn list(
                     };
                     let in_care = CareTeam::is_assigned(&doctor_id, &user.id, conn)?;
                     if !in_care {
-                        records::audit_lookup(&app2, conn, &actor, &user.id)?;
+                        records::audit_lookup(app, conn, &actor, &user.id)?;
                     }
-                    found.push(line(&app2, &user, Some(&row), mode, in_care));
+                    found.push(line(app, &user, Some(&row), mode, in_care));
                 }
                 return Ok(found);
             }
             Ok(CareTeam::patients_of(&doctor_id, conn)?
                 .iter()
-                .map(|(user, profile)| line(&app2, user, profile.as_ref(), mode, true))
+                .map(|(user, profile)| line(app, user, profile.as_ref(), mode, true))
                 .collect::<Vec<_>>())
         })
         .await?;
@@ -202,8 +201,7 @@ async fn register(
         _ => return Err(Ok(refill(view))),
     };
     let one_time = random_password();
-    let (app2, actor, doctor_id, name, secret) = (
-        app.inner().clone(),
+    let (actor, doctor_id, name, secret) = (
         who.actor(),
         who.user.id.clone(),
         username.clone(),
@@ -211,21 +209,20 @@ async fn register(
     );
     let nid = profile.values["national_id"].clone();
     let created = app
-        .db
-        .run(move |conn| {
-            let hash = app2
+        .blocking(move |app, conn| {
+            let hash = app
                 .passwords
                 .hash(&secret)
                 .map_err(|e| AppError::internal("hash", e))?;
-            let id = random_id(app2.id_length());
-            let row = seal_profile(&app2, &id, &profile, None, &[])?;
-            if national_id_taken(&app2, &nid, &id, conn)? {
+            let id = random_id(app.id_length());
+            let row = seal_profile(app, &id, &profile, None, &[])?;
+            if national_id_taken(app, &nid, &id, conn)? {
                 return Ok(Err((
                     "national_id",
                     "Another patient is registered with this national ID.",
                 )));
             }
-            let now = app2.now();
+            let now = app.now();
             conn.immediate_transaction(|conn| {
                 if User::find_by_username(&name, conn)?.is_some() {
                     return Ok(Err(("username", "This username is taken.")));
@@ -235,7 +232,7 @@ async fn register(
                     profile.values["first_name"], profile.values["last_name"]
                 );
                 crate::users::insert_account(
-                    &app2,
+                    app,
                     &NewUser {
                         id: &id,
                         username: &name,
@@ -251,7 +248,7 @@ async fn register(
                 )?;
                 PatientRow::save(&row, conn)?;
                 CareTeam::assign(&doctor_id, &id, &doctor_id, now, conn)?;
-                app2.audit.append(
+                app.audit.append(
                     conn,
                     now,
                     &Entry::new(&actor, action::USER_CREATED, Outcome::Success)
@@ -259,7 +256,7 @@ async fn register(
                         .detail("level patient, registered by a doctor"),
                 )?;
                 records::audit(
-                    &app2,
+                    app,
                     conn,
                     &actor,
                     action::PATIENT_REGISTERED,

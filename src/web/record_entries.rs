@@ -15,8 +15,8 @@ use crate::audit::action;
 use crate::auth::CsrfForm;
 use crate::crypto::random_id;
 use crate::db::models::records::{AppointmentRow, ConsultationRow, VaccinationRow};
-use crate::error::AppError;
 use crate::records::{self, validate};
+use crate::web::error::AppError;
 use crate::web::patient_record::{patient_for_change, rerender, Doctor};
 use crate::web::{form_context_of, FormView, Layout};
 
@@ -139,23 +139,22 @@ async fn add_consultation(
         updated_at: now,
     };
     seal_consultation(app, &mut row, &consultation).map_err(Err)?;
-    let (app2, actor) = (app.inner().clone(), who.actor());
-    app.db
-        .run(move |conn| {
-            conn.immediate_transaction(|conn| {
-                ConsultationRow::insert(&row, conn)?;
-                records::changed(
-                    &app2,
-                    conn,
-                    &actor,
-                    &row.patient_id,
-                    format!("consultation {} added", row.id),
-                )?;
-                Ok::<_, AppError>(())
-            })
+    let actor = who.actor();
+    app.blocking(move |app, conn| {
+        conn.immediate_transaction(|conn| {
+            ConsultationRow::insert(&row, conn)?;
+            records::changed(
+                app,
+                conn,
+                &actor,
+                &row.patient_id,
+                format!("consultation {} added", row.id),
+            )?;
+            Ok::<_, AppError>(())
         })
-        .await
-        .map_err(Err)?;
+    })
+    .await
+    .map_err(Err)?;
     Ok(Flash::success(
         Redirect::to(format!("/patients/{}#consultations", patient.id)),
         "Consultation recorded.",
@@ -171,17 +170,11 @@ async fn edit_consultation_page(
     cid: &str,
 ) -> Result<Template, AppError> {
     let patient = patient_for_change(app, &who, id).await?;
-    let (app2, actor, pid, cid) = (
-        app.inner().clone(),
-        who.actor(),
-        patient.id.clone(),
-        cid.to_string(),
-    );
+    let (actor, pid, cid) = (who.actor(), patient.id.clone(), cid.to_string());
     let (row, view) = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             let row = ConsultationRow::find(&pid, &cid, conn)?.ok_or(AppError::NotFound)?;
-            let sealed = app2.fields.row("consultations", &row.id, &pid);
+            let sealed = app.fields.row("consultations", &row.id, &pid);
             let mut view =
                 FormView::default().value("occurred_at", validate::date_time_text(row.occurred_at));
             let mut broken = false;
@@ -202,14 +195,14 @@ async fn edit_consultation_page(
                 view = view.value(name, shown.text);
             }
             records::audit(
-                &app2,
+                app,
                 conn,
                 &actor,
                 action::RECORD_VIEWED,
                 &pid,
                 format!("consultation {}", row.id),
             )?;
-            records::audit_integrity_errors(&app2, conn, &actor, &pid, &broken_values)?;
+            records::audit_integrity_errors(app, conn, &actor, &pid, &broken_values)?;
             Ok(((row, broken), view))
         })
         .await?;
@@ -250,31 +243,25 @@ async fn update_consultation(
             )));
         }
     };
-    let (app2, actor, pid, cid) = (
-        app.inner().clone(),
-        who.actor(),
-        patient.id.clone(),
-        cid.to_string(),
-    );
-    app.db
-        .run(move |conn| {
-            let mut row = ConsultationRow::find(&pid, &cid, conn)?.ok_or(AppError::NotFound)?;
-            seal_consultation(&app2, &mut row, &consultation)?;
-            row.updated_at = app2.now();
-            conn.immediate_transaction(|conn| {
-                ConsultationRow::update(&row, conn)?;
-                records::changed(
-                    &app2,
-                    conn,
-                    &actor,
-                    &pid,
-                    format!("consultation {} edited", row.id),
-                )?;
-                Ok::<_, AppError>(())
-            })
+    let (actor, pid, cid) = (who.actor(), patient.id.clone(), cid.to_string());
+    app.blocking(move |app, conn| {
+        let mut row = ConsultationRow::find(&pid, &cid, conn)?.ok_or(AppError::NotFound)?;
+        seal_consultation(app, &mut row, &consultation)?;
+        row.updated_at = app.now();
+        conn.immediate_transaction(|conn| {
+            ConsultationRow::update(&row, conn)?;
+            records::changed(
+                app,
+                conn,
+                &actor,
+                &pid,
+                format!("consultation {} edited", row.id),
+            )?;
+            Ok::<_, AppError>(())
         })
-        .await
-        .map_err(Err)?;
+    })
+    .await
+    .map_err(Err)?;
     Ok(Flash::success(
         Redirect::to(format!("/patients/{}#consultations", patient.id)),
         "Consultation saved.",
@@ -352,18 +339,12 @@ async fn add_vaccination(
     else {
         return Err(rerender(app, &who, &patient, "vaccination", view).await);
     };
-    let (app2, actor, pid, recorded_by) = (
-        app.inner().clone(),
-        who.actor(),
-        patient.id.clone(),
-        who.user.id.clone(),
-    );
+    let (actor, pid, recorded_by) = (who.actor(), patient.id.clone(), who.user.id.clone());
     let (vaccine2, given_on2) = (vaccine.clone(), given_on.clone());
     let outcome = app
-        .db
-        .run(move |conn| {
-            let id = random_id(app2.id_length());
-            let sealed = app2.fields.row("vaccinations", &id, &pid);
+        .blocking(move |app, conn| {
+            let id = random_id(app.id_length());
+            let sealed = app.fields.row("vaccinations", &id, &pid);
             let row = VaccinationRow {
                 id: id.clone(),
                 patient_id: pid.clone(),
@@ -373,16 +354,16 @@ async fn add_vaccination(
                 given_on: sealed.seal("given_on", &given_on2)?,
                 lot: sealed.seal("lot", &lot)?,
                 given_by: sealed.seal("given_by", &given_by)?,
-                created_at: app2.now(),
+                created_at: app.now(),
             };
             conn.immediate_transaction(|conn| {
                 // Checked inside the transaction, so two doses recorded at once cannot both pass.
-                let doses = doses_of(&app2, &vaccine2, &VaccinationRow::for_patient(&pid, conn)?)?;
+                let doses = doses_of(app, &vaccine2, &VaccinationRow::for_patient(&pid, conn)?)?;
                 if let Some(problem) = dose_order_problem(&doses, dose, &given_on2) {
                     return Ok(Err(problem));
                 }
                 VaccinationRow::insert(&row, conn)?;
-                records::changed(&app2, conn, &actor, &pid, format!("vaccination {id} added"))?;
+                records::changed(app, conn, &actor, &pid, format!("vaccination {id} added"))?;
                 Ok::<_, AppError>(Ok(()))
             })
         })
@@ -506,47 +487,39 @@ pub(super) async fn book(
     starts_at: i64,
     reason: &str,
 ) -> Result<Result<(), String>, AppError> {
-    let (app2, pid, did, reason) = (
-        app.clone(),
+    let (pid, did, reason) = (
         patient_id.to_string(),
         doctor_id.to_string(),
         reason.to_string(),
     );
-    app.db
-        .run(move |conn| {
-            let now = app2.now();
-            let id = random_id(app2.id_length());
-            let row = AppointmentRow {
-                id: id.clone(),
-                patient_id: pid.clone(),
-                doctor_id: did.clone(),
-                starts_at,
-                reason: app2
-                    .fields
-                    .row("appointments", &id, &pid)
-                    .seal("reason", &reason)?,
-                status: "booked".into(),
-                created_at: now,
-                updated_at: now,
-            };
-            conn.immediate_transaction(|conn| {
-                if AppointmentRow::doctor_is_booked(&did, starts_at, "", conn)? {
-                    return Ok(Err(
-                        "The doctor already has an appointment at this time.".into()
-                    ));
-                }
-                AppointmentRow::insert(&row, conn)?;
-                records::changed(
-                    &app2,
-                    conn,
-                    &actor,
-                    &pid,
-                    format!("appointment {id} booked"),
-                )?;
-                Ok::<_, AppError>(Ok(()))
-            })
+    app.blocking(move |app, conn| {
+        let now = app.now();
+        let id = random_id(app.id_length());
+        let row = AppointmentRow {
+            id: id.clone(),
+            patient_id: pid.clone(),
+            doctor_id: did.clone(),
+            starts_at,
+            reason: app
+                .fields
+                .row("appointments", &id, &pid)
+                .seal("reason", &reason)?,
+            status: "booked".into(),
+            created_at: now,
+            updated_at: now,
+        };
+        conn.immediate_transaction(|conn| {
+            if AppointmentRow::doctor_is_booked(&did, starts_at, "", conn)? {
+                return Ok(Err(
+                    "The doctor already has an appointment at this time.".into()
+                ));
+            }
+            AppointmentRow::insert(&row, conn)?;
+            records::changed(app, conn, &actor, &pid, format!("appointment {id} booked"))?;
+            Ok::<_, AppError>(Ok(()))
         })
-        .await
+    })
+    .await
 }
 
 #[derive(FromForm)]
@@ -587,21 +560,15 @@ async fn change_appointment(
         _ => return Err(AppError::BadRequest("Unknown change.".into())),
     };
     let change = f.change.clone();
-    let (app2, actor, pid, aid) = (
-        app.inner().clone(),
-        who.actor(),
-        patient.id.clone(),
-        aid.to_string(),
-    );
+    let (actor, pid, aid) = (who.actor(), patient.id.clone(), aid.to_string());
     let outcome = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             conn.immediate_transaction(|conn| {
                 let row = AppointmentRow::find(&pid, &aid, conn)?.ok_or(AppError::NotFound)?;
                 if matches!(row.status.as_str(), "cancelled" | "done") {
                     return Ok(Err(format!("This appointment is {} already.", row.status)));
                 }
-                let now = app2.now();
+                let now = app.now();
                 match new_time {
                     Some(t) => {
                         if AppointmentRow::doctor_is_booked(&row.doctor_id, t, &row.id, conn)? {
@@ -617,7 +584,7 @@ async fn change_appointment(
                     None => AppointmentRow::set_status(&row.id, "done", now, conn)?,
                 }
                 records::changed(
-                    &app2,
+                    app,
                     conn,
                     &actor,
                     &pid,

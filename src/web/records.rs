@@ -16,8 +16,8 @@ use crate::audit::action;
 use crate::auth::{Allowed, CsrfForm};
 use crate::db::models::records::{AppointmentRow, CareTeam, EmergencyGrant};
 use crate::db::models::AuditEvent;
-use crate::error::AppError;
 use crate::records;
+use crate::web::error::AppError;
 use crate::web::record_entries::{book, check_booking, AppointmentForm};
 use crate::web::scans::{file_of, link_for};
 use crate::web::{form_context_of, ButtonForm, FormView, Layout, Paging};
@@ -40,33 +40,26 @@ async fn render(
     form: FormView,
     flash: Option<FlashMessage<'_>>,
 ) -> Result<Template, AppError> {
-    let (app2, patient, actor) = (app.clone(), who.user.clone(), who.actor());
+    let (patient, actor) = (who.user.clone(), who.actor());
     let (record, doctors) = app
-        .db
-        .run(move |conn| {
-            let record = records::load_record(&app2, &patient, Level::Patient, None, conn)?;
+        .blocking(move |app, conn| {
+            let record = records::load_record(app, &patient, Level::Patient, None, conn)?;
             let doctors: Vec<DoctorOption> = CareTeam::doctors_of(&patient.id, conn)?
                 .iter()
                 .map(|d| DoctorOption {
                     id: d.id.clone(),
-                    name: records::display_name(&app2, d),
+                    name: records::display_name(app, d),
                 })
                 .collect();
             records::audit(
-                &app2,
+                app,
                 conn,
                 &actor,
                 action::RECORD_VIEWED,
                 &patient.id,
                 "own record",
             )?;
-            records::audit_integrity_errors(
-                &app2,
-                conn,
-                &actor,
-                &patient.id,
-                &record.broken_values,
-            )?;
+            records::audit_integrity_errors(app, conn, &actor, &patient.id, &record.broken_values)?;
             Ok((record, doctors))
         })
         .await?;
@@ -108,17 +101,16 @@ async fn book_own(
         .field_value("doctor_id")
         .unwrap_or_default()
         .to_string();
-    let (app2, pid, did) = (app.inner().clone(), who.user.id.clone(), doctor_id.clone());
+    let (pid, did) = (who.user.id.clone(), doctor_id.clone());
     let treats = app
-        .db
-        .run(move |conn| {
+        .blocking(move |_, conn| {
             Ok(CareTeam::doctors_of(&pid, conn)?
                 .iter()
                 .any(|d| d.id == did))
         })
         .await
         .map_err(Err)?;
-    let checked = check_booking(&app2, &form, form_context_of(&form.context, &names));
+    let checked = check_booking(app, &form, form_context_of(&form.context, &names));
     let (starts_at, reason) = match checked {
         Ok(ok) if treats => ok,
         Ok(_) => {
@@ -161,25 +153,19 @@ async fn cancel_own(
     aid: &str,
     _form: CsrfForm<'_, ButtonForm>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let (app2, actor, pid, aid) = (
-        app.inner().clone(),
-        who.actor(),
-        who.user.id.clone(),
-        aid.to_string(),
-    );
+    let (actor, pid, aid) = (who.actor(), who.user.id.clone(), aid.to_string());
     let outcome = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             conn.immediate_transaction(|conn| {
                 // Someone else's appointment id is simply not found among this patient's.
                 let row = AppointmentRow::find(&pid, &aid, conn)?.ok_or(AppError::NotFound)?;
-                let now = app2.now();
+                let now = app.now();
                 if !matches!(row.status.as_str(), "booked" | "changed") || row.starts_at <= now {
                     return Ok(false);
                 }
                 AppointmentRow::set_status(&row.id, "cancelled", now, conn)?;
                 records::changed(
-                    &app2,
+                    app,
                     conn,
                     &actor,
                     &pid,
@@ -282,17 +268,16 @@ async fn access_log(
     app: &State<App>,
     page: Option<i64>,
 ) -> Result<Template, AppError> {
-    let (app2, me) = (app.inner().clone(), who.user.id.clone());
+    let me = who.user.id.clone();
     let (events, grants, names) = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             let events = AuditEvent::about(&records::audit_target(&me), &me, conn)?;
             // Named as the record pages name people (full name, else username).
             let mut names = std::collections::HashMap::new();
             for event in &events {
                 if !names.contains_key(&event.actor_id) {
                     let name = crate::db::models::User::find(&event.actor_id, conn)?
-                        .map(|u| records::display_name(&app2, &u))
+                        .map(|u| records::display_name(app, &u))
                         .unwrap_or_else(|| event.actor_name.clone());
                     names.insert(event.actor_id.clone(), name);
                 }
@@ -301,13 +286,13 @@ async fn access_log(
                 .into_iter()
                 .map(|g| {
                     let doctor = crate::db::models::User::find(&g.doctor_id, conn)?
-                        .map(|d| records::display_name(&app2, &d))
+                        .map(|d| records::display_name(app, &d))
                         .unwrap_or_else(|| "a former doctor".into());
                     Ok(EmergencyLine {
                         granted_at: g.granted_at,
                         expires_at: g.expires_at,
                         doctor,
-                        reason: app2
+                        reason: app
                             .fields
                             .row("emergency_grants", &g.id, &me)
                             .show("reason", &g.reason),

@@ -20,9 +20,9 @@ use crate::crypto::{
     Purpose,
 };
 use crate::db::models::records::MedicalFileRow;
-use crate::error::AppError;
 use crate::records::files::{self, FileType};
 use crate::records::{self, validate};
+use crate::web::error::AppError;
 use crate::web::form_context_of;
 use crate::web::patient_record::{patient_for_change, rerender, Doctor};
 
@@ -107,55 +107,49 @@ async fn upload(
         })
         .unwrap_or_default();
     let category = f.category.clone();
-    let (app2, actor, pid, uploader) = (
-        app.inner().clone(),
-        who.actor(),
-        patient.id.clone(),
-        who.user.id.clone(),
-    );
-    app.db
-        .run(move |conn| {
-            let id = random_id(app2.id_length());
-            let key = FileKey::generate();
-            let sealed_file = seal_file(&key, &id, &content);
-            let sealed = app2.fields.row("medical_files", &id, &pid);
-            let row = MedicalFileRow {
-                id: id.clone(),
-                patient_id: pid.clone(),
-                uploaded_by: uploader,
-                category: sealed.seal("category", &category)?,
-                description: sealed.seal("description", &description)?,
-                taken_on: sealed.seal("taken_on", &taken_on)?,
-                file_name: sealed.seal("file_name", &typed_name)?,
-                content_type: file_type.content_type().to_string(),
-                size_bytes: content.len() as i64,
-                sha256: sealed.seal("sha256", &sha256_hex(&content))?,
-                file_key: sealed.seal("file_key", &key.to_text())?,
-                created_at: app2.now(),
-            };
-            let storage = app2.config.storage_dir();
-            files::write_sealed(&storage, &id, &sealed_file)
-                .map_err(|e| AppError::internal("writing a medical file", e))?;
-            let saved = conn.immediate_transaction(|conn| {
-                MedicalFileRow::insert(&row, conn)?;
-                records::audit(
-                    &app2,
-                    conn,
-                    &actor,
-                    action::FILE_UPLOADED,
-                    &pid,
-                    format!("file {id}, {} bytes, {}", row.size_bytes, row.content_type),
-                )
-            });
-            if let Err(e) = saved {
-                // No row points at the file: take it away again.
-                files::remove_sealed(&storage, &id);
-                return Err(AppError::from(e));
-            }
-            Ok(())
-        })
-        .await
-        .map_err(Err)?;
+    let (actor, pid, uploader) = (who.actor(), patient.id.clone(), who.user.id.clone());
+    app.blocking(move |app, conn| {
+        let id = random_id(app.id_length());
+        let key = FileKey::generate();
+        let sealed_file = seal_file(&key, &id, &content);
+        let sealed = app.fields.row("medical_files", &id, &pid);
+        let row = MedicalFileRow {
+            id: id.clone(),
+            patient_id: pid.clone(),
+            uploaded_by: uploader,
+            category: sealed.seal("category", &category)?,
+            description: sealed.seal("description", &description)?,
+            taken_on: sealed.seal("taken_on", &taken_on)?,
+            file_name: sealed.seal("file_name", &typed_name)?,
+            content_type: file_type.content_type().to_string(),
+            size_bytes: content.len() as i64,
+            sha256: sealed.seal("sha256", &sha256_hex(&content))?,
+            file_key: sealed.seal("file_key", &key.to_text())?,
+            created_at: app.now(),
+        };
+        let storage = app.config.storage_dir();
+        files::write_sealed(&storage, &id, &sealed_file)
+            .map_err(|e| AppError::internal("writing a medical file", e))?;
+        let saved = conn.immediate_transaction(|conn| {
+            MedicalFileRow::insert(&row, conn)?;
+            records::audit(
+                app,
+                conn,
+                &actor,
+                action::FILE_UPLOADED,
+                &pid,
+                format!("file {id}, {} bytes, {}", row.size_bytes, row.content_type),
+            )
+        });
+        if let Err(e) = saved {
+            // No row points at the file: take it away again.
+            files::remove_sealed(&storage, &id);
+            return Err(AppError::from(e));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(Err)?;
     Ok(Flash::success(
         Redirect::to(format!("/patients/{}#files", patient.id)),
         "File uploaded and encrypted.",
@@ -222,13 +216,12 @@ pub(super) async fn file_of(
     fid: &str,
 ) -> Result<MedicalFileRow, AppError> {
     let (pid, fid) = (patient_id.to_string(), fid.to_string());
-    app.db
-        .run(move |conn| {
-            MedicalFileRow::find(&fid, conn)?
-                .filter(|f| f.patient_id == pid)
-                .ok_or(AppError::NotFound)
-        })
-        .await
+    app.blocking(move |_, conn| {
+        MedicalFileRow::find(&fid, conn)?
+            .filter(|f| f.patient_id == pid)
+            .ok_or(AppError::NotFound)
+    })
+    .await
 }
 
 #[get("/patients/<id>/files/<fid>")]
@@ -270,15 +263,11 @@ async fn audit_file(
     target: String,
     detail: String,
 ) {
-    let (app2, entry) = (
-        app.clone(),
-        Entry::new(actor, act, outcome)
-            .target(target)
-            .detail(detail),
-    );
+    let entry = Entry::new(actor, act, outcome)
+        .target(target)
+        .detail(detail);
     if let Err(e) = app
-        .db
-        .run(move |conn| Ok(app2.audit.append(conn, app2.now(), &entry)?))
+        .blocking(move |app, conn| Ok(app.audit.append(conn, app.now(), &entry)?))
         .await
     {
         tracing::error!(error = %e, "cannot audit a file download");
@@ -313,14 +302,13 @@ async fn download(
         .await;
         return Err(AppError::Forbidden);
     };
-    let (app2, viewer, fid) = (app.inner().clone(), who.user.clone(), link.file_id.clone());
+    let (viewer, fid) = (who.user.clone(), link.file_id.clone());
     // The link was issued after an authorisation check; the check runs again in case the
     // care assignment or emergency access ended since.
     let file = app
-        .db
-        .run(move |conn| {
+        .blocking(move |app, conn| {
             let file = MedicalFileRow::find(&fid, conn)?.ok_or(AppError::NotFound)?;
-            records::relation(&viewer, &file.patient_id, app2.now(), conn)?
+            records::relation(&viewer, &file.patient_id, app.now(), conn)?
                 .ok_or(AppError::NotFound)?;
             Ok(file)
         })
@@ -373,11 +361,10 @@ async fn download(
 
 /// The plain content of a stored file, if its key, its sealed copy and its digest all hold.
 async fn open_stored(app: &App, file: &MedicalFileRow) -> Result<Vec<u8>, &'static str> {
-    let (app2, file) = (app.clone(), file.clone());
+    let file = file.clone();
     let opened = app
-        .db
-        .run(move |_conn| {
-            let sealed = app2.fields.row("medical_files", &file.id, &file.patient_id);
+        .blocking(move |app, _| {
+            let sealed = app.fields.row("medical_files", &file.id, &file.patient_id);
             let opened = (|| {
                 let key_text = sealed
                     .open("file_key", &file.file_key)
@@ -386,7 +373,7 @@ async fn open_stored(app: &App, file: &MedicalFileRow) -> Result<Vec<u8>, &'stat
                 let digest = sealed
                     .open("sha256", &file.sha256)
                     .map_err(|_| "digest refused")?;
-                let stored = files::read_sealed(&app2.config.storage_dir(), &file.id)
+                let stored = files::read_sealed(&app.config.storage_dir(), &file.id)
                     .map_err(|_| "missing on disk")?;
                 let content =
                     open_file(&key, &file.id, stored).map_err(|_| "failed authentication")?;

@@ -23,7 +23,7 @@ use crate::crypto::{
 use crate::db::models::two_factor::{RecoveryCode, TwoFactor};
 use crate::db::models::{SessionRow, User, STAGE_FULL};
 use crate::db::Conn;
-use crate::error::{too_many_requests, AppError, TooManyRequests};
+use crate::web::error::{too_many_requests, AppError, TooManyRequests};
 use crate::web::layout::FormView;
 use crate::web::login::after_sign_in;
 use crate::web::{ButtonForm, Layout};
@@ -125,11 +125,10 @@ async fn code_page(
     let token = cookies
         .get_private(SESSION_COOKIE)
         .map(|c| c.value().to_string());
-    let (app2, client2) = (app.inner().clone(), client.clone());
+    let client2 = client.clone();
     let found = match token {
         Some(token) => app
-            .db
-            .run(move |conn| pending(&app2, &token, &client2, conn))
+            .blocking(move |app, conn| pending(app, &token, &client2, conn))
             .await
             .ok()
             .flatten(),
@@ -189,12 +188,10 @@ async fn submit_code(
         .as_ref()
         .map(|f| f.code.clone())
         .unwrap_or_default();
-    let (app2, client2) = (app.inner().clone(), client.clone());
+    let client2 = client.clone();
     let outcome = app
-        .db
-        .run(move |conn| {
-            let app = app2;
-            let Some((row, user)) = pending(&app, &token, &client2, conn)? else {
+        .blocking(move |app, conn| {
+            let Some((row, user)) = pending(app, &token, &client2, conn)? else {
                 return Ok(Err(false));
             };
             let actor = Actor {
@@ -208,7 +205,7 @@ async fn submit_code(
             let factor = if locked {
                 None
             } else {
-                check_second_factor(&app, &user.id, &code, conn)?
+                check_second_factor(app, &user.id, &code, conn)?
             };
             match factor {
                 Some(factor) => {
@@ -222,7 +219,7 @@ async fn submit_code(
                     app.brute_force.record_success(&user.username);
                     // A fresh token for the full session; the half one ends.
                     SessionRow::delete(&row.id, conn)?;
-                    let token = start_session(&app, &user, &client2, None, STAGE_FULL, conn)?;
+                    let token = start_session(app, &user, &client2, None, STAGE_FULL, conn)?;
                     Ok(Ok((token, after_sign_in(&user))))
                 }
                 None => {
@@ -232,7 +229,7 @@ async fn submit_code(
                         &Entry::new(&actor, action::TWO_FACTOR_FAILURE, Outcome::Failure)
                             .detail(if locked { "account locked" } else { "" }),
                     )?;
-                    crate::auth::count_failure(&app, conn, &actor, &user.username, now)?;
+                    crate::auth::count_failure(app, conn, &actor, &user.username, now)?;
                     Ok(Err(true))
                 }
             }
@@ -272,8 +269,7 @@ async fn overview(
 ) -> Result<Template, AppError> {
     let user_id = who.user.id.clone();
     let unused = app
-        .db
-        .run(move |conn| Ok(RecoveryCode::count_unused(&user_id, conn)?))
+        .blocking(move |_, conn| Ok(RecoveryCode::count_unused(&user_id, conn)?))
         .await?;
     let required = app.security.two_factor_required(who.user.level());
     let layout = Layout::for_user(app, &who, flash);
@@ -300,17 +296,16 @@ async fn start(
     let sealed = app
         .fields
         .seal(&secret_field(&who.user.id), &hex::encode(&secret))?;
-    let (app2, user_id) = (app.inner().clone(), who.user.id.clone());
-    app.db
-        .run(move |conn| {
-            Ok(TwoFactor::begin_enrolment(
-                &user_id,
-                &sealed,
-                app2.now(),
-                conn,
-            )?)
-        })
-        .await?;
+    let user_id = who.user.id.clone();
+    app.blocking(move |app, conn| {
+        Ok(TwoFactor::begin_enrolment(
+            &user_id,
+            &sealed,
+            app.now(),
+            conn,
+        )?)
+    })
+    .await?;
     Ok(enrol_template(app, &who, &secret, FormView::default()))
 }
 
@@ -334,16 +329,14 @@ async fn confirm(
         .as_ref()
         .map(|f| f.code.clone())
         .unwrap_or_default();
-    let (app2, user_id, actor) = (app.inner().clone(), who.user.id.clone(), who.actor());
+    let (user_id, actor) = (who.user.id.clone(), who.actor());
     let this_session = who.session.id.clone();
     let outcome = app
-        .db
-        .run(move |conn| {
-            let app = app2;
+        .blocking(move |app, conn| {
             let Some(enrolment) = TwoFactor::find(&user_id, conn)?.filter(|t| !t.enabled) else {
                 return Ok(Err(None));
             };
-            let secret = open_secret(&app, &enrolment)?;
+            let secret = open_secret(app, &enrolment)?;
             let Some(step) = verify_totp(&secret, &code, app.now(), 0) else {
                 return Ok(Err(Some(secret)));
             };
@@ -420,14 +413,12 @@ async fn disable(
             "Two-factor sign-in is required for your level; it cannot be turned off.",
         ));
     }
-    let (app2, user, actor) = (app.inner().clone(), who.user.clone(), who.actor());
+    let (user, actor) = (who.user.clone(), who.actor());
     let this_session = who.session.id.clone();
     let done = app
-        .db
-        .run(move |conn| {
-            let app = app2;
+        .blocking(move |app, conn| {
             let password_ok = app.passwords.verify(&password, &user.password_hash);
-            let code_ok = check_second_factor(&app, &user.id, &code, conn)?.is_some();
+            let code_ok = check_second_factor(app, &user.id, &code, conn)?.is_some();
             if !(password_ok && code_ok) {
                 app.brute_force.record_failure(&user.username, app.now());
                 app.audit.append(

@@ -1,8 +1,8 @@
 //! One error type for every page handler, and the catchers: each renders a page with a clear
-//! message and the right status, never internals.
+//! message and the right status, never internals. The layers below have errors of their own;
+//! they become a page only here.
 
-use std::sync::Mutex;
-
+use crate::auth::refusal::{noted_message, noted_refusal, noted_retry_after, route_of, Refusal};
 use crate::web::Template;
 use rocket::http::{Header, Status};
 use rocket::request::Request;
@@ -52,6 +52,51 @@ impl AppError {
     }
 }
 
+impl From<crate::db::DbError> for AppError {
+    fn from(e: crate::db::DbError) -> Self {
+        match e {
+            crate::db::DbError::Query(e) => AppError::Database(e),
+            unavailable => AppError::internal("database", unavailable),
+        }
+    }
+}
+
+impl From<crate::fields::SealError> for AppError {
+    fn from(e: crate::fields::SealError) -> Self {
+        AppError::internal("sealing", e)
+    }
+}
+
+impl From<crate::fields::StoreError> for AppError {
+    fn from(e: crate::fields::StoreError) -> Self {
+        match e {
+            crate::fields::StoreError::Db(e) => e.into(),
+            crate::fields::StoreError::Seal(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::fields::job::JobError> for AppError {
+    fn from(e: crate::fields::job::JobError) -> Self {
+        match e {
+            crate::fields::job::JobError::Db(e) => e.into(),
+            crate::fields::job::JobError::Seal(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::fields::rotation::RotationError> for AppError {
+    fn from(e: crate::fields::rotation::RotationError) -> Self {
+        use crate::fields::rotation::RotationError;
+        match e {
+            RotationError::Refused(message) => AppError::Conflict(message),
+            RotationError::KeyFile(e) => AppError::internal("the key file", e),
+            RotationError::Db(e) => e.into(),
+            RotationError::Job(e) => e.into(),
+        }
+    }
+}
+
 impl<'r> Responder<'r, 'static> for AppError {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         let status = self.status();
@@ -60,47 +105,6 @@ impl<'r> Responder<'r, 'static> for AppError {
         }
         error_page(status, &self.public_message()).respond_to(req)
     }
-}
-
-/// The route pattern a request matched (`/files/<token>`), never its path: paths carry download
-/// tokens and record ids, which belong in neither the log nor an audit target.
-pub fn route_of(req: &Request<'_>) -> String {
-    req.route()
-        .map(|route| route.uri.to_string())
-        .unwrap_or_else(|| "(no route)".into())
-}
-
-/// Why a guard refused a request, for the catcher that renders the refusal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Not signed in: go to the sign-in page.
-    SignInNeeded,
-    /// The session ended (timeout, renewal, another browser or address): sign in again.
-    SessionEnded,
-    /// Signed in with a one-time password: change it first.
-    PasswordChangeNeeded,
-    /// The level requires two-factor sign-in and this user has not enrolled yet.
-    TwoFactorEnrolmentNeeded,
-    /// The access table does not grant this page to this level.
-    PageDenied,
-    /// A form without the right CSRF token, or from another site.
-    ForgedForm,
-}
-
-/// The refusal noted on a request; guards write it, catchers read it.
-#[derive(Default)]
-pub struct RefusalNote(Mutex<Option<Refusal>>);
-
-pub fn note_refusal(req: &Request<'_>, refusal: Refusal) {
-    let note = req.local_cache(RefusalNote::default);
-    *note.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(refusal);
-}
-
-fn noted_refusal(req: &Request<'_>) -> Option<Refusal> {
-    *req.local_cache(RefusalNote::default)
-        .0
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn error_page(status: Status, message: &str) -> (Status, Template) {
@@ -165,44 +169,15 @@ pub fn too_many_requests(retry_after_seconds: i64) -> TooManyRequests {
     }
 }
 
-/// The wait a rate limit noted on a request, for the 429 catcher.
-pub struct RetryAfter(pub std::sync::OnceLock<i64>);
-
-pub fn note_retry_after(req: &Request<'_>, seconds: i64) {
-    let _ = req
-        .local_cache(|| RetryAfter(std::sync::OnceLock::new()))
-        .0
-        .set(seconds);
-}
-
 #[catch(429)]
 fn too_many(req: &Request<'_>) -> TooManyRequests {
-    let seconds = req
-        .local_cache(|| RetryAfter(std::sync::OnceLock::new()))
-        .0
-        .get()
-        .copied()
-        .unwrap_or(60);
+    let seconds = noted_retry_after(req).unwrap_or(60);
     too_many_requests(seconds)
-}
-
-/// A message a guard noted for the catcher of the status it refused with.
-struct NotedMessage(std::sync::OnceLock<&'static str>);
-
-pub fn note_message(req: &Request<'_>, message: &'static str) {
-    let _ = req
-        .local_cache(|| NotedMessage(std::sync::OnceLock::new()))
-        .0
-        .set(message);
 }
 
 #[catch(400)]
 fn bad_request(req: &Request<'_>) -> (Status, Template) {
-    let noted = req
-        .local_cache(|| NotedMessage(std::sync::OnceLock::new()))
-        .0
-        .get()
-        .copied();
+    let noted = noted_message(req);
     error_page(
         Status::BadRequest,
         noted.unwrap_or_else(|| default_message(Status::BadRequest)),
@@ -211,11 +186,7 @@ fn bad_request(req: &Request<'_>) -> (Status, Template) {
 
 #[catch(default)]
 fn any_status(status: Status, req: &Request<'_>) -> (Status, Template) {
-    let noted = req
-        .local_cache(|| NotedMessage(std::sync::OnceLock::new()))
-        .0
-        .get()
-        .copied();
+    let noted = noted_message(req);
     error_page(status, noted.unwrap_or_else(|| default_message(status)))
 }
 
