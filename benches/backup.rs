@@ -161,7 +161,7 @@ fn main() {
     // The latency loop sends far more than a person would: no rate limit here (a restore
     // reloads the stored policy, so this comes after the restores).
     app.brute_force
-        .set_policy(medvault::auth::throttle::BruteForcePolicy {
+        .set_policy(medvault::brute_force::BruteForcePolicy {
             rate_limit_enabled: false,
             ..Default::default()
         });

@@ -35,7 +35,7 @@ fn at(mut values: Vec<f64>, p: f64) -> f64 {
 fn main() {
     let (_home, client, app) = support::server();
     app.brute_force
-        .set_policy(medvault::auth::throttle::BruteForcePolicy {
+        .set_policy(medvault::brute_force::BruteForcePolicy {
             rate_limit_enabled: false,
             ..Default::default()
         });

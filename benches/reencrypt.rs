@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use medvault::crypto::{Cipher, HashAlg, Suite};
 use medvault::db::models::NewUser;
-use medvault::fields::job;
+use medvault::reencryption::job;
 use medvault::{App, Config};
 
 fn accounts() -> usize {

@@ -1,159 +1,48 @@
 //! Start-up: the directories, the database, the root key and everything derived from it,
 //! gathered in one [`App`] that the server, the command line and the tests share.
 
-use std::collections::HashSet;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use crate::access::{AccessTable, Level};
 use crate::audit::{action, Actor, AuditLog, Entry, Outcome};
-use crate::auth::throttle::{BruteForceGuard, BruteForcePolicy, TRACKED_ENTRIES};
-use crate::auth::SessionKeys;
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::crypto::{constant_time_eq, random_token, KeyRing, PasswordHasher, Purpose, RootKeys};
-use crate::db::models::{key_check, PageGrant, Setting, User};
-use crate::db::{Db, DbError};
-use crate::fields::{job, policy, Fields, Policy};
+use crate::crypto::SessionKeys;
+use crate::crypto::{constant_time_eq, KeyRing, PasswordHasher, Purpose, RootKeys};
+use crate::db::models::{key_check, PageGrant};
+use crate::db::Db;
+use crate::fields::Policy;
 use crate::private_files::{self, KeyFileWrite};
-use crate::records::masking::Visibility;
-use crate::state_seal::StateSeal;
-
-/// The migration that brought the seal on the admin's state.
-pub const SEAL_MIGRATION: &str = "20261202000005";
+use crate::reencryption::job;
+use crate::services::{Services, StoredState};
+use crate::state_seal::{StateSeal, SEAL_MIGRATION};
 
 #[derive(Debug, thiserror::Error)]
 #[error("medvault cannot start: {0}")]
 pub struct StartupError(pub String);
 
-/// Settings an admin switches at `/admin/security`, kept in memory so that no request pays a
-/// query for them; saved to the database by the page that changes them.
-#[derive(Default)]
-pub struct SecuritySettings {
-    pub bind_ip: AtomicBool,
-    pub bind_user_agent: AtomicBool,
-    /// Levels that must sign in with a second factor.
-    pub require_two_factor: RwLock<HashSet<Level>>,
-}
-
-impl SecuritySettings {
-    pub fn two_factor_required(&self, level: Level) -> bool {
-        self.require_two_factor
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&level)
-    }
-
-    pub fn set_two_factor_required(&self, levels: HashSet<Level>) {
-        *self
-            .require_two_factor
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = levels;
-    }
-
-    pub fn bind_ip(&self) -> bool {
-        self.bind_ip.load(Ordering::Relaxed)
-    }
-
-    pub fn bind_user_agent(&self) -> bool {
-        self.bind_user_agent.load(Ordering::Relaxed)
-    }
-}
-
-/// The single-use token of the first-run setup link, while no admin exists.
-#[derive(Default)]
-pub struct SetupToken(Mutex<Option<String>>);
-
-impl SetupToken {
-    /// Takes the token if `offered` matches it: it works once.
-    pub fn redeem(&self, offered: &str) -> bool {
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match slot.as_deref() {
-            Some(token) if constant_time_eq(token.as_bytes(), offered.as_bytes()) => {
-                *slot = None;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether `offered` is the current token, without using it up.
-    pub fn matches(&self, offered: &str) -> bool {
-        let slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        slot.as_deref()
-            .is_some_and(|t| constant_time_eq(t.as_bytes(), offered.as_bytes()))
-    }
-
-    /// Puts a token back after a failed attempt to use it (a form error, say).
-    pub fn restore(&self, token: String) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
-    }
-
-    pub fn current(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Withdraws the link: an admin exists.
-    pub fn clear(&self) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-}
-
-/// Wakes the re-encryption worker when a job starts, instead of it polling the database.
-#[derive(Default)]
-pub struct JobSignal {
-    pending: Mutex<bool>,
-    wake: Condvar,
-}
-
-impl JobSignal {
-    pub fn notify(&self) {
-        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.wake.notify_all();
-    }
-
-    /// Waits until notified or `timeout` passes.
-    pub fn wait(&self, timeout: Duration) {
-        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut pending, _) = self
-            .wake
-            .wait_timeout_while(pending, timeout, |p| !*p)
-            .unwrap_or_else(|e| e.into_inner());
-        *pending = false;
-    }
-}
-
+/// The services of the layers below, and what only the web server adds to them.
 pub struct AppInner {
-    pub config: Config,
-    pub db: Db,
-    pub keys: KeyRing,
-    pub passwords: PasswordHasher,
+    services: Arc<Services>,
     pub sessions: SessionKeys,
-    pub access: AccessTable,
-    pub audit: AuditLog,
-    pub security: SecuritySettings,
-    pub setup: SetupToken,
-    pub clock: Clock,
     /// Whether the server runs under TLS, so that cookies are marked Secure.
     pub tls: AtomicBool,
-    pub fields: Fields,
-    /// Length of new random ids, set at `/admin/encryption`.
-    pub id_length: AtomicUsize,
-    pub job_signal: JobSignal,
-    pub brute_force: BruteForceGuard,
-    /// Seals the admin's state; every change to it reseals in its own transaction.
-    pub state_seal: StateSeal,
-    /// How profile fields are shown per level, held in memory like the other admin settings so
-    /// that an edit made to the file while the server runs changes nothing.
-    masking: RwLock<Arc<Visibility>>,
-    /// One backup or restore at a time.
-    pub backup_work: crate::backup::BackupWork,
-    /// Held by a root-key rotation from reading the key file to its last database write.
-    pub rotation: Mutex<()>,
     /// `/health`'s write probe of the database folder, remembered for a few seconds.
     pub disk_probe: crate::health::DiskProbe,
+}
+
+impl Deref for AppInner {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.services
+    }
+}
+
+impl AppInner {
+    /// A handle on the services for a background worker of the layers below.
+    pub fn services(&self) -> Arc<Services> {
+        self.services.clone()
+    }
 }
 
 /// Everything a request handler needs, cheap to clone into a blocking task.
@@ -243,12 +132,7 @@ impl App {
         PageGrant::insert_missing_defaults(&mut conn).map_err(db_error)?;
         let newly_encryptable = Policy::insert_defaults(now, &mut conn).map_err(db_error)?;
         let stored = StoredState::load(&config, &mut conn).map_err(db_error)?;
-        let fields = Fields::new(
-            keys.clone(),
-            stored.policy.clone(),
-            stored.retired.clone(),
-            stored.migration.clone(),
-        );
+        let fields = stored.field_encryption(keys.clone());
         // The defaults this start gave new pages and columns, and new key versions, are sealed.
         state_seal.reseal(now, &mut conn).map_err(db_error)?;
         if upgraded && !recorded.is_empty() {
@@ -277,30 +161,14 @@ impl App {
             keys.purpose_key(Purpose::SessionSeed),
             config.session_key_interval,
         );
-        let clock = config.clock.clone();
+        let services = Services::new(config, db, keys, passwords, audit, state_seal, fields);
+        services.put_in_force(stored);
         let app = App(Arc::new(AppInner {
-            config,
-            db,
-            keys,
-            passwords,
+            services: Arc::new(services),
             sessions,
-            access: AccessTable::default(),
-            audit,
-            security: SecuritySettings::default(),
-            setup: SetupToken::default(),
-            clock,
             tls: AtomicBool::new(false),
-            fields,
-            id_length: AtomicUsize::new(0),
-            job_signal: JobSignal::default(),
-            brute_force: BruteForceGuard::new(BruteForcePolicy::default(), TRACKED_ENTRIES),
-            state_seal,
-            masking: RwLock::new(Arc::new(Visibility::default())),
-            rotation: Mutex::new(()),
-            backup_work: Default::default(),
             disk_probe: Default::default(),
         }));
-        app.put_in_force(stored);
         if !newly_encryptable.is_empty() {
             // Columns that just became encryptable (a new installation, or an upgrade) may hold
             // plain values: encrypt them in the background.
@@ -321,110 +189,8 @@ impl App {
         Ok(app)
     }
 
-    pub fn now(&self) -> i64 {
-        self.clock.now()
-    }
-
-    pub fn id_length(&self) -> usize {
-        self.id_length.load(Ordering::Relaxed)
-    }
-
-    pub fn masking(&self) -> Arc<Visibility> {
-        self.masking
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn set_masking(&self, visibility: Visibility) {
-        *self.masking.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(visibility);
-    }
-
     pub fn secure_cookies(&self) -> bool {
         self.tls.load(Ordering::Relaxed)
-    }
-
-    /// Reloads every in-memory copy of database state after a restore put another database in
-    /// place: the same loader as at start, so the restored settings are in force exactly as if
-    /// the server had started on them.
-    pub fn reload_from_database(&self) -> Result<(), DbError> {
-        let mut conn = self.db.conn()?;
-        let stored = StoredState::load(&self.config, &mut conn)?;
-        drop(conn);
-        let has_job = stored.migration.is_some();
-        self.put_in_force(stored);
-        if has_job {
-            self.job_signal.notify();
-        }
-        Ok(())
-    }
-
-    /// Makes `stored` the state every request sees.
-    fn put_in_force(&self, stored: StoredState) {
-        self.access.replace(stored.granted);
-        self.security
-            .bind_ip
-            .store(stored.bind_ip, Ordering::Relaxed);
-        self.security
-            .bind_user_agent
-            .store(stored.bind_user_agent, Ordering::Relaxed);
-        self.security
-            .set_two_factor_required(stored.two_factor_levels);
-        self.brute_force.set_policy(stored.brute_force);
-        self.fields.set_policy(stored.policy);
-        self.fields.set_retired(stored.retired);
-        self.fields.set_migration(stored.migration);
-        self.set_masking(stored.masking);
-        self.id_length.store(stored.id_length, Ordering::Relaxed);
-        if stored.admin_exists {
-            self.setup.clear();
-        } else if self.setup.current().is_none() {
-            self.setup.restore(random_token());
-        }
-    }
-}
-
-/// The admin's state as the database holds it: what medvault keeps in memory so that no
-/// request pays a query for it. Loaded here alone, at start and after a restore.
-struct StoredState {
-    granted: HashSet<(Level, crate::access::Page)>,
-    bind_ip: bool,
-    bind_user_agent: bool,
-    two_factor_levels: HashSet<Level>,
-    brute_force: BruteForcePolicy,
-    policy: Policy,
-    retired: HashSet<u32>,
-    /// The plain-tolerated columns of the running re-encryption job, if one runs.
-    migration: Option<HashSet<(String, String)>>,
-    masking: Visibility,
-    /// The admin's id length, else the configured one.
-    id_length: usize,
-    admin_exists: bool,
-}
-
-impl StoredState {
-    fn load(config: &Config, conn: &mut crate::db::Conn) -> diesel::QueryResult<StoredState> {
-        Ok(StoredState {
-            granted: PageGrant::load_granted(conn)?,
-            bind_ip: Setting::get_bool(Setting::BIND_SESSION_IP, true, conn)?,
-            bind_user_agent: Setting::get_bool(Setting::BIND_SESSION_USER_AGENT, true, conn)?,
-            two_factor_levels: Setting::get(Setting::REQUIRE_TWO_FACTOR, conn)?
-                .unwrap_or_default()
-                .split(',')
-                .filter_map(Level::parse)
-                .collect(),
-            brute_force: Setting::get(Setting::BRUTE_FORCE_POLICY, conn)?
-                .and_then(|json| serde_json::from_str::<BruteForcePolicy>(&json).ok())
-                .unwrap_or_default(),
-            policy: Policy::load(conn)?,
-            retired: job::retired_versions(conn)?,
-            migration: job::Job::running(conn)?.map(|job| job.tolerated_plain()),
-            masking: Visibility::load(conn)?,
-            id_length: Setting::get(policy::ID_LENGTH_SETTING, conn)?
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(config.id_length),
-            admin_exists: User::exists_active_admin(conn)?,
-        })
     }
 }
 

@@ -9,6 +9,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod backup;
+pub mod brute_force;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -16,8 +17,11 @@ pub mod db;
 pub mod fields;
 pub mod health;
 pub mod logging;
+pub mod masking;
 pub mod private_files;
 pub mod records;
+pub mod reencryption;
+pub mod services;
 pub mod state_seal;
 pub mod users;
 pub mod web;
@@ -93,7 +97,7 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
                         app.tls
                             .store(rocket.config().tls_enabled(), Ordering::Relaxed);
                         if app.config.reencrypt_in_background {
-                            fields::job::spawn_worker(app.clone());
+                            reencryption::job::spawn_worker(app.services());
                         }
                     }
                 })

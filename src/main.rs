@@ -117,8 +117,8 @@ fn serve(config: Config) -> ExitCode {
         backup::remove_leftovers(app);
         // Only the server runs the schedule: tests build the server without this thread and
         // call `backup::schedule::run_due_backups` themselves.
-        backup::schedule::spawn_worker(app.clone());
-        backup::requests::spawn_worker(app.clone());
+        backup::schedule::spawn_worker(app.services());
+        backup::requests::spawn_worker(app.services());
     }
     match rocket::execute(rocket.launch()) {
         Ok(_) => ExitCode::SUCCESS,

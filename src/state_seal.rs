@@ -25,6 +25,9 @@ use crate::db::schema::{
 };
 use crate::db::{Conn, LoadOne};
 
+/// The migration that brought the seal on the admin's state.
+pub const SEAL_MIGRATION: &str = "20261202000005";
+
 /// One sealed row: its table, its key within the table, and its values.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateRow {

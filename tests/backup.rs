@@ -10,10 +10,10 @@ use std::sync::Arc;
 use common::*;
 use diesel::prelude::*;
 use medvault::access::Level;
-use medvault::auth::throttle::BruteForcePolicy;
 use medvault::backup::{self, Origin};
+use medvault::brute_force::BruteForcePolicy;
 use medvault::db::schema::users;
-use medvault::records::masking::Mode;
+use medvault::masking::Mode;
 use rocket::http::Status;
 
 fn usernames(app: &TestApp) -> Vec<String> {

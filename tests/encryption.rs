@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 use medvault::access::Level;
 use medvault::crypto::FieldRef;
-use medvault::fields::job::{self, Job};
+use medvault::reencryption::job::{self, Job};
 use medvault::{build_rocket, Config};
 use rocket::http::Status;
 use rocket::local::blocking::Client;
@@ -1507,7 +1507,7 @@ fn a_value_sealed_under_an_older_suite_and_written_back_is_refused() {
         ),
     )
     .assert_redirect("/admin/encryption");
-    medvault::fields::job::run(app.app(), None).expect("job");
+    medvault::reencryption::job::run(app.app(), None).expect("job");
     let under_des = stored(&app, &alice).full_name;
     assert!(under_des.starts_with("mv1:"), "{under_des}");
     // Back to AES-256-GCM, and the job finishes: no value is in the DES form any more.
@@ -1517,7 +1517,7 @@ fn a_value_sealed_under_an_older_suite_and_written_back_is_refused() {
         &policy_form(cipher, hash, encrypt, id_length, bits),
     )
     .assert_redirect("/admin/encryption");
-    medvault::fields::job::run(app.app(), None).expect("job");
+    medvault::reencryption::job::run(app.app(), None).expect("job");
     assert!(running_job(&app).is_none());
     assert_ne!(stored(&app, &alice).full_name, under_des);
     assert_ne!(
@@ -1596,18 +1596,18 @@ fn a_rotation_sent_twice_or_at_once_rotates_once_and_loses_no_key() {
         let rotations: Vec<_> = (0..2)
             .map(|_| {
                 scope.spawn(|| {
-                    medvault::fields::rotation::rotate_root_key(&shared, &actor, Some(2))
+                    medvault::reencryption::rotation::rotate_root_key(&shared, &actor, Some(2))
                         .expect("rotation")
                 })
             })
             .collect();
         rotations.into_iter().map(|r| r.join().unwrap()).collect()
     });
-    use medvault::fields::rotation::Rotation;
+    use medvault::reencryption::rotation::Rotation;
     assert!(outcomes.contains(&Rotation::Rotated(3)), "{outcomes:?}");
     assert!(outcomes.contains(&Rotation::AlreadyAt(3)), "{outcomes:?}");
     assert_eq!(versions(&app), ["1", "2", "3"]);
-    medvault::fields::job::run(app.app(), None).expect("job");
+    medvault::reencryption::job::run(app.app(), None).expect("job");
     let list = admin.get("/admin/users");
     assert!(row_of(&list.body, ALICE.0).contains(ALICE.1));
     assert!(row_of(&list.body, BOB.0).contains(BOB.1));

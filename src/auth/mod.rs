@@ -3,17 +3,15 @@
 pub mod client;
 mod csrf;
 mod guard;
-pub mod password_policy;
 pub mod refusal;
 mod session;
-pub mod throttle;
 
 pub use client::ClientInfo;
 pub use csrf::{login_csrf_token, CsrfForm};
 pub use guard::{page_of, Allowed, Public, SignedIn};
 pub use session::{
-    end_session, remove_session_cookie, set_session_cookie, start_session, SessionKeys,
-    SignedInSession, Viewer, SESSION_COOKIE,
+    end_session, remove_session_cookie, set_session_cookie, start_session, SignedInSession, Viewer,
+    SESSION_COOKIE,
 };
 
 /// Counts a wrong password or code against `account` and, when that locks it, writes the lock
@@ -26,7 +24,7 @@ pub fn count_failure(
     now: i64,
 ) -> diesel::QueryResult<()> {
     use crate::audit::{action, Entry, Outcome};
-    if let throttle::FailureOutcome::LockedUntil(until) =
+    if let crate::brute_force::FailureOutcome::LockedUntil(until) =
         app.brute_force.record_failure(account, now)
     {
         app.audit.append(

@@ -12,7 +12,7 @@ use super::refusal::GuardError;
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome as AuditOutcome};
 use crate::auth::ClientInfo;
-use crate::crypto::{keyed_digest_hex, random_id, random_token, SecretKey};
+use crate::crypto::{random_id, random_token};
 use crate::db::models::{NewSession, SessionRow, User, STAGE_FULL};
 use crate::db::Conn;
 use crate::db::DbError;
@@ -22,33 +22,6 @@ pub const SESSION_COOKIE: &str = "mv_session";
 /// Sessions are re-checked against the database on every request, but `last_seen_at` is only
 /// written when it is this many seconds old, so reading a page does not always cost a write.
 const TOUCH_AFTER_SECONDS: i64 = 10;
-
-pub struct SessionKeys {
-    seed: SecretKey,
-    interval: i64,
-}
-
-impl SessionKeys {
-    pub fn new(seed: SecretKey, interval: i64) -> Self {
-        SessionKeys {
-            seed,
-            interval: interval.max(1),
-        }
-    }
-
-    pub fn epoch(&self, now: i64) -> i64 {
-        now.div_euclid(self.interval)
-    }
-
-    /// The stored form of `token` under the session key of `epoch`.
-    pub fn digest(&self, token: &str, epoch: i64) -> String {
-        let epoch = epoch.to_string();
-        keyed_digest_hex(
-            &self.seed,
-            &[b"session token", epoch.as_bytes(), token.as_bytes()],
-        )
-    }
-}
 
 /// The person behind a request.
 pub enum Viewer {

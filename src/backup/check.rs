@@ -139,7 +139,7 @@ pub(super) fn sealed_state(
     version: &str,
     running: &KeyRing,
 ) -> Result<(), BackupError> {
-    if version < crate::app::SEAL_MIGRATION {
+    if version < crate::state_seal::SEAL_MIGRATION {
         return Ok(());
     }
     let seal = StateSeal::new(running.purpose_key(Purpose::StateSeal));

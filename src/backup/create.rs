@@ -15,18 +15,22 @@ use super::{
     check, free_name, manifest_path, private_file, sha256_file, sync_dir, with_suffix,
     write_manifest, BackupError, BackupInfo, Manifest, Origin,
 };
-use crate::app::App;
+use crate::services::Services;
 
 /// Makes a backup of the live database now; `author` is who asked (a username, or "schedule").
 /// One backup or restore at a time: while another runs, [`BackupError::Busy`].
-pub fn create_backup(app: &App, author: &str, origin: Origin) -> Result<BackupInfo, BackupError> {
-    let _one_at_a_time = app.backup_work.start()?;
+pub fn create_backup(
+    app: &Services,
+    author: &str,
+    origin: Origin,
+) -> Result<BackupInfo, BackupError> {
+    let _one_at_a_time = app.backup_work.start().ok_or(BackupError::Busy)?;
     create_backup_while_held(app, author, origin)
 }
 
 /// [`create_backup`] for a caller that already holds `app.backup_work` (a restore's safety copy).
 pub(super) fn create_backup_while_held(
-    app: &App,
+    app: &Services,
     author: &str,
     origin: Origin,
 ) -> Result<BackupInfo, BackupError> {
@@ -136,7 +140,7 @@ const STEPS_AHEAD_OF_SYNC: usize = 4;
 
 /// Copies the live database into `partial`, syncing it as it goes; returns the file, for the
 /// last sync once it is checked.
-fn write_copy(app: &App, partial: &Path) -> Result<fs::File, BackupError> {
+fn write_copy(app: &Services, partial: &Path) -> Result<fs::File, BackupError> {
     // An empty file is a new database to SQLite; opening it here gives the handle to sync.
     let file =
         private_file(partial).map_err(|e| BackupError::failed("cannot create the copy", e))?;
@@ -197,7 +201,7 @@ type Checked = Result<(String, Vec<KeyCheck>), BackupError>;
 /// check alone. The copy is opened for the check first, because that rewrites its header (out
 /// of WAL) and the hash must be of the final bytes; after that the check only reads.
 fn check_and_hash(
-    app: &App,
+    app: &Services,
     partial: &Path,
     shape: check::Shape,
     stages: &mut Stages,

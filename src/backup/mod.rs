@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::app::App;
+use crate::services::Services;
 
 pub use check::{our_schema_version, KeyCheck};
 pub use create::create_backup;
@@ -91,22 +91,6 @@ pub enum BackupError {
     /// Another backup or restore is under way in this server.
     #[error("another backup or restore is under way; try again when it has finished")]
     Busy,
-}
-
-/// Held by a backup or a restore for its whole run: two at once would pick the same names and
-/// trample each other's temporary files, and a restore must not swap under a backup's copy.
-#[derive(Default)]
-pub struct BackupWork(std::sync::Mutex<()>);
-
-impl BackupWork {
-    /// The right to run, or [`BackupError::Busy`] while another run holds it.
-    pub fn start(&self) -> Result<std::sync::MutexGuard<'_, ()>, BackupError> {
-        match self.0.try_lock() {
-            Ok(guard) => Ok(guard),
-            Err(std::sync::TryLockError::Poisoned(e)) => Ok(e.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => Err(BackupError::Busy),
-        }
-    }
 }
 
 impl BackupError {
@@ -184,7 +168,7 @@ fn read_manifest(backup: &Path) -> Option<Manifest> {
 
 /// Every backup in the folder, newest first. Only regular files (never symlinks) whose names
 /// have the backup shape are listed.
-pub fn list(app: &App) -> Result<Vec<BackupInfo>, BackupError> {
+pub fn list(app: &Services) -> Result<Vec<BackupInfo>, BackupError> {
     list_dir(&app.config.backups_dir())
 }
 
@@ -235,7 +219,7 @@ pub fn list_dir(dir: &Path) -> Result<Vec<BackupInfo>, BackupError> {
 }
 
 /// The listed backup called `name`, and its path; anything else is [`BackupError::UnknownName`].
-pub fn find(app: &App, name: &str) -> Result<(BackupInfo, PathBuf), BackupError> {
+pub fn find(app: &Services, name: &str) -> Result<(BackupInfo, PathBuf), BackupError> {
     let dir = app.config.backups_dir();
     list_dir(&dir)?
         .into_iter()
@@ -248,7 +232,7 @@ pub fn find(app: &App, name: &str) -> Result<(BackupInfo, PathBuf), BackupError>
 }
 
 /// Deletes a listed backup and its manifest.
-pub fn delete(app: &App, name: &str) -> Result<BackupInfo, BackupError> {
+pub fn delete(app: &Services, name: &str) -> Result<BackupInfo, BackupError> {
     let (info, path) = find(app, name)?;
     fs::remove_file(&path).map_err(|e| BackupError::failed("cannot delete the backup", e))?;
     match fs::remove_file(manifest_path(&path)) {
@@ -345,7 +329,7 @@ fn sync_dir(dir: &Path) {
 
 /// Removes what a crash in the middle of a backup, upload or restore left behind: temporary
 /// files never carry a backup's name, so they were never listed and nothing refers to them.
-pub fn remove_leftovers(app: &App) {
+pub fn remove_leftovers(app: &Services) {
     let dirs = [app.config.backups_dir(), app.config.database_dir()];
     for dir in dirs {
         let Ok(entries) = fs::read_dir(&dir) else {

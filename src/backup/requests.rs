@@ -9,10 +9,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
 use crate::config::Config;
 use crate::crypto::random_id;
+use crate::services::Services;
 
 const REQUEST: &str = "request";
 const TAKEN: &str = "taken";
@@ -75,7 +75,7 @@ pub fn withdraw(config: &Config, id: &str) -> bool {
 }
 
 /// Restores `name` for the command line, audited as such; the message to print, or why not.
-pub fn restore_for_command_line(app: &App, name: &str) -> Result<String, String> {
+pub fn restore_for_command_line(app: &Services, name: &str) -> Result<String, String> {
     let actor = Actor {
         id: String::new(),
         name: "command line".into(),
@@ -118,7 +118,7 @@ pub fn restore_for_command_line(app: &App, name: &str) -> Result<String, String>
 
 /// Carries out every waiting request; how many. Each is claimed by a rename first, so that a
 /// request is served once even if the command line withdraws it at the same moment.
-pub fn serve_pending(app: &App) -> usize {
+pub fn serve_pending(app: &Services) -> usize {
     let Ok(entries) = fs::read_dir(requests_dir(&app.config)) else {
         return 0;
     };
@@ -151,7 +151,7 @@ pub fn serve_pending(app: &App) -> usize {
 }
 
 /// The server's worker: looks for requests twice a second.
-pub fn spawn_worker(app: App) {
+pub fn spawn_worker(app: std::sync::Arc<Services>) {
     let spawned = std::thread::Builder::new()
         .name("restore-requests".into())
         .spawn(move || loop {

@@ -8,9 +8,9 @@ use super::{
     check, copy_hashing, create_backup_while_held, find, sync_dir, with_suffix, BackupError,
     BackupInfo, Origin,
 };
-use crate::app::App;
 use crate::crypto::constant_time_eq;
 use crate::db::models::key_check;
+use crate::services::Services;
 
 /// What a restore did: the backup put in place and the backup of the state it replaced.
 #[derive(Debug)]
@@ -20,8 +20,8 @@ pub struct Restored {
 }
 
 /// Checks the listed backup `name`, backs up the current state, and swaps the backup in.
-pub fn restore_backup(app: &App, name: &str, author: &str) -> Result<Restored, BackupError> {
-    let _one_at_a_time = app.backup_work.start()?;
+pub fn restore_backup(app: &Services, name: &str, author: &str) -> Result<Restored, BackupError> {
+    let _one_at_a_time = app.backup_work.start().ok_or(BackupError::Busy)?;
     let (info, path) = find(app, name)?;
     let Some(manifest) = info.manifest.clone() else {
         return Err(BackupError::Refused(
@@ -76,7 +76,7 @@ pub fn restore_backup(app: &App, name: &str, author: &str) -> Result<Restored, B
 /// used are the bytes that were hashed): SHA-256, integrity, schema (migrating an older one),
 /// key check values. The staged file ends self-contained (no WAL) and synced.
 fn stage(
-    app: &App,
+    app: &Services,
     backup: &std::path::Path,
     staging: &std::path::Path,
     expected_sha: &str,
@@ -96,7 +96,7 @@ fn stage(
     check::keys(&mut conn, &app.keys)?;
     check::sealed_state(&mut conn, &version, &app.keys)?;
     check::migrate(&mut conn)?;
-    if version.as_str() < crate::app::SEAL_MIGRATION {
+    if version.as_str() < crate::state_seal::SEAL_MIGRATION {
         // A backup from before seals: its state is sealed as found, as an upgrade would.
         app.audit
             .seal_unsealed_head(&mut conn)

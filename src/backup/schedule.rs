@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{create_backup, delete, list, BackupError, BackupInfo, Origin};
-use crate::app::App;
 use crate::db::models::Setting;
 use crate::db::Conn;
+use crate::services::Services;
 
 pub const INTERVAL_SETTING: &str = "backup.interval_hours";
 pub const KEEP_SETTING: &str = "backup.keep";
@@ -52,7 +52,7 @@ pub struct ScheduleRun {
 
 /// Makes a backup if the newest is at least one interval old (or there is none), then deletes
 /// the oldest beyond the number to keep.
-pub fn run_due_backups(app: &App) -> Result<ScheduleRun, BackupError> {
+pub fn run_due_backups(app: &Services) -> Result<ScheduleRun, BackupError> {
     let schedule = {
         let mut conn = app
             .db
@@ -80,7 +80,7 @@ pub fn run_due_backups(app: &App) -> Result<ScheduleRun, BackupError> {
     Ok(run)
 }
 
-fn audit_scheduled(app: &App, made: &BackupInfo) {
+fn audit_scheduled(app: &Services, made: &BackupInfo) {
     use crate::audit::{action, Actor, Entry, Outcome};
     let actor = Actor {
         name: "schedule".into(),
@@ -99,7 +99,7 @@ fn audit_scheduled(app: &App, made: &BackupInfo) {
 }
 
 /// The background thread of the server: looks at the schedule every minute.
-pub fn spawn_worker(app: App) {
+pub fn spawn_worker(app: std::sync::Arc<Services>) {
     let spawned = std::thread::Builder::new()
         .name("backups".into())
         .spawn(move || {

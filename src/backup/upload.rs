@@ -7,12 +7,12 @@ use super::{
     check, free_name, manifest_path, sha256_file, sync_dir, with_suffix, write_manifest,
     BackupError, BackupInfo, Manifest, Origin,
 };
-use crate::app::App;
 use crate::crypto::constant_time_eq;
+use crate::services::Services;
 
 /// Where an upload waits while it is checked: in the backups folder (so the final rename stays
 /// on one file system), under a name the listing never shows.
-pub fn upload_path(app: &App) -> PathBuf {
+pub fn upload_path(app: &Services) -> PathBuf {
     app.config.backups_dir().join(format!(
         ".medvault-{}-{}.upload",
         app.now(),
@@ -24,7 +24,7 @@ pub fn upload_path(app: &App) -> PathBuf {
 /// manifest came with it, its SHA-256), writes a manifest marked as uploaded and lists it.
 /// `received` is removed whatever happens.
 pub fn accept_upload(
-    app: &App,
+    app: &Services,
     received: &Path,
     sent_manifest: Option<&str>,
     author: &str,
@@ -37,7 +37,7 @@ pub fn accept_upload(
 }
 
 fn accept(
-    app: &App,
+    app: &Services,
     received: &Path,
     sent_manifest: Option<&str>,
     author: &str,

@@ -16,6 +16,7 @@ mod keys;
 mod legacy;
 mod password;
 mod random;
+mod session_keys;
 mod suite;
 mod totp;
 
@@ -35,6 +36,7 @@ pub use file::{
 pub use keys::{KeyError, KeyRing, Purpose, RootKeys, SecretKey};
 pub use password::{PasswordHashError, PasswordHasher};
 pub use random::{constant_time_eq, random_id, random_password, random_token};
+pub use session_keys::SessionKeys;
 pub use suite::{Cipher, HashAlg, Strength, Suite, UnknownSuite};
 pub use totp::{
     new_totp_secret, recovery_code_digest, totp_code_at_step, totp_enrolment, totp_secret_text,

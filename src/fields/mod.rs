@@ -2,10 +2,9 @@
 //! encrypted, under which suite per table), sealing and opening values in their place, blind
 //! indexes, and the background job that rewrites values when the policy or the root key changes.
 
-pub mod job;
+pub mod job_state;
 pub mod policy;
 pub mod registry;
-pub mod rotation;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

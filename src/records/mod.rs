@@ -3,7 +3,6 @@
 //! marked, never shown). The pages live in `web::patients`, `web::patient_record`, `web::records`.
 
 pub mod files;
-pub mod masking;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -12,7 +11,6 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::access::Level;
-use crate::app::App;
 use crate::audit::{Actor, Entry, Outcome};
 use crate::db::models::records::{
     AppointmentRow, CareTeam, ConsultationRow, EmergencyGrant, MedicalFileRow, PatientRow,
@@ -22,7 +20,8 @@ use crate::db::models::User;
 use crate::db::schema::users;
 use crate::db::{Conn, LoadOne};
 use crate::fields::Shown;
-use masking::{Mode, Visibility, PROFILE_FIELDS};
+use crate::masking::{self, Mode, Visibility, PROFILE_FIELDS};
+use crate::services::Services;
 
 /// Why a user may open a patient's record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +72,7 @@ pub fn audit_target(patient_id: &str) -> String {
 
 /// Appends an event about `patient_id`'s record.
 pub fn audit(
-    app: &App,
+    app: &Services,
     conn: &mut Conn,
     actor: &Actor,
     action: &'static str,
@@ -91,7 +90,7 @@ pub fn audit(
 
 /// Appends the event of a change to `patient_id`'s record, described by `what`.
 pub fn changed(
-    app: &App,
+    app: &Services,
     conn: &mut Conn,
     actor: &Actor,
     patient_id: &str,
@@ -183,7 +182,7 @@ pub struct RecordView {
 }
 
 /// How a person is named on a record page: their full name, or their username.
-pub fn display_name(app: &App, user: &User) -> String {
+pub fn display_name(app: &Services, user: &User) -> String {
     let (full_name, _) = app.fields.show_account(user);
     if full_name.integrity_error || full_name.text.is_empty() {
         user.username.clone()
@@ -195,7 +194,11 @@ pub fn display_name(app: &App, user: &User) -> String {
 /// The display names of the people `ids` names (a record's few doctors, each many times).
 /// One cached key lookup per person: an `IN (...)` of varying length is prepared anew by SQLite
 /// on every call.
-fn names_of(app: &App, ids: Vec<&str>, conn: &mut Conn) -> QueryResult<HashMap<String, String>> {
+fn names_of(
+    app: &Services,
+    ids: Vec<&str>,
+    conn: &mut Conn,
+) -> QueryResult<HashMap<String, String>> {
     let mut names = HashMap::new();
     for id in ids {
         if names.contains_key(id) {
@@ -215,7 +218,7 @@ fn names_of(app: &App, ids: Vec<&str>, conn: &mut Conn) -> QueryResult<HashMap<S
 /// The profile's fields as `level` sees them (hidden ones left out); `revealed` is shown in
 /// full for this one render.
 pub fn profile_items(
-    app: &App,
+    app: &Services,
     row: &PatientRow,
     level: Level,
     visibility: &Visibility,
@@ -269,7 +272,12 @@ pub fn profile_column<'r>(row: &'r PatientRow, column: &str) -> &'r str {
 /// A patient's name as `level` may see it: each part full, masked or left out as the masking
 /// policy says (a heading or a list line shows no more than the profile does); the username when
 /// nothing of the name may be shown or it failed its integrity check.
-pub fn patient_name(app: &App, user: &User, profile: Option<&PatientRow>, level: Level) -> String {
+pub fn patient_name(
+    app: &Services,
+    user: &User,
+    profile: Option<&PatientRow>,
+    level: Level,
+) -> String {
     if let Some(row) = profile {
         let sealed = app.fields.row("patients", &row.user_id, &row.user_id);
         let visibility = app.masking();
@@ -300,7 +308,7 @@ pub fn patient_name(app: &App, user: &User, profile: Option<&PatientRow>, level:
 /// Records that `actor` found `patient_id` by national ID outside their care: the patient's
 /// access log shows every such lookup, even one that opened nothing.
 pub fn audit_lookup(
-    app: &App,
+    app: &Services,
     conn: &mut Conn,
     actor: &Actor,
     patient_id: &str,
@@ -317,7 +325,7 @@ pub fn audit_lookup(
 
 /// Reads `patient`'s whole record for `level`.
 pub fn load_record(
-    app: &App,
+    app: &Services,
     patient: &User,
     level: Level,
     revealed: Option<&str>,
@@ -483,7 +491,7 @@ fn broken_values(view: &RecordView) -> Vec<String> {
 /// Records each value that failed its integrity check on a page someone opened: one event per
 /// value and view, so that admins learn of an edited database from the first person who met it.
 pub fn audit_integrity_errors(
-    app: &App,
+    app: &Services,
     conn: &mut Conn,
     actor: &Actor,
     patient_id: &str,

@@ -2,7 +2,6 @@
 //! length of new ids, the width of blind indexes, root-key rotation, and the re-encryption job.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 
 use crate::web::Template;
 use rocket::form::FromForm;
@@ -20,7 +19,8 @@ use crate::auth::{Allowed, CsrfForm};
 use crate::crypto::{Cipher, HashAlg, Strength, Suite};
 use crate::db::models::{key_check, Setting};
 use crate::fields::registry::{self, TABLES};
-use crate::fields::{job, policy, rotation, Policy};
+use crate::fields::{policy, Policy};
+use crate::reencryption::{job, rotation};
 use crate::web::error::AppError;
 use crate::web::Layout;
 
@@ -335,7 +335,7 @@ async fn save(
         app.fields.set_policy((*old).clone());
         return Err(Err(e));
     }
-    app.id_length.store(id_length, Ordering::Relaxed);
+    app.set_id_length(id_length);
     if changed {
         app.job_signal.notify();
     }

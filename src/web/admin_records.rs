@@ -18,7 +18,7 @@ use crate::audit::{action, Entry, Outcome};
 use crate::auth::{Allowed, CsrfForm};
 use crate::db::models::records::{CareTeam, FieldVisibilityRows};
 use crate::db::models::{User, UserFilter};
-use crate::records::masking::{Mode, LEVELS, PROFILE_FIELDS};
+use crate::masking::{Mode, LEVELS, PROFILE_FIELDS};
 use crate::records::{self};
 use crate::web::error::AppError;
 use crate::web::Layout;
@@ -256,7 +256,7 @@ async fn save_masking(
                     .target("profile fields")
                     .detail(summary.join(", ")),
             )?;
-            Ok::<_, AppError>(crate::records::masking::Visibility::load(conn)?)
+            Ok::<_, AppError>(crate::masking::Visibility::load(conn)?)
         })
     })
     .await

@@ -76,18 +76,18 @@ impl From<crate::fields::StoreError> for AppError {
     }
 }
 
-impl From<crate::fields::job::JobError> for AppError {
-    fn from(e: crate::fields::job::JobError) -> Self {
+impl From<crate::reencryption::job::JobError> for AppError {
+    fn from(e: crate::reencryption::job::JobError) -> Self {
         match e {
-            crate::fields::job::JobError::Db(e) => e.into(),
-            crate::fields::job::JobError::Seal(e) => e.into(),
+            crate::reencryption::job::JobError::Db(e) => e.into(),
+            crate::reencryption::job::JobError::Seal(e) => e.into(),
         }
     }
 }
 
-impl From<crate::fields::rotation::RotationError> for AppError {
-    fn from(e: crate::fields::rotation::RotationError) -> Self {
-        use crate::fields::rotation::RotationError;
+impl From<crate::reencryption::rotation::RotationError> for AppError {
+    fn from(e: crate::reencryption::rotation::RotationError) -> Self {
+        use crate::reencryption::rotation::RotationError;
         match e {
             RotationError::Refused(message) => AppError::Conflict(message),
             RotationError::KeyFile(e) => AppError::internal("the key file", e),

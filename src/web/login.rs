@@ -12,11 +12,12 @@ use crate::access::{page, Level, Page};
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
 use crate::auth::{
-    end_session, login_csrf_token, password_policy, remove_session_cookie, set_session_cookie,
-    start_session, Allowed, ClientInfo, CsrfForm, Public, Viewer, SESSION_COOKIE,
+    end_session, login_csrf_token, remove_session_cookie, set_session_cookie, start_session,
+    Allowed, ClientInfo, CsrfForm, Public, Viewer, SESSION_COOKIE,
 };
 use crate::crypto::random_id;
 use crate::db::models::{NewUser, User, STAGE_FULL, STAGE_SECOND_FACTOR};
+use crate::users::password_policy;
 use crate::web::error::{too_many_requests, AppError, TooManyRequests};
 use crate::web::{form_context, ButtonForm, Layout};
 

@@ -90,14 +90,38 @@ fn datetime_filter(
     Ok(rocket_dyn_templates::tera::Value::String(text))
 }
 
-/// `mask`: see [`crate::records::masking::mask`]; a value that is not text is masked whole.
+/// `mask`: see [`crate::masking::mask`]; a value that is not text is masked whole.
 fn mask_filter(
     value: &rocket_dyn_templates::tera::Value,
     _args: &std::collections::HashMap<String, rocket_dyn_templates::tera::Value>,
 ) -> rocket_dyn_templates::tera::Result<rocket_dyn_templates::tera::Value> {
     let text = match value.as_str() {
-        Some(text) => crate::records::masking::mask(text),
-        None => crate::records::masking::mask("masked"),
+        Some(text) => crate::masking::mask(text),
+        None => crate::masking::mask("masked"),
     };
     Ok(rocket_dyn_templates::tera::Value::String(text))
+}
+
+/// `bytes` as people read sizes: `20 MiB`, `1.5 MiB`, `2 KiB`, `900 bytes`.
+pub fn size_text(bytes: u64) -> String {
+    let (value, unit) = if bytes >= 1 << 20 {
+        (bytes as f64 / (1u64 << 20) as f64, "MiB")
+    } else if bytes >= 1 << 10 {
+        (bytes as f64 / 1024.0, "KiB")
+    } else {
+        return format!("{bytes} bytes");
+    };
+    let text = format!("{value:.1}");
+    format!("{} {unit}", text.trim_end_matches(".0"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(super::size_text(20 << 20), "20 MiB");
+        assert_eq!(super::size_text(3 << 19), "1.5 MiB");
+        assert_eq!(super::size_text(2048), "2 KiB");
+        assert_eq!(super::size_text(900), "900 bytes");
+    }
 }

@@ -18,7 +18,7 @@ use crate::auth::{Allowed, CsrfForm};
 use crate::crypto::random_id;
 use crate::db::models::records::{EmergencyGrant, PatientRow};
 use crate::db::models::User;
-use crate::records::masking::{Mode, PROFILE_FIELDS};
+use crate::masking::{Mode, PROFILE_FIELDS};
 use crate::records::{self, validate, Relation};
 use crate::web::error::AppError;
 use crate::web::{form_context_of, FormView, Layout};
@@ -170,7 +170,7 @@ pub(super) async fn render_record(
             layout, record, forms, emergency_until, today,
             blood_types: validate::BLOOD_TYPES, genders: validate::GENDERS,
             profile_fields: PROFILE_FIELDS,
-            max_upload: super::scans::size_text(app.config.max_upload_bytes),
+            max_upload: super::size_text(app.config.max_upload_bytes),
         },
     )))
 }

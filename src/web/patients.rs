@@ -16,7 +16,7 @@ use crate::auth::CsrfForm;
 use crate::crypto::{random_id, random_password};
 use crate::db::models::records::{CareTeam, PatientRow};
 use crate::db::models::{NewUser, User};
-use crate::records::masking::Mode;
+use crate::masking::Mode;
 use crate::records::{self, validate};
 use crate::web::error::AppError;
 use crate::web::patient_record::{
@@ -61,7 +61,7 @@ fn line(
     // The list shows no more than the record would: each value as the masking policy says.
     let date_of_birth = match app.masking().mode("date_of_birth", Level::Doctor) {
         Mode::Full => dob,
-        Mode::Masked if !dob.is_empty() => crate::records::masking::mask(&dob),
+        Mode::Masked if !dob.is_empty() => crate::masking::mask(&dob),
         Mode::Masked | Mode::Hidden => String::new(),
     };
     PatientLine {

@@ -157,31 +157,10 @@ async fn upload(
 }
 
 fn too_large(max: u64) -> String {
-    format!("The file is larger than the {} allowed.", size_text(max))
-}
-
-/// `bytes` as people read sizes: `20 MiB`, `1.5 MiB`, `2 KiB`, `900 bytes`.
-pub(super) fn size_text(bytes: u64) -> String {
-    let (value, unit) = if bytes >= 1 << 20 {
-        (bytes as f64 / (1u64 << 20) as f64, "MiB")
-    } else if bytes >= 1 << 10 {
-        (bytes as f64 / 1024.0, "KiB")
-    } else {
-        return format!("{bytes} bytes");
-    };
-    let text = format!("{value:.1}");
-    format!("{} {unit}", text.trim_end_matches(".0"))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes_read_as_people_say_them() {
-        assert_eq!(super::size_text(20 << 20), "20 MiB");
-        assert_eq!(super::size_text(3 << 19), "1.5 MiB");
-        assert_eq!(super::size_text(2048), "2 KiB");
-        assert_eq!(super::size_text(900), "900 bytes");
-    }
+    format!(
+        "The file is larger than the {} allowed.",
+        super::size_text(max)
+    )
 }
 
 /// The uploaded bytes, if there are some and not more than `max`.

@@ -1,13 +1,14 @@
 //! Creating accounts outside the web pages: the command line and the tests use this.
 
+pub mod password_policy;
+
 use crate::access::Level;
-use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
-use crate::auth::password_policy;
 use crate::crypto::random_id;
 use crate::db::models::{NewUser, User};
 use crate::db::Conn;
 use crate::fields::StoreError;
+use crate::services::Services;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateUserError {
@@ -36,7 +37,7 @@ impl From<diesel::result::Error> for CreateUserError {
 /// Creates an active account with `password`, audited as done by `actor` (the command line
 /// names itself). The password must pass the same policy as on the pages.
 pub fn create_user(
-    app: &App,
+    app: &Services,
     level: Level,
     username: &str,
     password: &str,
@@ -104,7 +105,7 @@ pub fn create_user(
 /// Inserts an account and its personal columns (full name, email) in the stored form the
 /// encryption policy asks for. Every path that creates an account comes through here.
 pub fn insert_account(
-    app: &App,
+    app: &Services,
     new: &NewUser<'_>,
     (full_name, email): (&str, &str),
     conn: &mut Conn,

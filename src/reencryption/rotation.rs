@@ -1,13 +1,13 @@
 //! Rotating the root key: a new version is added to the key file, new values are sealed under
 //! it at once, and the re-encryption job rewrites the old ones.
 
-use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
 use crate::crypto::{constant_time_eq, KeyRing};
 use crate::db::models::key_check;
 use crate::db::DbError;
-use crate::fields::job::JobError;
 use crate::private_files::{read_key_file, write_key_file, KeyFileError, KeyFileWrite};
+use crate::reencryption::job::JobError;
+use crate::services::Services;
 
 /// Why a rotation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub enum Rotation {
 /// (absent: rotate whatever is in use). One rotation at a time: the lock is held across the key
 /// file, the key ring and the database, so two requests cannot both make a version N+1.
 pub fn rotate_root_key(
-    app: &App,
+    app: &Services,
     actor: &Actor,
     from: Option<u32>,
 ) -> Result<Rotation, RotationError> {

@@ -6,18 +6,19 @@ use std::collections::HashSet;
 
 use diesel::prelude::*;
 
-use crate::db::LoadOne;
 use diesel::sql_types::{BigInt, Text};
 use serde::Serialize;
 
-use super::registry::{encryptable_columns, ColumnSpec, TableSpec};
-use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
 use crate::crypto::FieldRef;
 use crate::db::schema::{reencryption_jobs, root_key_checks};
 use crate::db::Conn;
 use crate::db::DbError;
+use crate::fields::job_state::format_columns;
+pub use crate::fields::job_state::{parse_columns, retired_versions, Job};
+use crate::fields::registry::{encryptable_columns, ColumnSpec, TableSpec};
 use crate::fields::SealError;
+use crate::services::Services;
 
 pub const BATCH_SIZE: i64 = 500;
 
@@ -35,65 +36,6 @@ impl From<diesel::result::Error> for JobError {
     fn from(e: diesel::result::Error) -> Self {
         JobError::Db(DbError::Query(e))
     }
-}
-
-#[derive(Queryable, Selectable, Clone, Debug, Serialize)]
-#[diesel(table_name = reencryption_jobs)]
-pub struct Job {
-    pub id: i64,
-    pub reason: String,
-    pub state: String,
-    pub total: i64,
-    pub rewritten: i64,
-    pub unreadable: i64,
-    pub column_index: i32,
-    pub after_row: String,
-    pub plain_columns: String,
-    pub started_at: i64,
-    pub finished_at: Option<i64>,
-}
-
-impl Job {
-    pub fn is_running(&self) -> bool {
-        self.state == "running"
-    }
-
-    /// How far the job is, 0 to 100, by columns and rows visited.
-    pub fn percent(&self, rows_visited: i64) -> i64 {
-        if !self.is_running() || self.total == 0 {
-            return 100;
-        }
-        (rows_visited * 100 / self.total).clamp(0, 99)
-    }
-
-    pub fn latest(conn: &mut Conn) -> QueryResult<Option<Job>> {
-        reencryption_jobs::table
-            .order(reencryption_jobs::id.desc())
-            .select(Job::as_select())
-            .load_one(conn)
-    }
-
-    pub fn running(conn: &mut Conn) -> QueryResult<Option<Job>> {
-        Ok(Job::latest(conn)?.filter(Job::is_running))
-    }
-
-    /// The encrypted columns this job may find in plain form (they were plain before it).
-    pub fn tolerated_plain(&self) -> HashSet<(String, String)> {
-        parse_columns(&self.plain_columns)
-    }
-}
-
-pub fn parse_columns(text: &str) -> HashSet<(String, String)> {
-    text.split(',')
-        .filter_map(|c| c.split_once('.'))
-        .map(|(t, c)| (t.to_string(), c.to_string()))
-        .collect()
-}
-
-fn format_columns(columns: &HashSet<(String, String)>) -> String {
-    let mut names: Vec<String> = columns.iter().map(|(t, c)| format!("{t}.{c}")).collect();
-    names.sort();
-    names.join(",")
 }
 
 #[derive(QueryableByName)]
@@ -202,7 +144,7 @@ pub fn for_each_value(
 }
 
 /// How many values are not yet in the form the policy wants: the page's "still to do".
-pub fn stale_count(app: &App, conn: &mut Conn) -> QueryResult<i64> {
+pub fn stale_count(app: &Services, conn: &mut Conn) -> QueryResult<i64> {
     Ok(census(app, conn)?.stale)
 }
 
@@ -213,7 +155,7 @@ pub struct Census {
     pub stale: i64,
 }
 
-pub fn census(app: &App, conn: &mut Conn) -> QueryResult<Census> {
+pub fn census(app: &Services, conn: &mut Conn) -> QueryResult<Census> {
     let mut census = Census::default();
     for_each_value(conn, |table, column, _, _, value| {
         census.total += 1;
@@ -229,7 +171,7 @@ pub fn census(app: &App, conn: &mut Conn) -> QueryResult<Census> {
 /// there will the job (and the pages meanwhile) accept a plain value. Runs inside the caller's
 /// transaction, which also records why.
 pub fn start(
-    app: &App,
+    app: &Services,
     reason: &str,
     previously_plain: HashSet<(String, String)>,
     conn: &mut Conn,
@@ -286,7 +228,7 @@ pub enum Step {
 }
 
 /// Rewrites one batch of the running job in one transaction, cursor included.
-pub fn run_batch(app: &App, batch_size: i64) -> Result<Step, JobError> {
+pub fn run_batch(app: &Services, batch_size: i64) -> Result<Step, JobError> {
     let mut conn = app.db.conn()?;
     let columns = encryptable_columns();
     let step = conn.immediate_transaction(|conn| -> Result<Step, JobError> {
@@ -367,7 +309,7 @@ pub fn run_batch(app: &App, batch_size: i64) -> Result<Step, JobError> {
 
 /// Marks the job done and, when every value was readable, retires the key versions that no
 /// value uses any more.
-fn finish(app: &App, job: &mut Job, conn: &mut Conn) -> Result<(), JobError> {
+fn finish(app: &Services, job: &mut Job, conn: &mut Conn) -> Result<(), JobError> {
     let now = app.now();
     diesel::update(reencryption_jobs::table.find(job.id))
         .set((
@@ -415,18 +357,8 @@ fn finish(app: &App, job: &mut Job, conn: &mut Conn) -> Result<(), JobError> {
     Ok(())
 }
 
-pub fn retired_versions(conn: &mut Conn) -> QueryResult<std::collections::HashSet<u32>> {
-    Ok(root_key_checks::table
-        .filter(root_key_checks::retired.eq(true))
-        .select(root_key_checks::version)
-        .load::<i32>(conn)?
-        .into_iter()
-        .map(|v| v as u32)
-        .collect())
-}
-
 /// Runs batches until the job ends or `max_batches` have run; returns how many ran.
-pub fn run(app: &App, max_batches: Option<usize>) -> Result<usize, JobError> {
+pub fn run(app: &Services, max_batches: Option<usize>) -> Result<usize, JobError> {
     let mut ran = 0;
     while max_batches.is_none_or(|max| ran < max) {
         match run_batch(app, BATCH_SIZE)? {
@@ -442,7 +374,7 @@ pub fn run(app: &App, max_batches: Option<usize>) -> Result<usize, JobError> {
 }
 
 /// The background worker: runs whatever job is pending, then waits to be woken.
-pub fn spawn_worker(app: App) {
+pub fn spawn_worker(app: std::sync::Arc<Services>) {
     let spawned = std::thread::Builder::new()
         .name("reencryption".into())
         .spawn(move || loop {

@@ -1,0 +1,312 @@
+//! What the layers below the pages share: the database, the field encryption, the audit trail
+//! and its seal, the clock, and the admin's state held in memory. The record's rules, the
+//! re-encryption job, key rotation, backups and account creation take this, not the web
+//! server's [`crate::App`], which is built at the top around one.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+use crate::access::{AccessTable, Level, Page};
+use crate::audit::AuditLog;
+use crate::brute_force::{BruteForceGuard, BruteForcePolicy, TRACKED_ENTRIES};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::{constant_time_eq, random_token, KeyRing, PasswordHasher};
+use crate::db::models::{PageGrant, Setting, User};
+use crate::db::{Conn, Db, DbError};
+use crate::fields::job_state;
+use crate::fields::{policy, Fields, Policy};
+use crate::masking::Visibility;
+use crate::state_seal::StateSeal;
+
+pub struct Services {
+    pub config: Config,
+    pub db: Db,
+    pub keys: KeyRing,
+    pub passwords: PasswordHasher,
+    pub audit: AuditLog,
+    /// Seals the admin's state; every change to it reseals in its own transaction.
+    pub state_seal: StateSeal,
+    pub clock: Clock,
+    pub fields: Fields,
+    pub job_signal: JobSignal,
+    /// Held by a root-key rotation from reading the key file to its last database write.
+    pub rotation: Mutex<()>,
+    /// One backup or restore at a time.
+    pub backup_work: BackupWork,
+    // The admin's state, in memory so that no request pays a query for it, and so that an edit
+    // made to the file while the server runs changes nothing. Loaded by [`StoredState::load`].
+    pub access: AccessTable,
+    pub security: SecuritySettings,
+    pub setup: SetupToken,
+    pub brute_force: BruteForceGuard,
+    /// Length of new random ids, set at `/admin/encryption`.
+    id_length: AtomicUsize,
+    /// How profile fields are shown per level.
+    masking: RwLock<Arc<Visibility>>,
+}
+
+impl Services {
+    /// The services around what start-up opened and checked; the admin's state is put in force
+    /// by [`Services::put_in_force`] before anyone uses them.
+    pub fn new(
+        config: Config,
+        db: Db,
+        keys: KeyRing,
+        passwords: PasswordHasher,
+        audit: AuditLog,
+        state_seal: StateSeal,
+        fields: Fields,
+    ) -> Services {
+        Services {
+            clock: config.clock.clone(),
+            config,
+            db,
+            keys,
+            passwords,
+            audit,
+            state_seal,
+            fields,
+            job_signal: JobSignal::default(),
+            rotation: Mutex::new(()),
+            backup_work: BackupWork::default(),
+            access: AccessTable::default(),
+            security: SecuritySettings::default(),
+            setup: SetupToken::default(),
+            brute_force: BruteForceGuard::new(BruteForcePolicy::default(), TRACKED_ENTRIES),
+            id_length: AtomicUsize::new(0),
+            masking: RwLock::new(Arc::new(Visibility::default())),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn id_length(&self) -> usize {
+        self.id_length.load(Ordering::Relaxed)
+    }
+
+    pub fn set_id_length(&self, length: usize) {
+        self.id_length.store(length, Ordering::Relaxed);
+    }
+
+    pub fn masking(&self) -> Arc<Visibility> {
+        self.masking
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_masking(&self, visibility: Visibility) {
+        *self.masking.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(visibility);
+    }
+
+    /// Reloads every in-memory copy of database state after a restore put another database in
+    /// place: the same loader as at start, so the restored settings are in force exactly as if
+    /// the server had started on them.
+    pub fn reload_from_database(&self) -> Result<(), DbError> {
+        let mut conn = self.db.conn()?;
+        let stored = StoredState::load(&self.config, &mut conn)?;
+        drop(conn);
+        let has_job = stored.migration.is_some();
+        self.put_in_force(stored);
+        if has_job {
+            self.job_signal.notify();
+        }
+        Ok(())
+    }
+
+    /// Makes `stored` the state every request sees.
+    pub fn put_in_force(&self, stored: StoredState) {
+        self.access.replace(stored.granted);
+        self.security
+            .bind_ip
+            .store(stored.bind_ip, Ordering::Relaxed);
+        self.security
+            .bind_user_agent
+            .store(stored.bind_user_agent, Ordering::Relaxed);
+        self.security
+            .set_two_factor_required(stored.two_factor_levels);
+        self.brute_force.set_policy(stored.brute_force);
+        self.fields.set_policy(stored.policy);
+        self.fields.set_retired(stored.retired);
+        self.fields.set_migration(stored.migration);
+        self.set_masking(stored.masking);
+        self.id_length.store(stored.id_length, Ordering::Relaxed);
+        if stored.admin_exists {
+            self.setup.clear();
+        } else if self.setup.current().is_none() {
+            self.setup.restore(random_token());
+        }
+    }
+}
+
+/// Settings an admin switches at `/admin/security`, kept in memory so that no request pays a
+/// query for them; saved to the database by the page that changes them.
+#[derive(Default)]
+pub struct SecuritySettings {
+    pub bind_ip: AtomicBool,
+    pub bind_user_agent: AtomicBool,
+    /// Levels that must sign in with a second factor.
+    pub require_two_factor: RwLock<HashSet<Level>>,
+}
+
+impl SecuritySettings {
+    pub fn two_factor_required(&self, level: Level) -> bool {
+        self.require_two_factor
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&level)
+    }
+
+    pub fn set_two_factor_required(&self, levels: HashSet<Level>) {
+        *self
+            .require_two_factor
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = levels;
+    }
+
+    pub fn bind_ip(&self) -> bool {
+        self.bind_ip.load(Ordering::Relaxed)
+    }
+
+    pub fn bind_user_agent(&self) -> bool {
+        self.bind_user_agent.load(Ordering::Relaxed)
+    }
+}
+
+/// The single-use token of the first-run setup link, while no admin exists.
+#[derive(Default)]
+pub struct SetupToken(Mutex<Option<String>>);
+
+impl SetupToken {
+    /// Takes the token if `offered` matches it: it works once.
+    pub fn redeem(&self, offered: &str) -> bool {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_deref() {
+            Some(token) if constant_time_eq(token.as_bytes(), offered.as_bytes()) => {
+                *slot = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `offered` is the current token, without using it up.
+    pub fn matches(&self, offered: &str) -> bool {
+        let slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_deref()
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), offered.as_bytes()))
+    }
+
+    /// Puts a token back after a failed attempt to use it (a form error, say).
+    pub fn restore(&self, token: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+    }
+
+    pub fn current(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Withdraws the link: an admin exists.
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Wakes the re-encryption worker when a job starts, instead of it polling the database.
+#[derive(Default)]
+pub struct JobSignal {
+    pending: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl JobSignal {
+    pub fn notify(&self) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits until notified or `timeout` passes.
+    pub fn wait(&self, timeout: Duration) {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut pending, _) = self
+            .wake
+            .wait_timeout_while(pending, timeout, |p| !*p)
+            .unwrap_or_else(|e| e.into_inner());
+        *pending = false;
+    }
+}
+
+/// The admin's state as the database holds it: what medvault keeps in memory so that no
+/// request pays a query for it. Loaded here alone, at start and after a restore.
+pub struct StoredState {
+    granted: HashSet<(Level, Page)>,
+    bind_ip: bool,
+    bind_user_agent: bool,
+    two_factor_levels: HashSet<Level>,
+    brute_force: BruteForcePolicy,
+    policy: Policy,
+    retired: HashSet<u32>,
+    /// The plain-tolerated columns of the running re-encryption job, if one runs.
+    migration: Option<HashSet<(String, String)>>,
+    masking: Visibility,
+    /// The admin's id length, else the configured one.
+    id_length: usize,
+    admin_exists: bool,
+}
+
+impl StoredState {
+    /// The field encryption under this policy, these retired key versions and this job.
+    pub fn field_encryption(&self, keys: KeyRing) -> Fields {
+        Fields::new(
+            keys,
+            self.policy.clone(),
+            self.retired.clone(),
+            self.migration.clone(),
+        )
+    }
+
+    pub fn load(config: &Config, conn: &mut Conn) -> diesel::QueryResult<StoredState> {
+        Ok(StoredState {
+            granted: PageGrant::load_granted(conn)?,
+            bind_ip: Setting::get_bool(Setting::BIND_SESSION_IP, true, conn)?,
+            bind_user_agent: Setting::get_bool(Setting::BIND_SESSION_USER_AGENT, true, conn)?,
+            two_factor_levels: Setting::get(Setting::REQUIRE_TWO_FACTOR, conn)?
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(Level::parse)
+                .collect(),
+            brute_force: Setting::get(Setting::BRUTE_FORCE_POLICY, conn)?
+                .and_then(|json| serde_json::from_str::<BruteForcePolicy>(&json).ok())
+                .unwrap_or_default(),
+            policy: Policy::load(conn)?,
+            retired: job_state::retired_versions(conn)?,
+            migration: job_state::Job::running(conn)?.map(|job| job.tolerated_plain()),
+            masking: Visibility::load(conn)?,
+            id_length: Setting::get(policy::ID_LENGTH_SETTING, conn)?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(config.id_length),
+            admin_exists: User::exists_active_admin(conn)?,
+        })
+    }
+}
+
+/// Held by a backup or a restore for its whole run: two at once would pick the same names and
+/// trample each other's temporary files, and a restore must not swap under a backup's copy.
+#[derive(Default)]
+pub struct BackupWork(std::sync::Mutex<()>);
+
+impl BackupWork {
+    /// The right to run, or `None` while another run holds it.
+    pub fn start(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match self.0.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+}
