@@ -5,6 +5,12 @@
 //! MEDVAULT_BENCH_SETTLE_S the pause after seeding, default 30 s, and a third of it between
 //! backups).
 //! Prints medians; BENCHMARKS.md records them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops by panicking on a broken set-up"
+)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -3,6 +3,12 @@
 //! 1 MiB AES-256-GCM seal ≥ 1.5 GB/s (binary form, as files are stored).
 //!
 //! Run: `cargo bench --bench crypto -- --warm-up-time 1 --measurement-time 3`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops by panicking on a broken set-up"
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -2,6 +2,12 @@
 //! through Rocket's client, one request at a time: the server's own cost per request, without
 //! sockets or load. `cargo bench --bench record_page`; bench/records_load.py measures the same
 //! page over loopback under wrk.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops by panicking on a broken set-up"
+)]
 
 use std::time::Instant;
 

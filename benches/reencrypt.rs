@@ -2,6 +2,12 @@
 //! columns each), the policy flipped between two suites, the whole job timed.
 //!
 //! `cargo bench --bench reencrypt` (MEDVAULT_BENCH_ACCOUNTS sets N, default 10,000).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops by panicking on a broken set-up"
+)]
 
 use std::time::{Duration, Instant};
 

@@ -31,7 +31,8 @@ pub struct Services {
     pub state_seal: StateSeal,
     pub clock: Clock,
     pub fields: Fields,
-    pub job_signal: JobSignal,
+    /// Shared with the re-encryption worker, which waits on it without keeping the services alive.
+    pub job_signal: Arc<JobSignal>,
     /// Held by a root-key rotation from reading the key file to its last database write.
     pub rotation: Mutex<()>,
     /// One backup or restore at a time.
@@ -69,7 +70,7 @@ impl Services {
             audit,
             state_seal,
             fields,
-            job_signal: JobSignal::default(),
+            job_signal: Arc::default(),
             rotation: Mutex::new(()),
             backup_work: BackupWork::default(),
             access: AccessTable::default(),

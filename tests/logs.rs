@@ -2,6 +2,12 @@
 //! request, and no password, token, key or decrypted value in it, over a whole journey that
 //! handles all of them (sign-in, a registration with a one-time password, a record full of
 //! clinical text, a signed download link, a wrong password).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 

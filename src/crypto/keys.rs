@@ -201,6 +201,10 @@ impl KeyRing {
     /// The service key for `purpose`. Service keys come from the oldest root key the provider
     /// holds, so that rotating the root key (which re-encrypts fields) does not invalidate every
     /// password hash and audit link at once.
+    #[allow(
+        clippy::expect_used,
+        reason = "a key ring always holds its oldest root version"
+    )]
     pub fn purpose_key(&self, purpose: Purpose) -> SecretKey {
         let base = self.service_root_version();
         self.derive(base, purpose.label().as_bytes(), purpose.key_len())

@@ -47,6 +47,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// HMAC-SHA-256 over `parts`, each length-prefixed so that ("ab","c") and ("a","bc") differ.
+#[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
 pub fn keyed_digest(key: &SecretKey, parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.expose())
         .expect("HMAC accepts keys of any length");

@@ -373,15 +373,23 @@ pub fn run(app: &Services, max_batches: Option<usize>) -> Result<usize, JobError
     Ok(ran)
 }
 
-/// The background worker: runs whatever job is pending, then waits to be woken.
+/// The background worker: runs whatever job is pending, then waits to be woken. It holds the
+/// services only while it runs a job, and stops once they are gone (a server that was shut
+/// down, or a test's), so that it never writes to a database nobody serves any more.
 pub fn spawn_worker(app: std::sync::Arc<Services>) {
+    let signal = app.job_signal.clone();
+    let services = std::sync::Arc::downgrade(&app);
+    drop(app);
     let spawned = std::thread::Builder::new()
         .name("reencryption".into())
-        .spawn(move || loop {
-            if let Err(e) = run(&app, None) {
-                tracing::error!(error = %e, "re-encryption batch failed; retrying shortly");
+        .spawn(move || {
+            while let Some(app) = services.upgrade() {
+                if let Err(e) = run(&app, None) {
+                    tracing::error!(error = %e, "re-encryption batch failed; retrying shortly");
+                }
+                drop(app);
+                signal.wait(std::time::Duration::from_secs(5));
             }
-            app.job_signal.wait(std::time::Duration::from_secs(5));
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the re-encryption worker");

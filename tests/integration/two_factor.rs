@@ -1,7 +1,7 @@
 //! Two-factor sign-in: enrolment with a server-held secret, codes that work once within one step
 //! either side, recovery codes, the half-signed-in state, admin reset and required levels.
 
-mod common;
+use crate::common;
 
 use common::*;
 use medvault::access::Level;

@@ -1,7 +1,7 @@
 //! Page access is denied by default: every mounted route is walked as a guest and as users whose
 //! level was granted nothing, and the admin's grid decides the rest.
 
-mod common;
+use crate::common;
 
 use common::*;
 use medvault::access::Level;

@@ -1,7 +1,7 @@
 //! Medical records end to end: a doctor registers and treats a patient, the patient reads their
 //! record masked, files are sealed on disk and checked, and everyone else is kept out.
 
-mod common;
+use crate::common;
 
 use common::*;
 use medvault::access::Level;

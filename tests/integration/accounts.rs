@@ -1,7 +1,7 @@
 //! Accounts from the user's side and the attacker's: the first-run setup link, signing in and
 //! out, one-time passwords, changing one's password, and the command line that creates users.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

@@ -1,6 +1,6 @@
 //! `/health` and `/metrics` for operators: what they report, and who may read the metrics.
 
-mod common;
+use crate::common;
 
 use common::*;
 use medvault::access::Level;

@@ -2,7 +2,7 @@
 //! without a restart (also while other threads read and write), what a crash leaves behind,
 //! the schedule, and that a backup holds no personal value in the clear.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

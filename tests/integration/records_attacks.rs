@@ -3,7 +3,7 @@
 //! and links, bad uploads, script typed into every free-text field, invalid input, care teams
 //! and search. `tests/records.rs` has the happy path.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

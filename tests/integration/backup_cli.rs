@@ -1,7 +1,7 @@
 //! `medvault backup`, `medvault backups` and `medvault restore NAME` from the command line,
 //! on a home the server also uses.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! Anti brute force: lockout with a growing lock time, per-address throttling that forwarding
 //! headers cannot dodge, the application-wide rate limit, and an admin's unlock.
 
-mod common;
+use crate::common;
 
 use common::*;
 use medvault::access::Level;

@@ -1,6 +1,6 @@
 //! Every form post needs its session's CSRF token and medvault's own Origin.
 
-mod common;
+use crate::common;
 
 use common::*;
 use medvault::access::Level;

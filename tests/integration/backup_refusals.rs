@@ -2,7 +2,7 @@
 //! root key, a newer schema, names from outside the listing, a non-admin and a missing CSRF
 //! token. Each is a rendered 4xx page, audited, and leaves the live data as it was.
 
-mod common;
+use crate::common;
 
 use common::*;
 use diesel::connection::SimpleConnection;

@@ -1,6 +1,6 @@
 //! Headers on every response, and error pages that say what happened without showing internals.
 
-mod common;
+use crate::common;
 
 use common::*;
 use medvault::access::Level;

@@ -2,7 +2,7 @@
 //! database, so that a wrong, malformed or lost key stops the start with a message that says what
 //! to do; and the key file kept private and outside the database folder.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The audit trail: "verify" finds the first event that someone holding the database file edited,
 //! deleted, inserted or cut off; the audit page filters, pages and escapes what it shows.
 
-mod common;
+use crate::common;
 
 use common::*;
 use medvault::access::Level;

@@ -2,7 +2,7 @@
 //! one-time password, editing, deactivating, resetting, ending sessions and deleting; the guards
 //! that keep an admin from locking everyone out; and the audit event of every change.
 
-mod common;
+use crate::common;
 
 use common::*;
 use medvault::access::Level;

@@ -4,7 +4,7 @@
 //! /admin/encryption is validated, audited, and applied by a resumable re-encryption job; the
 //! root key rotates and old versions retire; and new ids take the configured length.
 
-mod common;
+use crate::common;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use common::*;

@@ -1,6 +1,6 @@
 //! Sessions are bound to the browser that opened them, and end on every rule the issue names.
 
-mod common;
+use crate::common;
 
 use common::*;
 use medvault::access::Level;
