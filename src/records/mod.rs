@@ -2,6 +2,7 @@
 //! (every value opened through the field encryption; a value that fails its integrity check is
 //! marked, never shown). The pages live in `web::patients`, `web::patient_record`, `web::records`.
 
+pub mod appointments;
 pub mod files;
 pub mod validate;
 
@@ -159,6 +160,9 @@ pub struct AppointmentView {
     pub doctor: String,
     pub reason: Shown,
     pub status: String,
+    /// Booked or moved, not yet cancelled or done: the doctor's page offers its changes.
+    pub live: bool,
+    /// The patient's page offers to cancel it.
     pub open: bool,
 }
 
@@ -416,7 +420,10 @@ pub fn load_record(
                     .row("appointments", &a.id, pid)
                     .show("reason", &a.reason),
                 status: a.status.clone(),
-                open: matches!(a.status.as_str(), "booked" | "changed") && a.starts_at > now,
+                live: a
+                    .status()
+                    .is_some_and(appointments::AppointmentStatus::is_live),
+                open: appointments::patient_may_cancel(a, now),
             })
             .collect(),
         integrity_errors: 0,

@@ -9,6 +9,7 @@ pub mod admin_records;
 pub mod admin_security;
 pub mod admin_user_actions;
 pub mod admin_users;
+mod appointment_form;
 mod blocking;
 pub mod error;
 mod headers;

@@ -14,8 +14,10 @@ use crate::app::App;
 use crate::audit::action;
 use crate::auth::CsrfForm;
 use crate::crypto::random_id;
-use crate::db::models::records::{AppointmentRow, ConsultationRow, VaccinationRow};
+use crate::db::models::records::{ConsultationRow, VaccinationRow};
+use crate::records::appointments::{self, Change, Requester};
 use crate::records::{self, validate};
+use crate::web::appointment_form::{booking_of, AppointmentForm};
 use crate::web::error::AppError;
 use crate::web::patient_record::{patient_for_change, rerender, Doctor};
 use crate::web::{form_context_of, FormView, Layout};
@@ -402,15 +404,6 @@ fn dose_order_problem(doses: &[(u32, String)], dose: u32, given_on: &str) -> Opt
     None
 }
 
-#[derive(FromForm)]
-pub struct AppointmentForm {
-    starts_at: String,
-    reason: String,
-    /// Sent only by a patient's booking form, which chooses among their doctors.
-    #[allow(dead_code)]
-    doctor_id: Option<String>,
-}
-
 /// Books an appointment of this patient with the doctor.
 #[post("/patients/<id>/appointments", data = "<form>")]
 async fn book_appointment(
@@ -421,21 +414,15 @@ async fn book_appointment(
 ) -> Result<Flash<Redirect>, Refusal> {
     let patient = patient_for_change(app, &who, id).await.map_err(Err)?;
     let view = form_context_of(&form.context, &["starts_at", "reason"]);
-    let booking = check_booking(app, &form, view);
-    let (starts_at, reason) = match booking {
-        Ok(ok) => ok,
+    let booking = match booking_of(&form, app.now(), view) {
+        Ok(booking) => booking,
         Err(view) => return Err(rerender(app, &who, &patient, "appointment", view).await),
     };
-    let booked = book(
-        app,
-        who.actor(),
-        &patient.id,
-        &who.user.id,
-        starts_at,
-        &reason,
-    )
-    .await
-    .map_err(Err)?;
+    let (actor, pid, did) = (who.actor(), patient.id.clone(), who.user.id.clone());
+    let booked = app
+        .blocking(move |app, conn| Ok(appointments::book(app, conn, &actor, &pid, &did, &booking)?))
+        .await
+        .map_err(Err)?;
     if let Err(problem) = booked {
         let view =
             form_context_of(&form.context, &["starts_at", "reason"]).error("starts_at", problem);
@@ -445,81 +432,6 @@ async fn book_appointment(
         Redirect::to(format!("/patients/{}#appointments", patient.id)),
         "Appointment booked.",
     ))
-}
-
-/// The time (in the future) and reason of a booking form.
-pub(super) fn check_booking(
-    app: &App,
-    form: &CsrfForm<'_, AppointmentForm>,
-    mut view: FormView,
-) -> Result<(i64, String), FormView> {
-    let Some(f) = form.value.as_ref() else {
-        return Err(view.error("starts_at", "Choose a time."));
-    };
-    let starts_at = validate::date_time(&f.starts_at)
-        .map_err(str::to_string)
-        .and_then(|t| {
-            if t <= app.now() {
-                Err("Choose a time in the future.".to_string())
-            } else {
-                Ok(t)
-            }
-        });
-    let reason = validate::text(&f.reason, 500, true, "reason");
-    if let Err(e) = &starts_at {
-        view = view.error("starts_at", e.clone());
-    }
-    if let Err(e) = &reason {
-        view = view.error("reason", e.clone());
-    }
-    match (starts_at, reason) {
-        (Ok(t), Ok(r)) => Ok((t, r)),
-        _ => Err(view),
-    }
-}
-
-/// Books `patient_id` with `doctor_id` at `starts_at`, unless the doctor is taken then.
-pub(super) async fn book(
-    app: &App,
-    actor: crate::audit::Actor,
-    patient_id: &str,
-    doctor_id: &str,
-    starts_at: i64,
-    reason: &str,
-) -> Result<Result<(), String>, AppError> {
-    let (pid, did, reason) = (
-        patient_id.to_string(),
-        doctor_id.to_string(),
-        reason.to_string(),
-    );
-    app.blocking(move |app, conn| {
-        let now = app.now();
-        let id = random_id(app.id_length());
-        let row = AppointmentRow {
-            id: id.clone(),
-            patient_id: pid.clone(),
-            doctor_id: did.clone(),
-            starts_at,
-            reason: app
-                .fields
-                .row("appointments", &id, &pid)
-                .seal("reason", &reason)?,
-            status: "booked".into(),
-            created_at: now,
-            updated_at: now,
-        };
-        conn.immediate_transaction(|conn| {
-            if AppointmentRow::doctor_is_booked(&did, starts_at, "", conn)? {
-                return Ok(Err(
-                    "The doctor already has an appointment at this time.".into()
-                ));
-            }
-            AppointmentRow::insert(&row, conn)?;
-            records::changed(app, conn, &actor, &pid, format!("appointment {id} booked"))?;
-            Ok::<_, AppError>(Ok(()))
-        })
-    })
-    .await
 }
 
 #[derive(FromForm)]
@@ -542,61 +454,21 @@ async fn change_appointment(
     let Some(f) = form.value.as_ref() else {
         return Err(AppError::BadRequest("Choose a change.".into()));
     };
-    let new_time = match f.change.as_str() {
-        "reschedule" => {
-            let text = f.starts_at.as_deref().unwrap_or_default();
-            match validate::date_time(text) {
-                Ok(t) if t > app.now() => Some(t),
-                Ok(_) => {
-                    return Ok(Flash::error(
-                        Redirect::to(back),
-                        "Choose a time in the future.",
-                    ))
-                }
-                Err(e) => return Ok(Flash::error(Redirect::to(back), e)),
-            }
-        }
-        "cancel" | "done" => None,
-        _ => return Err(AppError::BadRequest("Unknown change.".into())),
+    let change = match Change::parse(&f.change, f.starts_at.as_deref(), app.now()) {
+        Ok(change) => change,
+        Err(Some(problem)) => return Ok(Flash::error(Redirect::to(back), problem)),
+        Err(None) => return Err(AppError::BadRequest("Unknown change.".into())),
     };
-    let change = f.change.clone();
     let (actor, pid, aid) = (who.actor(), patient.id.clone(), aid.to_string());
     let outcome = app
         .blocking(move |app, conn| {
-            conn.immediate_transaction(|conn| {
-                let row = AppointmentRow::find(&pid, &aid, conn)?.ok_or(AppError::NotFound)?;
-                if matches!(row.status.as_str(), "cancelled" | "done") {
-                    return Ok(Err(format!("This appointment is {} already.", row.status)));
-                }
-                let now = app.now();
-                match new_time {
-                    Some(t) => {
-                        if AppointmentRow::doctor_is_booked(&row.doctor_id, t, &row.id, conn)? {
-                            return Ok(Err(
-                                "The doctor already has an appointment at this time.".into()
-                            ));
-                        }
-                        AppointmentRow::set_time(&row.id, t, now, conn)?;
-                    }
-                    None if change == "cancel" => {
-                        AppointmentRow::set_status(&row.id, "cancelled", now, conn)?
-                    }
-                    None => AppointmentRow::set_status(&row.id, "done", now, conn)?,
-                }
-                records::changed(
-                    app,
-                    conn,
-                    &actor,
-                    &pid,
-                    format!("appointment {} {change}", row.id),
-                )?;
-                Ok::<_, AppError>(Ok(()))
-            })
+            appointments::change(app, conn, &actor, &pid, &aid, change, Requester::Doctor)?
+                .ok_or(AppError::NotFound)
         })
         .await?;
     Ok(match outcome {
         Ok(()) => Flash::success(Redirect::to(back), "Appointment updated."),
-        Err(problem) => Flash::error(Redirect::to(back), problem),
+        Err(refusal) => Flash::error(Redirect::to(back), refusal.message()),
     })
 }
 

@@ -14,11 +14,12 @@ use crate::access::{page, Level};
 use crate::app::App;
 use crate::audit::action;
 use crate::auth::{Allowed, CsrfForm};
-use crate::db::models::records::{AppointmentRow, CareTeam, EmergencyGrant};
+use crate::db::models::records::{CareTeam, EmergencyGrant};
 use crate::db::models::AuditEvent;
 use crate::records;
+use crate::records::appointments::{self, Change, Requester};
+use crate::web::appointment_form::{booking_of, AppointmentForm};
 use crate::web::error::AppError;
-use crate::web::record_entries::{book, check_booking, AppointmentForm};
 use crate::web::scans::{file_of, link_for};
 use crate::web::{form_context_of, ButtonForm, FormView, Layout, Paging};
 
@@ -110,9 +111,9 @@ async fn book_own(
         })
         .await
         .map_err(Err)?;
-    let checked = check_booking(app, &form, form_context_of(&form.context, &names));
-    let (starts_at, reason) = match checked {
-        Ok(ok) if treats => ok,
+    let checked = booking_of(&form, app.now(), form_context_of(&form.context, &names));
+    let booking = match checked {
+        Ok(booking) if treats => booking,
         Ok(_) => {
             let view = form_context_of(&form.context, &names)
                 .error("doctor_id", "Choose one of your doctors.");
@@ -125,16 +126,15 @@ async fn book_own(
             return Err(unprocessable(render(app, &who, view, None).await));
         }
     };
-    let booked = book(
-        app,
-        who.actor(),
-        &who.user.id,
-        &doctor_id,
-        starts_at,
-        &reason,
-    )
-    .await
-    .map_err(Err)?;
+    let (actor, pid) = (who.actor(), who.user.id.clone());
+    let booked = app
+        .blocking(move |app, conn| {
+            Ok(appointments::book(
+                app, conn, &actor, &pid, &doctor_id, &booking,
+            )?)
+        })
+        .await
+        .map_err(Err)?;
     if let Err(problem) = booked {
         let view = form_context_of(&form.context, &names).error("starts_at", problem);
         return Err(unprocessable(render(app, &who, view, None).await));
@@ -156,35 +156,24 @@ async fn cancel_own(
     let (actor, pid, aid) = (who.actor(), who.user.id.clone(), aid.to_string());
     let outcome = app
         .blocking(move |app, conn| {
-            conn.immediate_transaction(|conn| {
-                // Someone else's appointment id is simply not found among this patient's.
-                let row = AppointmentRow::find(&pid, &aid, conn)?.ok_or(AppError::NotFound)?;
-                let now = app.now();
-                if !matches!(row.status.as_str(), "booked" | "changed") || row.starts_at <= now {
-                    return Ok(false);
-                }
-                AppointmentRow::set_status(&row.id, "cancelled", now, conn)?;
-                records::changed(
-                    app,
-                    conn,
-                    &actor,
-                    &pid,
-                    format!("appointment {} cancelled by the patient", row.id),
-                )?;
-                Ok::<_, AppError>(true)
-            })
+            appointments::change(
+                app,
+                conn,
+                &actor,
+                &pid,
+                &aid,
+                Change::Cancel,
+                Requester::Patient,
+            )?
+            .ok_or(AppError::NotFound)
         })
         .await?;
-    Ok(if outcome {
-        Flash::success(
+    Ok(match outcome {
+        Ok(()) => Flash::success(
             Redirect::to("/records#appointments"),
             "Appointment cancelled.",
-        )
-    } else {
-        Flash::error(
-            Redirect::to("/records#appointments"),
-            "This appointment can no longer be cancelled.",
-        )
+        ),
+        Err(refusal) => Flash::error(Redirect::to("/records#appointments"), refusal.message()),
     })
 }
 

@@ -351,6 +351,44 @@ impl VaccinationRow {
     }
 }
 
+/// Where an appointment stands, stored as its lower-case name. Booked and changed (moved) ones
+/// are live; cancelled and done ones are over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppointmentStatus {
+    Booked,
+    Changed,
+    Cancelled,
+    Done,
+}
+
+impl AppointmentStatus {
+    pub const ALL: [AppointmentStatus; 4] = [
+        AppointmentStatus::Booked,
+        AppointmentStatus::Changed,
+        AppointmentStatus::Cancelled,
+        AppointmentStatus::Done,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppointmentStatus::Booked => "booked",
+            AppointmentStatus::Changed => "changed",
+            AppointmentStatus::Cancelled => "cancelled",
+            AppointmentStatus::Done => "done",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AppointmentStatus> {
+        AppointmentStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+
+    pub fn is_live(self) -> bool {
+        matches!(self, AppointmentStatus::Booked | AppointmentStatus::Changed)
+    }
+}
+
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = appointments)]
 pub struct AppointmentRow {
@@ -365,6 +403,11 @@ pub struct AppointmentRow {
 }
 
 impl AppointmentRow {
+    /// Its status; a text medvault never writes reads as none, and so as not live.
+    pub fn status(&self) -> Option<AppointmentStatus> {
+        AppointmentStatus::parse(&self.status)
+    }
+
     pub fn insert(row: &AppointmentRow, conn: &mut Conn) -> QueryResult<()> {
         diesel::insert_into(appointments::table)
             .values(row)
@@ -388,17 +431,22 @@ impl AppointmentRow {
         diesel::update(appointments::table.find(id))
             .set((
                 appointments::starts_at.eq(starts_at),
-                appointments::status.eq("changed"),
+                appointments::status.eq(AppointmentStatus::Changed.as_str()),
                 appointments::updated_at.eq(now),
             ))
             .execute(conn)
             .map(|_| ())
     }
 
-    pub fn set_status(id: &str, status: &str, now: i64, conn: &mut Conn) -> QueryResult<()> {
+    pub fn set_status(
+        id: &str,
+        status: AppointmentStatus,
+        now: i64,
+        conn: &mut Conn,
+    ) -> QueryResult<()> {
         diesel::update(appointments::table.find(id))
             .set((
-                appointments::status.eq(status),
+                appointments::status.eq(status.as_str()),
                 appointments::updated_at.eq(now),
             ))
             .execute(conn)
@@ -425,7 +473,10 @@ impl AppointmentRow {
                 .filter(appointments::doctor_id.eq(doctor_id))
                 .filter(appointments::starts_at.eq(starts_at))
                 .filter(appointments::id.ne(except_id))
-                .filter(appointments::status.ne_all(["cancelled", "done"])),
+                .filter(appointments::status.ne_all([
+                    AppointmentStatus::Cancelled.as_str(),
+                    AppointmentStatus::Done.as_str(),
+                ])),
         ))
         .get_result(conn)
     }
