@@ -105,6 +105,26 @@ pub fn text(value: &str, max: usize, required: bool, what: &str) -> Result<Strin
     Ok(value.to_string())
 }
 
+/// The longest email address, in bytes: SMTP limits a path to 256 octets with its brackets.
+pub const EMAIL_MAX_BYTES: usize = 254;
+
+/// An email address, trimmed and lower-cased: `local@domain.tld` without spaces, at most
+/// [`EMAIL_MAX_BYTES`] bytes (counted as mail servers count them, not in characters). Empty is
+/// allowed: the field is optional everywhere.
+pub fn email(text: &str) -> Result<String, &'static str> {
+    let email = text.trim().to_lowercase();
+    let well_formed = email
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+    if email.is_empty() {
+        Ok(email)
+    } else if email.len() > EMAIL_MAX_BYTES || email.contains(char::is_whitespace) || !well_formed {
+        Err("Enter an email like name@example.org, or leave it empty.")
+    } else {
+        Ok(email)
+    }
+}
+
 /// A phone number: digits with an optional leading `+`, spaces and dashes, 6 to 20 characters.
 pub fn phone(text: &str) -> Result<String, &'static str> {
     let phone = text.trim();
@@ -162,6 +182,27 @@ mod tests {
         assert_eq!(whole_number("2", 1, 10, "dose").unwrap(), 2);
         assert!(whole_number("2.5", 1, 10, "dose").is_err());
         assert!(whole_number("0", 1, 10, "dose").is_err());
+    }
+
+    #[test]
+    fn an_email_is_one_rule_counted_in_bytes() {
+        assert_eq!(email("  Ana@Example.ORG ").unwrap(), "ana@example.org");
+        assert_eq!(email("").unwrap(), "");
+        let longest = format!("{}@example.org", "a".repeat(EMAIL_MAX_BYTES - 12));
+        assert_eq!(email(&longest).unwrap().len(), EMAIL_MAX_BYTES);
+        assert!(email(&format!("a{longest}")).is_err());
+        // 136 characters but 260 bytes: too long for a mail server, so refused.
+        let wide = format!("{}@example.org", "é".repeat(124));
+        assert!(wide.chars().count() < EMAIL_MAX_BYTES && wide.len() > EMAIL_MAX_BYTES);
+        assert!(email(&wide).is_err());
+        for bad in [
+            "ana",
+            "@example.org",
+            "ana@example",
+            "ana maria@example.org",
+        ] {
+            assert!(email(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -126,19 +126,6 @@ struct Identity {
     email: String,
 }
 
-fn email_problem(email: &str) -> Option<&'static str> {
-    let well_formed = email
-        .split_once('@')
-        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
-    if email.is_empty() {
-        None
-    } else if email.chars().count() > 254 || email.contains(char::is_whitespace) || !well_formed {
-        Some("Enter an email like name@example.org, or leave it empty.")
-    } else {
-        None
-    }
-}
-
 /// The form's identity, or the form re-filled with what is wrong.
 fn check_identity(form: &CsrfForm<'_, IdentityForm>) -> Result<Identity, FormView> {
     let mut view = form_context(&form.context);
@@ -163,7 +150,7 @@ fn check_identity(form: &CsrfForm<'_, IdentityForm>) -> Result<Identity, FormVie
     if full_name.chars().count() > 200 {
         view = view.error("full_name", "A name has at most 200 characters.");
     }
-    if let Some(problem) = email_problem(&email) {
+    if let Err(problem) = crate::records::validate::email(&email) {
         view = view.error("email", problem);
     }
     match level {

@@ -422,20 +422,9 @@ pub(super) fn check_profile(
         validate::phone(&f.phone).map_err(str::to_string),
         &mut view,
     );
-    let email = f.email.trim().to_lowercase();
-    let email_ok = email.is_empty()
-        || (email.len() <= 254
-            && !email.contains(char::is_whitespace)
-            && email
-                .split_once('@')
-                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.')));
     put(
         "email",
-        if email_ok {
-            Ok(email)
-        } else {
-            Err("Enter an email like name@example.org, or leave it empty.".into())
-        },
+        validate::email(&f.email).map_err(str::to_string),
         &mut view,
     );
     put(
