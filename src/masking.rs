@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::access::Level;
+use crate::db::models::records::ProfileColumn;
 
 /// Values shorter than this are masked whole: with the first and last four characters shown,
 /// fewer than three would stay hidden.
@@ -63,30 +64,42 @@ pub struct ProfileField {
     masked_by_default: bool,
 }
 
-const fn field(column: &'static str, title: &'static str, masked: bool) -> ProfileField {
-    ProfileField {
-        column,
-        title,
-        masked_by_default: masked,
+impl ProfileField {
+    const fn of(column: ProfileColumn) -> ProfileField {
+        use ProfileColumn::*;
+        let (title, masked_by_default) = match column {
+            NationalId => ("National ID", true),
+            FirstName => ("First name", false),
+            LastName => ("Last name", false),
+            DateOfBirth => ("Date of birth", false),
+            Gender => ("Gender", false),
+            BloodType => ("Blood type", false),
+            Phone => ("Phone", true),
+            Email => ("Email", false),
+            Address => ("Address", true),
+            PostalCode => ("Postal code", true),
+            HeightCm => ("Height (cm)", false),
+            WeightKg => ("Weight (kg)", false),
+            Allergies => ("Allergies", false),
+        };
+        ProfileField {
+            column: column.name(),
+            title,
+            masked_by_default,
+        }
     }
 }
 
-/// The profile in the order pages show it.
-pub const PROFILE_FIELDS: &[ProfileField] = &[
-    field("national_id", "National ID", true),
-    field("first_name", "First name", false),
-    field("last_name", "Last name", false),
-    field("date_of_birth", "Date of birth", false),
-    field("gender", "Gender", false),
-    field("blood_type", "Blood type", false),
-    field("phone", "Phone", true),
-    field("email", "Email", false),
-    field("address", "Address", true),
-    field("postal_code", "Postal code", true),
-    field("height_cm", "Height (cm)", false),
-    field("weight_kg", "Weight (kg)", false),
-    field("allergies", "Allergies", false),
-];
+/// The profile in the order pages show it: one entry per [`ProfileColumn`].
+pub const PROFILE_FIELDS: &[ProfileField] = &{
+    let mut fields = [ProfileField::of(ProfileColumn::NationalId); ProfileColumn::ALL.len()];
+    let mut i = 0;
+    while i < fields.len() {
+        fields[i] = ProfileField::of(ProfileColumn::ALL[i]);
+        i += 1;
+    }
+    fields
+};
 
 /// The levels whose view of a profile the admin sets (an admin opens no record by default).
 pub const LEVELS: [Level; 3] = [Level::Doctor, Level::Patient, Level::Admin];

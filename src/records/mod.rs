@@ -4,6 +4,7 @@
 
 pub mod appointments;
 pub mod files;
+pub mod profile;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use crate::access::Level;
 use crate::audit::{Actor, Entry, Outcome};
 use crate::db::models::records::{
     AppointmentRow, CareTeam, ConsultationRow, EmergencyGrant, MedicalFileRow, PatientRow,
-    VaccinationRow,
+    ProfileColumn, VaccinationRow,
 };
 use crate::db::models::User;
 use crate::db::schema::users;
@@ -251,24 +252,9 @@ pub fn profile_items(
         .collect()
 }
 
-/// The stored form of one profile column.
+/// The stored form of one profile column (empty for a name that is not one).
 pub fn profile_column<'r>(row: &'r PatientRow, column: &str) -> &'r str {
-    match column {
-        "national_id" => &row.national_id,
-        "first_name" => &row.first_name,
-        "last_name" => &row.last_name,
-        "date_of_birth" => &row.date_of_birth,
-        "gender" => &row.gender,
-        "blood_type" => &row.blood_type,
-        "phone" => &row.phone,
-        "email" => &row.email,
-        "address" => &row.address,
-        "postal_code" => &row.postal_code,
-        "height_cm" => &row.height_cm,
-        "weight_kg" => &row.weight_kg,
-        "allergies" => &row.allergies,
-        _ => "",
-    }
+    ProfileColumn::parse(column).map_or("", |c| c.stored(row))
 }
 
 /// The name a patient goes by on the pages: first and last name from the profile, else the

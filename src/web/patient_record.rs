@@ -19,6 +19,7 @@ use crate::crypto::random_id;
 use crate::db::models::records::{EmergencyGrant, PatientRow};
 use crate::db::models::User;
 use crate::masking::{Mode, PROFILE_FIELDS};
+use crate::records::profile::{self, ProfileColumn};
 use crate::records::{self, validate, Relation};
 use crate::web::error::AppError;
 use crate::web::{form_context_of, FormView, Layout};
@@ -343,21 +344,25 @@ pub struct ProfileForm {
     pub username: Option<String>,
 }
 
-pub(super) const PROFILE_NAMES: [&str; 13] = [
-    "national_id",
-    "first_name",
-    "last_name",
-    "date_of_birth",
-    "gender",
-    "blood_type",
-    "phone",
-    "email",
-    "address",
-    "postal_code",
-    "height_cm",
-    "weight_kg",
-    "allergies",
-];
+impl ProfileForm {
+    fn value(&self, column: ProfileColumn) -> &str {
+        match column {
+            ProfileColumn::NationalId => &self.national_id,
+            ProfileColumn::FirstName => &self.first_name,
+            ProfileColumn::LastName => &self.last_name,
+            ProfileColumn::DateOfBirth => &self.date_of_birth,
+            ProfileColumn::Gender => &self.gender,
+            ProfileColumn::BloodType => &self.blood_type,
+            ProfileColumn::Phone => &self.phone,
+            ProfileColumn::Email => &self.email,
+            ProfileColumn::Address => &self.address,
+            ProfileColumn::PostalCode => &self.postal_code,
+            ProfileColumn::HeightCm => &self.height_cm,
+            ProfileColumn::WeightKg => &self.weight_kg,
+            ProfileColumn::Allergies => &self.allergies,
+        }
+    }
+}
 
 /// A profile as typed, checked and normalised. An empty value of a field the doctor sees
 /// masked or hidden keeps the stored one (the form never shows such a value to re-send).
@@ -370,95 +375,29 @@ pub(super) fn check_profile(
     today: time::Date,
     keep_blank: bool,
 ) -> Result<Profile, FormView> {
-    let mut view = form_context_of(&form.context, &PROFILE_NAMES);
+    let mut view = form_context_of(&form.context, &ProfileColumn::NAMES);
     let Some(f) = form.value.as_ref() else {
         return Err(view.error("national_id", "Fill in the profile."));
     };
     let mut values = std::collections::HashMap::new();
-    let mut put =
-        |name: &'static str, checked: Result<String, String>, view: &mut FormView| match checked {
-            Ok(v) => {
-                values.insert(name, v);
-            }
-            Err(e) => {
-                view.errors.insert(name.to_string(), e);
-            }
-        };
-    let blank_ok = |v: &str| keep_blank && v.trim().is_empty();
-    let nid = if blank_ok(&f.national_id) {
-        Ok(String::new())
-    } else {
-        validate::national_id(&f.national_id).map_err(str::to_string)
-    };
-    put("national_id", nid, &mut view);
-    put(
-        "first_name",
-        validate::text(&f.first_name, 100, true, "first name"),
-        &mut view,
-    );
-    put(
-        "last_name",
-        validate::text(&f.last_name, 100, true, "last name"),
-        &mut view,
-    );
-    let dob = validate::date(&f.date_of_birth, today, true)
-        .map(validate::date_text)
-        .map_err(str::to_string);
-    put("date_of_birth", dob, &mut view);
-    let gender = if validate::GENDERS.contains(&f.gender.as_str()) {
-        Ok(f.gender.clone())
-    } else {
-        Err("Choose one of the listed genders.".to_string())
-    };
-    put("gender", gender, &mut view);
-    let blood = if validate::BLOOD_TYPES.contains(&f.blood_type.as_str()) {
-        Ok(f.blood_type.clone())
-    } else {
-        Err("Choose one of the listed blood types.".to_string())
-    };
-    put("blood_type", blood, &mut view);
-    put(
-        "phone",
-        validate::phone(&f.phone).map_err(str::to_string),
-        &mut view,
-    );
-    put(
-        "email",
-        validate::email(&f.email).map_err(str::to_string),
-        &mut view,
-    );
-    put(
-        "address",
-        validate::text(&f.address, 300, false, "address"),
-        &mut view,
-    );
-    put(
-        "postal_code",
-        validate::text(&f.postal_code, 12, false, "postal code"),
-        &mut view,
-    );
-    let number = |text: &str, min, max, what| {
-        if text.trim().is_empty() {
+    for column in ProfileColumn::ALL {
+        let text = f.value(column);
+        // A national ID the doctor cannot see comes back blank: the stored one is kept.
+        let kept = keep_blank && column == ProfileColumn::NationalId && text.trim().is_empty();
+        let checked = if kept {
             Ok(String::new())
         } else {
-            validate::number(text, min, max, what)
+            profile::check(column, text, today)
+        };
+        match checked {
+            Ok(value) => {
+                values.insert(column.name(), value);
+            }
+            Err(problem) => {
+                view.errors.insert(column.name().to_string(), problem);
+            }
         }
-    };
-    put(
-        "height_cm",
-        number(&f.height_cm, 20.0, 280.0, "height in cm"),
-        &mut view,
-    );
-    put(
-        "weight_kg",
-        number(&f.weight_kg, 0.5, 500.0, "weight in kg"),
-        &mut view,
-    );
-    put(
-        "allergies",
-        validate::text(&f.allergies, 2000, false, "allergies"),
-        &mut view,
-    );
+    }
     if view.has_errors() {
         Err(view)
     } else {
@@ -476,48 +415,19 @@ pub(super) fn seal_profile(
     hidden_from_doctor: &[&str],
 ) -> Result<PatientRow, AppError> {
     let sealed = app.fields.row("patients", patient_id, patient_id);
-    let mut row = current.cloned().unwrap_or(PatientRow {
-        user_id: patient_id.to_string(),
-        national_id: String::new(),
-        national_id_index: String::new(),
-        first_name: String::new(),
-        last_name: String::new(),
-        date_of_birth: String::new(),
-        gender: String::new(),
-        blood_type: String::new(),
-        phone: String::new(),
-        email: String::new(),
-        address: String::new(),
-        postal_code: String::new(),
-        height_cm: String::new(),
-        weight_kg: String::new(),
-        allergies: String::new(),
-        updated_at: 0,
-    });
-    for name in PROFILE_NAMES {
+    let mut row = current
+        .cloned()
+        .unwrap_or_else(|| PatientRow::empty(patient_id));
+    for column in ProfileColumn::ALL {
+        let name = column.name();
         let value = profile.values.get(name).map(String::as_str).unwrap_or("");
         if value.is_empty() && current.is_some() && hidden_from_doctor.contains(&name) {
             continue;
         }
-        let stored = sealed.seal(name, value)?;
-        match name {
-            "national_id" => {
-                row.national_id_index = app.fields.blind_index("patients", "national_id", value)?;
-                row.national_id = stored;
-            }
-            "first_name" => row.first_name = stored,
-            "last_name" => row.last_name = stored,
-            "date_of_birth" => row.date_of_birth = stored,
-            "gender" => row.gender = stored,
-            "blood_type" => row.blood_type = stored,
-            "phone" => row.phone = stored,
-            "email" => row.email = stored,
-            "address" => row.address = stored,
-            "postal_code" => row.postal_code = stored,
-            "height_cm" => row.height_cm = stored,
-            "weight_kg" => row.weight_kg = stored,
-            _ => row.allergies = stored,
+        if column == ProfileColumn::NationalId {
+            row.national_id_index = app.fields.blind_index("patients", name, value)?;
         }
+        column.store(&mut row, sealed.seal(name, value)?);
     }
     row.updated_at = app.now();
     Ok(row)
@@ -562,7 +472,7 @@ async fn save_profile(
         .await
         .map_err(Err)?;
     let visibility = app.masking();
-    let not_shown: Vec<&str> = PROFILE_NAMES
+    let not_shown: Vec<&str> = ProfileColumn::NAMES
         .into_iter()
         .filter(|n| visibility.mode(n, Level::Doctor) != Mode::Full)
         .collect();
@@ -589,7 +499,7 @@ async fn save_profile(
         .await
         .map_err(Err)?;
     if !saved {
-        let view = form_context_of(&form.context, &PROFILE_NAMES).error(
+        let view = form_context_of(&form.context, &ProfileColumn::NAMES).error(
             "national_id",
             "Another patient is registered with this national ID.",
         );

@@ -17,10 +17,11 @@ use crate::crypto::{random_id, random_password};
 use crate::db::models::records::{CareTeam, PatientRow};
 use crate::db::models::{NewUser, User};
 use crate::masking::Mode;
+use crate::records::profile::ProfileColumn;
 use crate::records::{self, validate};
 use crate::web::error::AppError;
 use crate::web::patient_record::{
-    check_profile, national_id_taken, seal_profile, Doctor, ProfileForm, PROFILE_NAMES,
+    check_profile, national_id_taken, seal_profile, Doctor, ProfileForm,
 };
 use crate::web::{encode, form_context_of, FormView, Layout, Paging};
 
@@ -169,7 +170,7 @@ async fn register(
     app: &State<App>,
     form: CsrfForm<'_, ProfileForm>,
 ) -> Result<Template, Result<(Status, Template), AppError>> {
-    let mut names = PROFILE_NAMES.to_vec();
+    let mut names = ProfileColumn::NAMES.to_vec();
     names.push("username");
     let refill = |view: FormView| {
         (

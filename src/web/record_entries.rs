@@ -56,9 +56,15 @@ const CONSULTATION_NAMES: [&str; 7] = [
     "prescription",
 ];
 
+/// A consultation as typed, checked and trimmed.
 struct Consultation {
     occurred_at: i64,
-    texts: [(&'static str, String); 6],
+    department: String,
+    block: String,
+    unit: String,
+    diagnosis: String,
+    notes: String,
+    prescription: String,
 }
 
 fn check_consultation(form: &CsrfForm<'_, ConsultationForm>) -> Result<Consultation, FormView> {
@@ -80,13 +86,23 @@ fn check_consultation(form: &CsrfForm<'_, ConsultationForm>) -> Result<Consultat
         ("prescription", &f.prescription, 4000, false, "prescription"),
     ] {
         match validate::text(value, max, required, what) {
-            Ok(v) => texts.push((name, v)),
+            Ok(v) => texts.push(v),
             Err(e) => view = view.error(name, e),
         }
     }
-    match (occurred_at, <[_; 6]>::try_from(texts)) {
-        (Ok(occurred_at), Ok(texts)) if !view.has_errors() => {
-            Ok(Consultation { occurred_at, texts })
+    match (occurred_at, <[String; 6]>::try_from(texts)) {
+        (Ok(occurred_at), Ok([department, block, unit, diagnosis, notes, prescription]))
+            if !view.has_errors() =>
+        {
+            Ok(Consultation {
+                occurred_at,
+                department,
+                block,
+                unit,
+                diagnosis,
+                notes,
+                prescription,
+            })
         }
         _ => Err(view),
     }
@@ -99,17 +115,12 @@ fn seal_consultation(
 ) -> Result<(), AppError> {
     let sealed = app.fields.row("consultations", &row.id, &row.patient_id);
     row.occurred_at = consultation.occurred_at;
-    for (name, value) in &consultation.texts {
-        let stored = sealed.seal(name, value)?;
-        match *name {
-            "department" => row.department = stored,
-            "block" => row.block = stored,
-            "unit" => row.unit = stored,
-            "diagnosis" => row.diagnosis = stored,
-            "notes" => row.notes = stored,
-            _ => row.prescription = stored,
-        }
-    }
+    row.department = sealed.seal("department", &consultation.department)?;
+    row.block = sealed.seal("block", &consultation.block)?;
+    row.unit = sealed.seal("unit", &consultation.unit)?;
+    row.diagnosis = sealed.seal("diagnosis", &consultation.diagnosis)?;
+    row.notes = sealed.seal("notes", &consultation.notes)?;
+    row.prescription = sealed.seal("prescription", &consultation.prescription)?;
     Ok(())
 }
 
