@@ -87,6 +87,10 @@ impl<K: Eq + Hash + Clone, V> BoundedMap<K, V> {
         self.entries.get(key).map(|(_, v)| v)
     }
 
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.entries.get_mut(key).map(|(_, v)| v)
+    }
+
     pub fn remove(&mut self, key: &K) -> Option<V> {
         self.entries.remove(key).map(|(_, v)| v)
     }
@@ -141,6 +145,55 @@ struct AccountState {
     failures: Vec<i64>,
     locked_until: i64,
     locks: u32,
+    /// Attempts begun and not yet ended: each may still fail and count.
+    in_flight: u32,
+}
+
+/// Why an attempt on an account was not let through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptRefused {
+    /// The account is locked until then.
+    Locked(i64),
+    /// As many attempts as the lockout has room for are being checked already; should they all
+    /// fail, one more would be past the limit. It is refused, and not counted.
+    Busy,
+}
+
+/// An attempt on an account (a password or code about to be checked), held while it is
+/// checked. Attempts in flight count toward the lockout together with the failures, so that
+/// concurrent guesses cannot all be checked against the same count: with a limit of five, no
+/// more than five are ever checked before the lock.
+pub struct Attempt<'g> {
+    guard: &'g BruteForceGuard,
+    account: String,
+    refused: Option<AttemptRefused>,
+    /// Counted in flight (lockout on, and let through).
+    counted: bool,
+}
+
+impl Attempt<'_> {
+    pub fn refused(&self) -> Option<AttemptRefused> {
+        self.refused
+    }
+
+    pub fn is_refused(&self) -> bool {
+        self.refused.is_some()
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            let mut accounts = self
+                .guard
+                .accounts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(state) = accounts.get_mut(&self.account) {
+                state.in_flight = state.in_flight.saturating_sub(1);
+            }
+        }
+    }
 }
 
 /// What a failed attempt did to the account.
@@ -191,6 +244,43 @@ impl BruteForceGuard {
             .get(&account.to_string())
             .map(|s| s.locked_until)
             .filter(|until| *until > now)
+    }
+
+    /// Begins an attempt on `account`: refused while it is locked, or while the attempts being
+    /// checked already fill what is left before the lock. Hold it until the attempt's failure
+    /// (or success) is recorded.
+    pub fn begin_attempt(&self, account: &str, now: i64) -> Attempt<'_> {
+        let policy = self.policy();
+        let mut attempt = Attempt {
+            guard: self,
+            account: account.to_string(),
+            refused: None,
+            counted: false,
+        };
+        if !policy.lockout_enabled {
+            return attempt;
+        }
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let window = policy.lockout_window_seconds;
+        let state = accounts.entry(account.to_string(), now, AccountState::default, |s| {
+            s.in_flight == 0 && s.locked_until <= now && s.failures.iter().all(|t| now - t > window)
+        });
+        let failures = state
+            .failures
+            .iter()
+            .filter(|t| now - **t <= window)
+            .count() as u32;
+        attempt.refused = if state.locked_until > now {
+            Some(AttemptRefused::Locked(state.locked_until))
+        } else if failures + state.in_flight >= policy.lockout_failures.max(1) {
+            Some(AttemptRefused::Busy)
+        } else {
+            state.in_flight += 1;
+            attempt.counted = true;
+            None
+        };
+        drop(accounts);
+        attempt
     }
 
     /// Counts a failed password, code or recovery code against `account`.
@@ -364,6 +454,49 @@ mod tests {
         );
         assert!(g.unlock("doc", now));
         assert!(g.locked_until("doc", now).is_none());
+    }
+
+    #[test]
+    fn concurrent_attempts_never_outnumber_what_is_left_before_the_lock() {
+        let g = guard();
+        let limit = g.policy().lockout_failures as usize;
+        // Four wrong passwords already: one attempt may be checked, the others wait.
+        for _ in 0..limit - 1 {
+            assert_eq!(g.record_failure("ana", 0), FailureOutcome::Counted);
+        }
+        let first = g.begin_attempt("ana", 1);
+        assert_eq!(first.refused(), None);
+        let second = g.begin_attempt("ana", 1);
+        assert_eq!(second.refused(), Some(AttemptRefused::Busy));
+        drop(second);
+        // The first fails and locks; a busy refusal counted nothing.
+        assert!(matches!(
+            g.record_failure("ana", 1),
+            FailureOutcome::LockedUntil(_)
+        ));
+        drop(first);
+        assert!(matches!(
+            g.begin_attempt("ana", 2).refused(),
+            Some(AttemptRefused::Locked(_))
+        ));
+
+        // From nothing, six guesses at once: five are checked, the sixth is refused.
+        let fresh = guard();
+        let attempts: Vec<_> = (0..limit + 1)
+            .map(|_| fresh.begin_attempt("bo", 0))
+            .collect();
+        let checked = attempts.iter().filter(|a| !a.is_refused()).count();
+        assert_eq!(checked, limit);
+        for _ in 0..checked {
+            fresh.record_failure("bo", 0);
+        }
+        drop(attempts);
+        assert!(fresh.locked_until("bo", 0).is_some());
+        // An attempt that ends without a failure gives its place back.
+        let other = guard();
+        drop(other.begin_attempt("cy", 0));
+        let all: Vec<_> = (0..limit).map(|_| other.begin_attempt("cy", 0)).collect();
+        assert!(all.iter().all(|a| !a.is_refused()));
     }
 
     #[test]

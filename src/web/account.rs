@@ -104,6 +104,13 @@ async fn change_password(
     let valid = !view.has_errors();
     let result = app
         .blocking(move |app, conn| {
+            // Held until a wrong password is counted (see login).
+            let attempt = app.brute_force.begin_attempt(&user.username, now);
+            if attempt.is_refused() {
+                return Ok(Some(
+                    "Too many attempts at once. Wait a moment and try again.",
+                ));
+            }
             if !app.passwords.verify(&current, &user.password_hash) {
                 app.audit.append(
                     conn,

@@ -15,6 +15,7 @@ use crate::auth::{
     end_session, login_csrf_token, remove_session_cookie, set_session_cookie, start_session,
     Allowed, ClientInfo, CsrfForm, Public, Viewer, SESSION_COOKIE,
 };
+use crate::brute_force::AttemptRefused;
 use crate::crypto::random_id;
 use crate::db::models::{NewUser, User, STAGE_FULL, STAGE_SECOND_FACTOR};
 use crate::users::password_policy;
@@ -117,7 +118,10 @@ async fn login(
         .blocking(move |app, conn| {
             let user = User::find_by_username(&username, conn)?;
             // A locked account still pays for the hash: its answer must not stand out.
-            let locked = app.brute_force.locked_until(&username, now).is_some();
+            // Held until this attempt's failure is counted: concurrent guesses cannot all be
+            // checked against the same count of failures.
+            let attempt = app.brute_force.begin_attempt(&username, now);
+            let locked = attempt.is_refused();
             let verified = match &user {
                 Some(u) => app.passwords.verify(&password, &u.password_hash),
                 None => app.passwords.verify_decoy(&password),
@@ -168,13 +172,19 @@ async fn login(
                         name: username.chars().take(64).collect(),
                         ip: client2.ip.clone(),
                     };
-                    let detail = if locked { "account locked" } else { "" };
+                    let detail = match attempt.refused() {
+                        Some(AttemptRefused::Locked(_)) => "account locked",
+                        Some(AttemptRefused::Busy) => "too many attempts at once",
+                        None => "",
+                    };
                     app.audit.append(
                         conn,
                         app.now(),
                         &Entry::new(&actor, action::LOGIN_FAILURE, Outcome::Failure).detail(detail),
                     )?;
-                    crate::auth::count_failure(app, conn, &actor, &username, now)?;
+                    if attempt.refused() != Some(AttemptRefused::Busy) {
+                        crate::auth::count_failure(app, conn, &actor, &username, now)?;
+                    }
                     Ok(None)
                 }
             }

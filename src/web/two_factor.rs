@@ -16,6 +16,7 @@ use crate::auth::{
     login_csrf_token, remove_session_cookie, set_session_cookie, start_session, Allowed,
     ClientInfo, CsrfForm, Public, SESSION_COOKIE,
 };
+use crate::brute_force::AttemptRefused;
 use crate::crypto::{
     new_totp_secret, random_id, recovery_code_digest, totp_enrolment, totp_secret_text,
     verify_totp, FieldRef, Purpose,
@@ -201,7 +202,9 @@ async fn submit_code(
             };
             let now = app.now();
             // A locked account's codes are not even tried: no step or recovery code is spent.
-            let locked = app.brute_force.locked_until(&user.username, now).is_some();
+            // Held until this code's failure is counted (see login).
+            let attempt = app.brute_force.begin_attempt(&user.username, now);
+            let locked = attempt.is_refused();
             let factor = if locked {
                 None
             } else {
@@ -226,10 +229,17 @@ async fn submit_code(
                     app.audit.append(
                         conn,
                         app.now(),
-                        &Entry::new(&actor, action::TWO_FACTOR_FAILURE, Outcome::Failure)
-                            .detail(if locked { "account locked" } else { "" }),
+                        &Entry::new(&actor, action::TWO_FACTOR_FAILURE, Outcome::Failure).detail(
+                            match attempt.refused() {
+                                Some(AttemptRefused::Locked(_)) => "account locked",
+                                Some(AttemptRefused::Busy) => "too many attempts at once",
+                                None => "",
+                            },
+                        ),
                     )?;
-                    crate::auth::count_failure(app, conn, &actor, &user.username, now)?;
+                    if attempt.refused() != Some(AttemptRefused::Busy) {
+                        crate::auth::count_failure(app, conn, &actor, &user.username, now)?;
+                    }
                     Ok(Err(true))
                 }
             }
