@@ -20,8 +20,7 @@ pub struct Booking {
     pub reason: String,
 }
 
-/// A field of a booking form and what is wrong with it.
-pub type FieldProblem = (&'static str, String);
+use super::FieldProblem;
 
 impl Booking {
     /// The booking for the form's `starts_at` (`2024-03-31T14:30`, UTC) and `reason`, or each

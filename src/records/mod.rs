@@ -3,6 +3,7 @@
 //! marked, never shown). The pages live in `web::patients`, `web::patient_record`, `web::records`.
 
 pub mod appointments;
+pub mod consultations;
 pub mod files;
 pub mod profile;
 pub mod validate;
@@ -24,6 +25,10 @@ use crate::db::{Conn, LoadOne};
 use crate::fields::Shown;
 use crate::masking::{self, Mode, Visibility, PROFILE_FIELDS};
 use crate::services::Services;
+
+/// A field of a form and what is wrong with what was typed in it: a command's refusal is a list
+/// of these, which the page shows next to each field.
+pub type FieldProblem = (&'static str, String);
 
 /// Why a user may open a patient's record.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use crate::audit::{action, Entry, Outcome};
 use crate::auth::{remove_session_cookie, Allowed, CsrfForm};
 use crate::db::models::{SessionRow, User};
 use crate::users::password_policy;
-use crate::web::error::AppError;
+use crate::web::error::{AppError, Rejected};
 use crate::web::layout::FormView;
 use crate::web::{ButtonForm, Layout};
 
@@ -62,7 +62,7 @@ async fn change_password(
     app: &State<App>,
     cookies: &CookieJar<'_>,
     form: CsrfForm<'_, PasswordForm>,
-) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+) -> Result<Flash<Redirect>, Rejected> {
     let (current, new) = match form.value.as_ref() {
         Some(f) => (f.current_password.clone(), f.new_password.clone()),
         None => (String::new(), String::new()),
@@ -81,7 +81,7 @@ async fn change_password(
     // it without limit and then take the account for good.
     let now = app.now();
     if let Err(wait) = app.brute_force.take_auth_attempt(&who.client.ip, now) {
-        return Err(Ok(crate::web::error::error_page(
+        return Err(Rejected::page(crate::web::error::error_page(
             Status::TooManyRequests,
             &format!("Too many attempts from your address. Wait {wait} seconds and try again."),
         )));
@@ -95,7 +95,7 @@ async fn change_password(
             ),
         );
         let must_change = who.user.must_change_password;
-        return Err(Ok((
+        return Err(Rejected::page((
             Status::TooManyRequests,
             password_template(Layout::for_user(app, &who, None), must_change, view),
         )));
@@ -144,16 +144,16 @@ async fn change_password(
             })?;
             Ok::<_, AppError>(None)
         })
-        .await
-        .map_err(Err)?;
+        .await?;
     if let Some(problem) = result {
         view = view.error("current_password", problem);
     }
     if view.has_errors() {
         let must_change = who.user.must_change_password;
-        return Err(Ok((
-            Status::UnprocessableEntity,
-            password_template(Layout::for_user(app, &who, None), must_change, view),
+        return Err(Rejected::form(password_template(
+            Layout::for_user(app, &who, None),
+            must_change,
+            view,
         )));
     }
     remove_session_cookie(cookies);

@@ -4,7 +4,6 @@ use std::collections::HashSet;
 
 use crate::web::Template;
 use rocket::form::FromForm;
-use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
@@ -16,7 +15,7 @@ use crate::app::App;
 use crate::audit::{action, Entry, Outcome};
 use crate::auth::{Allowed, CsrfForm};
 use crate::db::models::PageGrant;
-use crate::web::error::AppError;
+use crate::web::error::Rejected;
 use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
@@ -92,7 +91,7 @@ async fn save(
     who: Who,
     app: &State<App>,
     form: CsrfForm<'_, GridForm>,
-) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+) -> Result<Flash<Redirect>, Rejected> {
     let values = form
         .value
         .as_ref()
@@ -104,10 +103,7 @@ async fn save(
             "error",
             "The form named a page or level that does not exist; nothing was saved.",
         );
-        return Err(Ok((
-            Status::UnprocessableEntity,
-            grid_template(app, layout),
-        )));
+        return Err(Rejected::form(grid_template(app, layout)));
     };
     let detail = Level::SIGNED_IN
         .iter()
@@ -134,8 +130,7 @@ async fn save(
         })?)
     })
     .await
-    .map(|saved| app.access.replace(saved))
-    .map_err(Err)?;
+    .map(|saved| app.access.replace(saved))?;
     Ok(Flash::success(
         Redirect::to("/admin/access"),
         "Page access saved.",

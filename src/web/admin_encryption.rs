@@ -21,7 +21,7 @@ use crate::db::models::{key_check, Setting};
 use crate::fields::registry::{self, TABLES};
 use crate::fields::{policy, Policy};
 use crate::reencryption::{job, rotation};
-use crate::web::error::AppError;
+use crate::web::error::{AppError, Rejected};
 use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
@@ -257,7 +257,7 @@ async fn save(
     who: Who,
     app: &State<App>,
     form: CsrfForm<'_, PolicyForm>,
-) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+) -> Result<Flash<Redirect>, Rejected> {
     let refuse = |message: String| async {
         let layout = Layout::for_user(app, &who, None).with_message("error", message);
         page(app, layout, Status::UnprocessableEntity).await
@@ -272,7 +272,11 @@ async fn save(
     };
     let (policy, id_length) = match parsed {
         Ok(ok) => ok,
-        Err(message) => return Err(refuse(message).await),
+        Err(message) => {
+            return Err(refuse(message)
+                .await
+                .map_or_else(Rejected::from, Rejected::page))
+        }
     };
     let old = app.fields.policy();
     let changed = *old != policy;
@@ -333,7 +337,7 @@ async fn save(
         .await;
     if let Err(e) = saved {
         app.fields.set_policy((*old).clone());
-        return Err(Err(e));
+        return Err(e.into());
     }
     app.set_id_length(id_length);
     if changed {

@@ -3,7 +3,6 @@
 
 use crate::web::Template;
 use rocket::form::FromForm;
-use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
@@ -16,7 +15,7 @@ use crate::auth::{Allowed, CsrfForm};
 use crate::crypto::{random_id, random_password};
 use crate::db::models::{NewUser, SessionRow, User, UserFilter};
 use crate::db::Conn;
-use crate::web::error::AppError;
+use crate::web::error::{AppError, Rejected};
 use crate::web::layout::FormView;
 use crate::web::{encode, form_context, Layout, Paging};
 
@@ -179,15 +178,12 @@ async fn create(
     who: Who,
     app: &State<App>,
     form: CsrfForm<'_, IdentityForm>,
-) -> Result<Template, Result<(Status, Template), AppError>> {
+) -> Result<Template, Rejected> {
     let refill = |view: FormView| {
         let layout = Layout::for_user(app, &who, None);
-        Ok((
-            Status::UnprocessableEntity,
-            Template::render(
-                "admin/user_new",
-                context! { layout, form: view, levels: Level::SIGNED_IN },
-            ),
+        Rejected::form(Template::render(
+            "admin/user_new",
+            context! { layout, form: view, levels: Level::SIGNED_IN },
         ))
     };
     let personal = check_identity(&form).map_err(refill)?;
@@ -231,8 +227,7 @@ async fn create(
                 Ok::<_, AppError>(Some(id))
             })
         })
-        .await
-        .map_err(Err)?;
+        .await?;
     let Some(id) = created else {
         let view = FormView::default()
             .value("username", &username)
@@ -342,14 +337,17 @@ async fn update(
     app: &State<App>,
     id: &str,
     form: CsrfForm<'_, IdentityForm>,
-) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
-    let target = load_user(app, id).await.map_err(Err)?;
+) -> Result<Flash<Redirect>, Rejected> {
+    let target = load_user(app, id).await?;
     let identity = match check_identity(&form) {
         Ok(ok) => ok,
         Err(view) => {
-            return Err(Ok((
-                Status::UnprocessableEntity,
-                edit_template(app, Layout::for_user(app, &who, None), &target, 0, view),
+            return Err(Rejected::form(edit_template(
+                app,
+                Layout::for_user(app, &who, None),
+                &target,
+                0,
+                view,
             )))
         }
     };
@@ -404,15 +402,18 @@ async fn update(
                 .value("username", &username)
                 .value("level", level.as_str())
                 .error("username", "This username is taken.");
-            Err(Ok((
-                Status::UnprocessableEntity,
-                edit_template(app, Layout::for_user(app, &who, None), &target, 0, view),
+            Err(Rejected::form(edit_template(
+                app,
+                Layout::for_user(app, &who, None),
+                &target,
+                0,
+                view,
             )))
         }
         Err(AppError::Conflict(message)) => Ok(Flash::error(
             Redirect::to(format!("/admin/users/{}", target.id)),
             message,
         )),
-        Err(e) => Err(Err(e)),
+        Err(e) => Err(e.into()),
     }
 }

@@ -107,6 +107,41 @@ impl<'r> Responder<'r, 'static> for AppError {
     }
 }
 
+/// A form handler's answer when it does not go on: the page shown again with a message at each
+/// field that is wrong (422, unless the page says otherwise), or an error page. `?` on any error
+/// the handler meets turns it into the second.
+pub enum Rejected {
+    Form(Status, Template),
+    Error(AppError),
+}
+
+impl Rejected {
+    /// The form's page again, with its messages: 422.
+    pub fn form(page: Template) -> Rejected {
+        Rejected::Form(Status::UnprocessableEntity, page)
+    }
+
+    /// A page with the status it was rendered for.
+    pub fn page((status, page): (Status, Template)) -> Rejected {
+        Rejected::Form(status, page)
+    }
+}
+
+impl<E: Into<AppError>> From<E> for Rejected {
+    fn from(e: E) -> Self {
+        Rejected::Error(e.into())
+    }
+}
+
+impl<'r> Responder<'r, 'static> for Rejected {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        match self {
+            Rejected::Form(status, page) => (status, page).respond_to(req),
+            Rejected::Error(e) => e.respond_to(req),
+        }
+    }
+}
+
 pub fn error_page(status: Status, message: &str) -> (Status, Template) {
     (
         status,

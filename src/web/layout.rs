@@ -109,6 +109,13 @@ impl FormView {
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }
+
+    /// This form with each of a command's refusals shown at its field.
+    pub fn with_problems(self, problems: Vec<crate::records::FieldProblem>) -> FormView {
+        problems
+            .into_iter()
+            .fold(self, |view, (field, message)| view.error(field, message))
+    }
 }
 
 /// The values and first error per field of a posted form, for re-rendering it.

@@ -19,7 +19,7 @@ use crate::brute_force::AttemptRefused;
 use crate::crypto::random_id;
 use crate::db::models::{NewUser, User, STAGE_FULL, STAGE_SECOND_FACTOR};
 use crate::users::password_policy;
-use crate::web::error::{too_many_requests, AppError, TooManyRequests};
+use crate::web::error::{too_many_requests, AppError, Rejected, TooManyRequests};
 use crate::web::{form_context, ButtonForm, Layout};
 
 pub fn routes() -> Vec<Route> {
@@ -281,9 +281,9 @@ async fn setup(
     client: &ClientInfo,
     cookies: &CookieJar<'_>,
     form: CsrfForm<'_, SetupForm>,
-) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+) -> Result<Flash<Redirect>, Rejected> {
     if let Err(wait) = app.brute_force.take_auth_attempt(&client.ip, app.now()) {
-        return Err(Ok(crate::web::error::error_page(
+        return Err(Rejected::page(crate::web::error::error_page(
             Status::TooManyRequests,
             &format!("Too many attempts from your address. Wait {wait} seconds and try again."),
         )));
@@ -294,7 +294,7 @@ async fn setup(
         .unwrap_or_default()
         .to_string();
     if !app.setup.matches(&token) {
-        return Err(Err(AppError::NotFound));
+        return Err(AppError::NotFound.into());
     }
     let mut view = form_context(&form.context);
     let (username, password) = match form.value.as_ref() {
@@ -313,13 +313,13 @@ async fn setup(
             login_csrf_token(cookies, app.secure_cookies()),
             None,
         );
-        return Err(Ok((
-            Status::UnprocessableEntity,
-            Template::render("auth/setup", context! { layout, token, form: view }),
+        return Err(Rejected::form(Template::render(
+            "auth/setup",
+            context! { layout, token, form: view },
         )));
     }
     if !app.setup.redeem(&token) {
-        return Err(Err(AppError::NotFound));
+        return Err(AppError::NotFound.into());
     }
     let client2 = client.clone();
     let created = app
@@ -370,10 +370,10 @@ async fn setup(
             Redirect::to("/login"),
             "The admin account is ready. Sign in with it.",
         )),
-        Ok(false) => Err(Err(AppError::NotFound)),
+        Ok(false) => Err(AppError::NotFound.into()),
         Err(e) => {
             app.setup.restore(token);
-            Err(Err(e))
+            Err(e.into())
         }
     }
 }

@@ -26,7 +26,7 @@ mod request_pin;
 pub mod scans;
 pub mod two_factor;
 
-pub use error::AppError;
+pub use error::{AppError, Rejected};
 pub use headers::SecurityHeaders;
 pub use layout::{form_context, form_context_of, FormView, Layout, Paging};
 pub use page::{Template, Templates};

@@ -21,7 +21,7 @@ use crate::db::models::User;
 use crate::masking::{Mode, PROFILE_FIELDS};
 use crate::records::profile::{self, ProfileColumn};
 use crate::records::{self, validate, Relation};
-use crate::web::error::AppError;
+use crate::web::error::{AppError, Rejected};
 use crate::web::{form_context_of, FormView, Layout};
 
 pub fn routes() -> Vec<Route> {
@@ -257,8 +257,8 @@ async fn emergency(
     app: &State<App>,
     id: &str,
     form: CsrfForm<'_, EmergencyForm>,
-) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
-    let patient = match access(app, &who, id).await.map_err(Err)? {
+) -> Result<Flash<Redirect>, Rejected> {
+    let patient = match access(app, &who, id).await? {
         Access::Granted(patient) | Access::Refused(patient) => patient,
     };
     let reason = form
@@ -283,7 +283,7 @@ async fn emergency(
         } else {
             status
         };
-        return Err(Ok((status, page)));
+        return Err(Rejected::page((status, page)));
     }
     let (actor, doctor_id, pid) = (who.actor(), who.user.id.clone(), patient.id.clone());
     let lifetime = app.config.emergency_access_lifetime;
@@ -317,8 +317,7 @@ async fn emergency(
             Ok::<_, AppError>(())
         })
     })
-    .await
-    .map_err(Err)?;
+    .await?;
     Ok(Flash::warning(
         Redirect::to(format!("/patients/{}", patient.id)),
         "Emergency access granted. It is audited and shown to the patient.",
@@ -460,17 +459,16 @@ async fn save_profile(
     app: &State<App>,
     id: &str,
     form: CsrfForm<'_, ProfileForm>,
-) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
-    let patient = patient_for_change(app, &who, id).await.map_err(Err)?;
+) -> Result<Flash<Redirect>, Rejected> {
+    let patient = patient_for_change(app, &who, id).await?;
     let pid = patient.id.clone();
     let current = app
         .db
         .run({
             let pid = pid.clone();
-            move |conn| Ok(PatientRow::find(&pid, conn)?)
+            move |conn| Ok::<_, AppError>(PatientRow::find(&pid, conn)?)
         })
-        .await
-        .map_err(Err)?;
+        .await?;
     let visibility = app.masking();
     let not_shown: Vec<&str> = ProfileColumn::NAMES
         .into_iter()
@@ -479,10 +477,9 @@ async fn save_profile(
     let checked = check_profile(&form, app.clock.today(), current.is_some());
     let profile = match checked {
         Ok(profile) => profile,
-        Err(view) => return Err(rerender(app, &who, &patient, "profile", view).await),
+        Err(view) => return Err(rerender(app, &who, &patient, RecordForm::Profile, view).await),
     };
-    let row =
-        seal_profile(app, &patient.id, &profile, current.as_ref(), &not_shown).map_err(Err)?;
+    let row = seal_profile(app, &patient.id, &profile, current.as_ref(), &not_shown)?;
     let nid = profile.values["national_id"].clone();
     let (actor, pid) = (who.actor(), patient.id.clone());
     let saved = app
@@ -496,14 +493,13 @@ async fn save_profile(
                 Ok::<_, AppError>(true)
             })
         })
-        .await
-        .map_err(Err)?;
+        .await?;
     if !saved {
         let view = form_context_of(&form.context, &ProfileColumn::NAMES).error(
             "national_id",
             "Another patient is registered with this national ID.",
         );
-        return Err(rerender(app, &who, &patient, "profile", view).await);
+        return Err(rerender(app, &who, &patient, RecordForm::Profile, view).await);
     }
     Ok(Flash::success(
         Redirect::to(format!("/patients/{}#profile", patient.id)),
@@ -511,24 +507,44 @@ async fn save_profile(
     ))
 }
 
+/// One of the record page's forms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RecordForm {
+    Profile,
+    Consultation,
+    Scan,
+    Vaccination,
+    Appointment,
+}
+
+impl RecordForms {
+    /// The forms with `which` re-filled from `view`, the others blank.
+    fn with(which: RecordForm, view: FormView) -> RecordForms {
+        let mut forms = RecordForms::default();
+        let slot = match which {
+            RecordForm::Profile => &mut forms.profile,
+            RecordForm::Consultation => &mut forms.consultation,
+            RecordForm::Scan => &mut forms.scan,
+            RecordForm::Vaccination => &mut forms.vaccination,
+            RecordForm::Appointment => &mut forms.appointment,
+        };
+        *slot = view;
+        forms
+    }
+}
+
 /// The record page again with form `which` re-filled and its errors shown: 422.
 pub(super) async fn rerender(
     app: &App,
     who: &Doctor,
     patient: &User,
-    which: &str,
+    which: RecordForm,
     view: FormView,
-) -> Result<(Status, Template), AppError> {
-    let mut forms = RecordForms::default();
-    match which {
-        "profile" => forms.profile = view,
-        "consultation" => forms.consultation = view,
-        "scan" => forms.scan = view,
-        "vaccination" => forms.vaccination = view,
-        _ => forms.appointment = view,
-    }
-    match render_record(app, who, &patient.id, forms, None, None).await? {
-        RecordPage::Shown(page) => Ok((Status::UnprocessableEntity, page)),
-        RecordPage::Refused(_) => Err(AppError::Forbidden),
+) -> Rejected {
+    let forms = RecordForms::with(which, view);
+    match render_record(app, who, &patient.id, forms, None, None).await {
+        Ok(RecordPage::Shown(page)) => Rejected::form(page),
+        Ok(RecordPage::Refused(_)) => AppError::Forbidden.into(),
+        Err(e) => e.into(),
     }
 }

@@ -19,7 +19,7 @@ use crate::db::models::{NewUser, User};
 use crate::masking::Mode;
 use crate::records::profile::ProfileColumn;
 use crate::records::{self, validate};
-use crate::web::error::AppError;
+use crate::web::error::{AppError, Rejected};
 use crate::web::patient_record::{
     check_profile, national_id_taken, seal_profile, Doctor, ProfileForm,
 };
@@ -169,7 +169,7 @@ async fn register(
     who: Doctor,
     app: &State<App>,
     form: CsrfForm<'_, ProfileForm>,
-) -> Result<Template, Result<(Status, Template), AppError>> {
+) -> Result<Template, Rejected> {
     let mut names = ProfileColumn::NAMES.to_vec();
     names.push("username");
     let refill = |view: FormView| {
@@ -199,7 +199,7 @@ async fn register(
     }
     let profile = match profile {
         Ok(p) if !view.has_errors() => p,
-        _ => return Err(Ok(refill(view))),
+        _ => return Err(Rejected::page(refill(view))),
     };
     let one_time = random_password();
     let (actor, doctor_id, name, secret) = (
@@ -267,8 +267,7 @@ async fn register(
                 Ok::<_, AppError>(Ok(id))
             })
         })
-        .await
-        .map_err(Err)?;
+        .await?;
     match created {
         Ok(id) => {
             let layout = Layout::for_user(app, &who, None);
@@ -277,6 +276,6 @@ async fn register(
                 context! { layout, id, username, one_time },
             ))
         }
-        Err((field, problem)) => Err(Ok(refill(view.error(field, problem)))),
+        Err((field, problem)) => Err(Rejected::page(refill(view.error(field, problem)))),
     }
 }

@@ -4,22 +4,21 @@
 
 use crate::web::Template;
 use rocket::form::FromForm;
-use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 
 use crate::app::App;
-use crate::audit::action;
 use crate::auth::CsrfForm;
 use crate::crypto::random_id;
-use crate::db::models::records::{ConsultationRow, VaccinationRow};
+use crate::db::models::records::VaccinationRow;
 use crate::records::appointments::{self, Change, Requester};
+use crate::records::consultations::{self, Consultation, ConsultationText};
 use crate::records::{self, validate};
 use crate::web::appointment_form::{booking_of, AppointmentForm};
-use crate::web::error::AppError;
-use crate::web::patient_record::{patient_for_change, rerender, Doctor};
+use crate::web::error::{AppError, Rejected};
+use crate::web::patient_record::{patient_for_change, rerender, Doctor, RecordForm};
 use crate::web::{form_context_of, FormView, Layout};
 
 pub fn routes() -> Vec<Route> {
@@ -33,8 +32,6 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-type Refusal = Result<(Status, Template), AppError>;
-
 #[derive(FromForm)]
 pub struct ConsultationForm {
     occurred_at: String,
@@ -46,82 +43,26 @@ pub struct ConsultationForm {
     prescription: String,
 }
 
-const CONSULTATION_NAMES: [&str; 7] = [
-    "occurred_at",
-    "department",
-    "block",
-    "unit",
-    "diagnosis",
-    "notes",
-    "prescription",
-];
-
-/// A consultation as typed, checked and trimmed.
-struct Consultation {
-    occurred_at: i64,
-    department: String,
-    block: String,
-    unit: String,
-    diagnosis: String,
-    notes: String,
-    prescription: String,
+impl ConsultationForm {
+    fn text(&self, field: ConsultationText) -> &str {
+        match field {
+            ConsultationText::Department => &self.department,
+            ConsultationText::Block => &self.block,
+            ConsultationText::Unit => &self.unit,
+            ConsultationText::Diagnosis => &self.diagnosis,
+            ConsultationText::Notes => &self.notes,
+            ConsultationText::Prescription => &self.prescription,
+        }
+    }
 }
 
-fn check_consultation(form: &CsrfForm<'_, ConsultationForm>) -> Result<Consultation, FormView> {
-    let mut view = form_context_of(&form.context, &CONSULTATION_NAMES);
+/// The consultation the form asks for, or the form again with a message at each wrong field.
+fn consultation_of(form: &CsrfForm<'_, ConsultationForm>) -> Result<Consultation, FormView> {
+    let view = form_context_of(&form.context, &consultations::FIELD_NAMES);
     let Some(f) = form.value.as_ref() else {
-        return Err(view.error("occurred_at", "Fill in the consultation."));
+        return Err(view.error(consultations::OCCURRED_AT, "Fill in the consultation."));
     };
-    let occurred_at = validate::date_time(&f.occurred_at);
-    if let Err(e) = occurred_at {
-        view = view.error("occurred_at", e);
-    }
-    let mut texts = Vec::new();
-    for (name, value, max, required, what) in [
-        ("department", &f.department, 100, true, "department"),
-        ("block", &f.block, 20, false, "block"),
-        ("unit", &f.unit, 20, false, "unit"),
-        ("diagnosis", &f.diagnosis, 2000, true, "diagnosis"),
-        ("notes", &f.notes, 10000, false, "notes"),
-        ("prescription", &f.prescription, 4000, false, "prescription"),
-    ] {
-        match validate::text(value, max, required, what) {
-            Ok(v) => texts.push(v),
-            Err(e) => view = view.error(name, e),
-        }
-    }
-    match (occurred_at, <[String; 6]>::try_from(texts)) {
-        (Ok(occurred_at), Ok([department, block, unit, diagnosis, notes, prescription]))
-            if !view.has_errors() =>
-        {
-            Ok(Consultation {
-                occurred_at,
-                department,
-                block,
-                unit,
-                diagnosis,
-                notes,
-                prescription,
-            })
-        }
-        _ => Err(view),
-    }
-}
-
-fn seal_consultation(
-    app: &App,
-    row: &mut ConsultationRow,
-    consultation: &Consultation,
-) -> Result<(), AppError> {
-    let sealed = app.fields.row("consultations", &row.id, &row.patient_id);
-    row.occurred_at = consultation.occurred_at;
-    row.department = sealed.seal("department", &consultation.department)?;
-    row.block = sealed.seal("block", &consultation.block)?;
-    row.unit = sealed.seal("unit", &consultation.unit)?;
-    row.diagnosis = sealed.seal("diagnosis", &consultation.diagnosis)?;
-    row.notes = sealed.seal("notes", &consultation.notes)?;
-    row.prescription = sealed.seal("prescription", &consultation.prescription)?;
-    Ok(())
+    Consultation::check(&f.occurred_at, |field| f.text(field)).map_err(|p| view.with_problems(p))
 }
 
 #[post("/patients/<id>/consultations", data = "<form>")]
@@ -130,44 +71,26 @@ async fn add_consultation(
     app: &State<App>,
     id: &str,
     form: CsrfForm<'_, ConsultationForm>,
-) -> Result<Flash<Redirect>, Refusal> {
-    let patient = patient_for_change(app, &who, id).await.map_err(Err)?;
-    let consultation = match check_consultation(&form) {
+) -> Result<Flash<Redirect>, Rejected> {
+    let patient = patient_for_change(app, &who, id).await?;
+    let consultation = match consultation_of(&form) {
         Ok(c) => c,
-        Err(view) => return Err(rerender(app, &who, &patient, "consultation", view).await),
+        Err(view) => {
+            return Err(rerender(app, &who, &patient, RecordForm::Consultation, view).await)
+        }
     };
-    let now = app.now();
-    let mut row = ConsultationRow {
-        id: random_id(app.id_length()),
-        patient_id: patient.id.clone(),
-        doctor_id: who.user.id.clone(),
-        occurred_at: 0,
-        department: String::new(),
-        block: String::new(),
-        unit: String::new(),
-        diagnosis: String::new(),
-        notes: String::new(),
-        prescription: String::new(),
-        created_at: now,
-        updated_at: now,
-    };
-    seal_consultation(app, &mut row, &consultation).map_err(Err)?;
-    let actor = who.actor();
+    let (actor, pid, did) = (who.actor(), patient.id.clone(), who.user.id.clone());
     app.blocking(move |app, conn| {
-        conn.immediate_transaction(|conn| {
-            ConsultationRow::insert(&row, conn)?;
-            records::changed(
-                app,
-                conn,
-                &actor,
-                &row.patient_id,
-                format!("consultation {} added", row.id),
-            )?;
-            Ok::<_, AppError>(())
-        })
+        Ok(consultations::add(
+            app,
+            conn,
+            &actor,
+            &pid,
+            &did,
+            &consultation,
+        )?)
     })
-    .await
-    .map_err(Err)?;
+    .await?;
     Ok(Flash::success(
         Redirect::to(format!("/patients/{}#consultations", patient.id)),
         "Consultation recorded.",
@@ -184,50 +107,26 @@ async fn edit_consultation_page(
 ) -> Result<Template, AppError> {
     let patient = patient_for_change(app, &who, id).await?;
     let (actor, pid, cid) = (who.actor(), patient.id.clone(), cid.to_string());
-    let (row, view) = app
+    let opened = app
         .blocking(move |app, conn| {
-            let row = ConsultationRow::find(&pid, &cid, conn)?.ok_or(AppError::NotFound)?;
-            let sealed = app.fields.row("consultations", &row.id, &pid);
-            let mut view =
-                FormView::default().value("occurred_at", validate::date_time_text(row.occurred_at));
-            let mut broken = false;
-            let mut broken_values = Vec::new();
-            for (name, stored) in [
-                ("department", &row.department),
-                ("block", &row.block),
-                ("unit", &row.unit),
-                ("diagnosis", &row.diagnosis),
-                ("notes", &row.notes),
-                ("prescription", &row.prescription),
-            ] {
-                let shown = sealed.show(name, stored);
-                broken |= shown.integrity_error;
-                if shown.integrity_error {
-                    broken_values.push(format!("consultation {} {name}", row.id));
-                }
-                view = view.value(name, shown.text);
-            }
-            records::audit(
-                app,
-                conn,
-                &actor,
-                action::RECORD_VIEWED,
-                &pid,
-                format!("consultation {}", row.id),
-            )?;
-            records::audit_integrity_errors(app, conn, &actor, &pid, &broken_values)?;
-            Ok(((row, broken), view))
+            consultations::open_for_edit(app, conn, &actor, &pid, &cid)?.ok_or(AppError::NotFound)
         })
         .await?;
-    let (row, broken) = row;
     let mut layout = Layout::for_user(app, &who, flash);
-    if broken {
+    if opened.integrity_error() {
         layout = layout.with_message(
             "error",
             "Integrity error: part of this consultation was altered in the database and is not shown.",
         );
     }
-    Ok(consultation_page(layout, &patient.id, &row.id, view))
+    let view = opened.texts.into_iter().fold(
+        FormView::default().value(
+            consultations::OCCURRED_AT,
+            validate::date_time_text(opened.occurred_at),
+        ),
+        |view, (field, shown)| view.value(field.name(), shown.text),
+    );
+    Ok(consultation_page(layout, &patient.id, &opened.id, view))
 }
 
 fn consultation_page(layout: Layout, patient_id: &str, id: &str, form: FormView) -> Template {
@@ -244,37 +143,25 @@ async fn update_consultation(
     id: &str,
     cid: &str,
     form: CsrfForm<'_, ConsultationForm>,
-) -> Result<Flash<Redirect>, Refusal> {
-    let patient = patient_for_change(app, &who, id).await.map_err(Err)?;
-    let consultation = match check_consultation(&form) {
+) -> Result<Flash<Redirect>, Rejected> {
+    let patient = patient_for_change(app, &who, id).await?;
+    let consultation = match consultation_of(&form) {
         Ok(c) => c,
         Err(view) => {
             let layout = Layout::for_user(app, &who, None);
-            return Err(Ok((
-                Status::UnprocessableEntity,
-                consultation_page(layout, &patient.id, cid, view),
+            return Err(Rejected::form(consultation_page(
+                layout,
+                &patient.id,
+                cid,
+                view,
             )));
         }
     };
     let (actor, pid, cid) = (who.actor(), patient.id.clone(), cid.to_string());
     app.blocking(move |app, conn| {
-        let mut row = ConsultationRow::find(&pid, &cid, conn)?.ok_or(AppError::NotFound)?;
-        seal_consultation(app, &mut row, &consultation)?;
-        row.updated_at = app.now();
-        conn.immediate_transaction(|conn| {
-            ConsultationRow::update(&row, conn)?;
-            records::changed(
-                app,
-                conn,
-                &actor,
-                &pid,
-                format!("consultation {} edited", row.id),
-            )?;
-            Ok::<_, AppError>(())
-        })
+        consultations::edit(app, conn, &actor, &pid, &cid, &consultation)?.ok_or(AppError::NotFound)
     })
-    .await
-    .map_err(Err)?;
+    .await?;
     Ok(Flash::success(
         Redirect::to(format!("/patients/{}#consultations", patient.id)),
         "Consultation saved.",
@@ -324,12 +211,12 @@ async fn add_vaccination(
     app: &State<App>,
     id: &str,
     form: CsrfForm<'_, VaccinationForm>,
-) -> Result<Flash<Redirect>, Refusal> {
-    let patient = patient_for_change(app, &who, id).await.map_err(Err)?;
+) -> Result<Flash<Redirect>, Rejected> {
+    let patient = patient_for_change(app, &who, id).await?;
     let mut view = form_context_of(&form.context, &VACCINATION_NAMES);
     let Some(f) = form.value.as_ref() else {
         view = view.error("vaccine", "Fill in the vaccination.");
-        return Err(rerender(app, &who, &patient, "vaccination", view).await);
+        return Err(rerender(app, &who, &patient, RecordForm::Vaccination, view).await);
     };
     let vaccine = validate::text(&f.vaccine, 100, true, "vaccine");
     let dose = validate::whole_number(&f.dose_number, 1, 20, "dose number");
@@ -350,7 +237,7 @@ async fn add_vaccination(
     let (Ok(vaccine), Ok(dose), Ok(given_on), Ok(lot), Ok(given_by)) =
         (vaccine, dose, given_on, lot, given_by)
     else {
-        return Err(rerender(app, &who, &patient, "vaccination", view).await);
+        return Err(rerender(app, &who, &patient, RecordForm::Vaccination, view).await);
     };
     let (actor, pid, recorded_by) = (who.actor(), patient.id.clone(), who.user.id.clone());
     let (vaccine2, given_on2) = (vaccine.clone(), given_on.clone());
@@ -380,11 +267,10 @@ async fn add_vaccination(
                 Ok::<_, AppError>(Ok(()))
             })
         })
-        .await
-        .map_err(Err)?;
+        .await?;
     if let Err(problem) = outcome {
         let view = form_context_of(&form.context, &VACCINATION_NAMES).error("dose_number", problem);
-        return Err(rerender(app, &who, &patient, "vaccination", view).await);
+        return Err(rerender(app, &who, &patient, RecordForm::Vaccination, view).await);
     }
     Ok(Flash::success(
         Redirect::to(format!("/patients/{}#vaccinations", patient.id)),
@@ -422,22 +308,21 @@ async fn book_appointment(
     app: &State<App>,
     id: &str,
     form: CsrfForm<'_, AppointmentForm>,
-) -> Result<Flash<Redirect>, Refusal> {
-    let patient = patient_for_change(app, &who, id).await.map_err(Err)?;
+) -> Result<Flash<Redirect>, Rejected> {
+    let patient = patient_for_change(app, &who, id).await?;
     let view = form_context_of(&form.context, &["starts_at", "reason"]);
     let booking = match booking_of(&form, app.now(), view) {
         Ok(booking) => booking,
-        Err(view) => return Err(rerender(app, &who, &patient, "appointment", view).await),
+        Err(view) => return Err(rerender(app, &who, &patient, RecordForm::Appointment, view).await),
     };
     let (actor, pid, did) = (who.actor(), patient.id.clone(), who.user.id.clone());
     let booked = app
         .blocking(move |app, conn| Ok(appointments::book(app, conn, &actor, &pid, &did, &booking)?))
-        .await
-        .map_err(Err)?;
+        .await?;
     if let Err(problem) = booked {
         let view =
             form_context_of(&form.context, &["starts_at", "reason"]).error("starts_at", problem);
-        return Err(rerender(app, &who, &patient, "appointment", view).await);
+        return Err(rerender(app, &who, &patient, RecordForm::Appointment, view).await);
     }
     Ok(Flash::success(
         Redirect::to(format!("/patients/{}#appointments", patient.id)),

@@ -3,7 +3,6 @@
 //! downloading their own files, and `/account/access-log` (who opened their record).
 
 use crate::web::Template;
-use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
@@ -19,7 +18,7 @@ use crate::db::models::AuditEvent;
 use crate::records;
 use crate::records::appointments::{self, Change, Requester};
 use crate::web::appointment_form::{booking_of, AppointmentForm};
-use crate::web::error::AppError;
+use crate::web::error::{AppError, Rejected};
 use crate::web::scans::{file_of, link_for};
 use crate::web::{form_context_of, ButtonForm, FormView, Layout, Paging};
 
@@ -86,8 +85,9 @@ async fn own_record(
     render(app, &who, FormView::default(), flash).await
 }
 
-fn unprocessable(page: Result<Template, AppError>) -> Result<(Status, Template), AppError> {
-    page.map(|p| (Status::UnprocessableEntity, p))
+/// The form's page again, with its messages (422), or the error that stopped it rendering.
+fn unprocessable(page: Result<Template, AppError>) -> Rejected {
+    page.map_or_else(Rejected::from, Rejected::form)
 }
 
 #[post("/records/appointments", data = "<form>")]
@@ -95,7 +95,7 @@ async fn book_own(
     who: Patient,
     app: &State<App>,
     form: CsrfForm<'_, AppointmentForm>,
-) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
+) -> Result<Flash<Redirect>, Rejected> {
     let names = ["starts_at", "reason", "doctor_id"];
     let doctor_id = form
         .context
@@ -109,8 +109,7 @@ async fn book_own(
                 .iter()
                 .any(|d| d.id == did))
         })
-        .await
-        .map_err(Err)?;
+        .await?;
     let checked = booking_of(&form, app.now(), form_context_of(&form.context, &names));
     let booking = match checked {
         Ok(booking) if treats => booking,
@@ -133,8 +132,7 @@ async fn book_own(
                 app, conn, &actor, &pid, &doctor_id, &booking,
             )?)
         })
-        .await
-        .map_err(Err)?;
+        .await?;
     if let Err(problem) = booked {
         let view = form_context_of(&form.context, &names).error("starts_at", problem);
         return Err(unprocessable(render(app, &who, view, None).await));

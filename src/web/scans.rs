@@ -3,10 +3,9 @@
 //! authorisation check, and `/files/<token>`, which checks the link, the user, the file's
 //! integrity and its digest before a byte leaves.
 
-use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::fs::TempFile;
-use rocket::http::{ContentType, Header, Status};
+use rocket::http::{ContentType, Header};
 use rocket::response::{Flash, Redirect, Responder};
 use rocket::tokio::io::AsyncReadExt;
 use rocket::{get, post, routes, Route, State};
@@ -22,9 +21,9 @@ use crate::crypto::{
 use crate::db::models::records::MedicalFileRow;
 use crate::records::files::{self, FileType};
 use crate::records::{self, validate};
-use crate::web::error::AppError;
+use crate::web::error::{AppError, Rejected};
 use crate::web::form_context_of;
-use crate::web::patient_record::{patient_for_change, rerender, Doctor};
+use crate::web::patient_record::{patient_for_change, rerender, Doctor, RecordForm};
 
 pub fn routes() -> Vec<Route> {
     routes![upload, doctor_link, download]
@@ -47,8 +46,8 @@ async fn upload(
     app: &State<App>,
     id: &str,
     form: CsrfForm<'_, ScanForm<'_>>,
-) -> Result<Flash<Redirect>, Result<(Status, Template), AppError>> {
-    let patient = patient_for_change(app, &who, id).await.map_err(Err)?;
+) -> Result<Flash<Redirect>, Rejected> {
+    let patient = patient_for_change(app, &who, id).await?;
     let max = app.config.max_upload_bytes;
     let mut view = form_context_of(&form.context, &SCAN_NAMES);
     if form
@@ -62,7 +61,7 @@ async fn upload(
         if !view.errors.contains_key("file") {
             view = view.error("file", "Choose a file and fill in the form.");
         }
-        return Err(rerender(app, &who, &patient, "scan", view).await);
+        return Err(rerender(app, &who, &patient, RecordForm::Scan, view).await);
     };
     if !CATEGORIES.contains(&f.category.as_str()) {
         view = view.error("category", "Choose one of the listed categories.");
@@ -92,7 +91,7 @@ async fn upload(
     let (Ok(content), Some(file_type), Ok(description), Ok(taken_on), false) =
         (content, file_type, description, taken_on, view.has_errors())
     else {
-        return Err(rerender(app, &who, &patient, "scan", view).await);
+        return Err(rerender(app, &who, &patient, RecordForm::Scan, view).await);
     };
     // Kept only sealed, shown escaped, and never used as a path (see files::download_name).
     let typed_name: String = f
@@ -148,8 +147,7 @@ async fn upload(
         }
         Ok(())
     })
-    .await
-    .map_err(Err)?;
+    .await?;
     Ok(Flash::success(
         Redirect::to(format!("/patients/{}#files", patient.id)),
         "File uploaded and encrypted.",

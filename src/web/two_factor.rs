@@ -24,7 +24,7 @@ use crate::crypto::{
 use crate::db::models::two_factor::{RecoveryCode, TwoFactor};
 use crate::db::models::{SessionRow, User, STAGE_FULL};
 use crate::db::Conn;
-use crate::web::error::{too_many_requests, AppError, TooManyRequests};
+use crate::web::error::{too_many_requests, AppError, Rejected, TooManyRequests};
 use crate::web::layout::FormView;
 use crate::web::login::after_sign_in;
 use crate::web::{ButtonForm, Layout};
@@ -333,7 +333,7 @@ async fn confirm(
     who: Who,
     app: &State<App>,
     form: CsrfForm<'_, CodeForm>,
-) -> Result<Template, Result<(Status, Template), AppError>> {
+) -> Result<Template, Rejected> {
     let code = form
         .value
         .as_ref()
@@ -373,8 +373,7 @@ async fn confirm(
             })?;
             Ok(Ok(codes))
         })
-        .await
-        .map_err(Err)?;
+        .await?;
     match outcome {
         Ok(codes) => {
             let layout = Layout::for_user(app, &who, None);
@@ -388,14 +387,12 @@ async fn confirm(
                 "code",
                 "That code does not match. Check the authenticator's clock and enter the current code.",
             );
-            Err(Ok((
-                Status::UnprocessableEntity,
-                enrol_template(app, &who, &secret, view),
-            )))
+            Err(Rejected::form(enrol_template(app, &who, &secret, view)))
         }
-        Err(None) => Err(Err(AppError::Conflict(
+        Err(None) => Err(AppError::Conflict(
             "There is no enrolment in progress. Start again from the two-factor page.".into(),
-        ))),
+        )
+        .into()),
     }
 }
 
