@@ -6,6 +6,7 @@ pub mod appointments;
 pub mod consultations;
 pub mod files;
 pub mod profile;
+pub mod vaccinations;
 pub mod validate;
 
 use std::collections::HashMap;

@@ -11,11 +11,10 @@ use rocket_dyn_templates::context;
 
 use crate::app::App;
 use crate::auth::CsrfForm;
-use crate::crypto::random_id;
-use crate::db::models::records::VaccinationRow;
 use crate::records::appointments::{self, Change, Requester};
 use crate::records::consultations::{self, Consultation, ConsultationText};
-use crate::records::{self, validate};
+use crate::records::vaccinations::{self, Dose, DoseInput, DoseRefusal};
+use crate::records::validate;
 use crate::web::appointment_form::{booking_of, AppointmentForm};
 use crate::web::error::{AppError, Rejected};
 use crate::web::patient_record::{patient_for_change, rerender, Doctor, RecordForm};
@@ -177,34 +176,6 @@ pub struct VaccinationForm {
     given_by: String,
 }
 
-const VACCINATION_NAMES: [&str; 5] = ["vaccine", "dose_number", "given_on", "lot", "given_by"];
-
-/// The doses already recorded of `vaccine` (compared without case), with their dates.
-fn doses_of(
-    app: &App,
-    vaccine: &str,
-    rows: &[VaccinationRow],
-) -> Result<Vec<(u32, String)>, AppError> {
-    let mut doses = Vec::new();
-    for row in rows {
-        let sealed = app.fields.row("vaccinations", &row.id, &row.patient_id);
-        let (Ok(name), Ok(dose), Ok(date)) = (
-            sealed.open("vaccine", &row.vaccine),
-            sealed.open("dose_number", &row.dose_number),
-            sealed.open("given_on", &row.given_on),
-        ) else {
-            return Err(AppError::Conflict(
-                "A recorded vaccination failed its integrity check; the dose order cannot be checked. Ask an admin."
-                    .into(),
-            ));
-        };
-        if name.to_lowercase() == vaccine.to_lowercase() {
-            doses.push((dose.parse().unwrap_or(0), date));
-        }
-    }
-    Ok(doses)
-}
-
 #[post("/patients/<id>/vaccinations", data = "<form>")]
 async fn add_vaccination(
     who: Doctor,
@@ -213,92 +184,54 @@ async fn add_vaccination(
     form: CsrfForm<'_, VaccinationForm>,
 ) -> Result<Flash<Redirect>, Rejected> {
     let patient = patient_for_change(app, &who, id).await?;
-    let mut view = form_context_of(&form.context, &VACCINATION_NAMES);
-    let Some(f) = form.value.as_ref() else {
-        view = view.error("vaccine", "Fill in the vaccination.");
-        return Err(rerender(app, &who, &patient, RecordForm::Vaccination, view).await);
+    let view = form_context_of(&form.context, &vaccinations::FIELD_NAMES);
+    let checked = match form.value.as_ref() {
+        Some(f) => Dose::check(
+            &DoseInput {
+                vaccine: &f.vaccine,
+                dose_number: &f.dose_number,
+                given_on: &f.given_on,
+                lot: &f.lot,
+                given_by: &f.given_by,
+            },
+            app.clock.today(),
+        ),
+        None => Err(vec![("vaccine", "Fill in the vaccination.".to_string())]),
     };
-    let vaccine = validate::text(&f.vaccine, 100, true, "vaccine");
-    let dose = validate::whole_number(&f.dose_number, 1, 20, "dose number");
-    let given_on = validate::date(&f.given_on, app.clock.today(), true).map(validate::date_text);
-    let lot = validate::text(&f.lot, 50, false, "lot");
-    let given_by = validate::text(&f.given_by, 100, true, "name of who gave it");
-    for (name, problem) in [
-        ("vaccine", vaccine.as_ref().err().cloned()),
-        ("dose_number", dose.as_ref().err().cloned()),
-        ("given_on", given_on.as_ref().err().map(|e| e.to_string())),
-        ("lot", lot.as_ref().err().cloned()),
-        ("given_by", given_by.as_ref().err().cloned()),
-    ] {
-        if let Some(problem) = problem {
-            view = view.error(name, problem);
+    let dose = match checked {
+        Ok(dose) => dose,
+        Err(problems) => {
+            let view = view.with_problems(problems);
+            return Err(rerender(app, &who, &patient, RecordForm::Vaccination, view).await);
         }
-    }
-    let (Ok(vaccine), Ok(dose), Ok(given_on), Ok(lot), Ok(given_by)) =
-        (vaccine, dose, given_on, lot, given_by)
-    else {
-        return Err(rerender(app, &who, &patient, RecordForm::Vaccination, view).await);
     };
     let (actor, pid, recorded_by) = (who.actor(), patient.id.clone(), who.user.id.clone());
-    let (vaccine2, given_on2) = (vaccine.clone(), given_on.clone());
-    let outcome = app
+    let to_record = dose.clone();
+    let recorded = app
         .blocking(move |app, conn| {
-            let id = random_id(app.id_length());
-            let sealed = app.fields.row("vaccinations", &id, &pid);
-            let row = VaccinationRow {
-                id: id.clone(),
-                patient_id: pid.clone(),
-                recorded_by,
-                vaccine: sealed.seal("vaccine", &vaccine2)?,
-                dose_number: sealed.seal("dose_number", &dose.to_string())?,
-                given_on: sealed.seal("given_on", &given_on2)?,
-                lot: sealed.seal("lot", &lot)?,
-                given_by: sealed.seal("given_by", &given_by)?,
-                created_at: app.now(),
-            };
-            conn.immediate_transaction(|conn| {
-                // Checked inside the transaction, so two doses recorded at once cannot both pass.
-                let doses = doses_of(app, &vaccine2, &VaccinationRow::for_patient(&pid, conn)?)?;
-                if let Some(problem) = dose_order_problem(&doses, dose, &given_on2) {
-                    return Ok(Err(problem));
-                }
-                VaccinationRow::insert(&row, conn)?;
-                records::changed(app, conn, &actor, &pid, format!("vaccination {id} added"))?;
-                Ok::<_, AppError>(Ok(()))
-            })
+            Ok(vaccinations::record(
+                app,
+                conn,
+                &actor,
+                &pid,
+                &recorded_by,
+                &to_record,
+            )?)
         })
         .await?;
-    if let Err(problem) = outcome {
-        let view = form_context_of(&form.context, &VACCINATION_NAMES).error("dose_number", problem);
-        return Err(rerender(app, &who, &patient, RecordForm::Vaccination, view).await);
-    }
-    Ok(Flash::success(
-        Redirect::to(format!("/patients/{}#vaccinations", patient.id)),
-        format!("Dose {dose} of {vaccine} recorded."),
-    ))
-}
-
-/// Why dose `dose` given on `given_on` cannot follow `doses` (number, date) of its vaccine.
-fn dose_order_problem(doses: &[(u32, String)], dose: u32, given_on: &str) -> Option<String> {
-    if doses.iter().any(|(n, _)| *n == dose) {
-        return Some(format!("Dose {dose} of this vaccine is already recorded."));
-    }
-    let expected = doses.iter().map(|(n, _)| *n).max().unwrap_or(0) + 1;
-    if dose != expected {
-        return Some(format!(
-            "Doses come in order: the next dose of this vaccine is dose {expected}."
-        ));
-    }
-    // Dates are YYYY-MM-DD, so text order is date order.
-    if let Some((_, previous)) = doses.iter().find(|(n, _)| *n == dose - 1) {
-        if given_on < previous.as_str() {
-            return Some(format!(
-                "Dose {dose} cannot be given before dose {} ({previous}).",
-                dose - 1
-            ));
+    match recorded {
+        Ok(_) => Ok(Flash::success(
+            Redirect::to(format!("/patients/{}#vaccinations", patient.id)),
+            format!("Dose {} of {} recorded.", dose.number, dose.vaccine),
+        )),
+        Err(refusal @ DoseRefusal::OutOfOrder(_)) => {
+            let view = view.error("dose_number", refusal.message());
+            Err(rerender(app, &who, &patient, RecordForm::Vaccination, view).await)
+        }
+        Err(refusal @ DoseRefusal::RecordUnreadable) => {
+            Err(AppError::Conflict(refusal.message()).into())
         }
     }
-    None
 }
 
 /// Books an appointment of this patient with the doctor.
@@ -366,20 +299,4 @@ async fn change_appointment(
         Ok(()) => Flash::success(Redirect::to(back), "Appointment updated."),
         Err(refusal) => Flash::error(Redirect::to(back), refusal.message()),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::dose_order_problem;
-
-    #[test]
-    fn doses_come_in_order() {
-        assert_eq!(dose_order_problem(&[], 1, "2024-01-01"), None);
-        assert!(dose_order_problem(&[], 2, "2024-01-01").is_some());
-        let one = [(1, "2024-01-01".to_string())];
-        assert_eq!(dose_order_problem(&one, 2, "2024-02-01"), None);
-        assert!(dose_order_problem(&one, 1, "2024-02-01").is_some());
-        assert!(dose_order_problem(&one, 3, "2024-02-01").is_some());
-        assert!(dose_order_problem(&one, 2, "2023-12-31").is_some());
-    }
 }
