@@ -89,7 +89,7 @@ fn flash_view(flash: Option<FlashMessage<'_>>) -> Option<FlashView> {
 }
 
 /// A form's values and errors for re-rendering it, without any password field's value.
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, Clone)]
 pub struct FormView {
     pub values: std::collections::HashMap<String, String>,
     pub errors: std::collections::HashMap<String, String>,

@@ -16,10 +16,10 @@ use crate::app::App;
 use crate::audit::action;
 use crate::auth::{Allowed, CsrfForm};
 use crate::crypto::random_id;
-use crate::db::models::records::{EmergencyGrant, PatientRow};
+use crate::db::models::records::EmergencyGrant;
 use crate::db::models::User;
 use crate::masking::{Mode, PROFILE_FIELDS};
-use crate::records::profile::{self, ProfileColumn};
+use crate::records::profile::{self, Profile, ProfileColumn};
 use crate::records::{self, validate, Relation};
 use crate::web::error::{AppError, Rejected};
 use crate::web::{form_context_of, FormView, Layout};
@@ -363,94 +363,19 @@ impl ProfileForm {
     }
 }
 
-/// A profile as typed, checked and normalised. An empty value of a field the doctor sees
-/// masked or hidden keeps the stored one (the form never shows such a value to re-send).
-pub(super) struct Profile {
-    pub values: std::collections::HashMap<&'static str, String>,
-}
-
-pub(super) fn check_profile(
+/// The profile the form asks for, or the form again with a message at each wrong field. A blank
+/// value of a field in `kept_if_blank` keeps the stored one.
+pub(super) fn profile_of(
     form: &CsrfForm<'_, ProfileForm>,
     today: time::Date,
-    keep_blank: bool,
+    kept_if_blank: &[ProfileColumn],
+    view: FormView,
 ) -> Result<Profile, FormView> {
-    let mut view = form_context_of(&form.context, &ProfileColumn::NAMES);
     let Some(f) = form.value.as_ref() else {
         return Err(view.error("national_id", "Fill in the profile."));
     };
-    let mut values = std::collections::HashMap::new();
-    for column in ProfileColumn::ALL {
-        let text = f.value(column);
-        // A national ID the doctor cannot see comes back blank: the stored one is kept.
-        let kept = keep_blank && column == ProfileColumn::NationalId && text.trim().is_empty();
-        let checked = if kept {
-            Ok(String::new())
-        } else {
-            profile::check(column, text, today)
-        };
-        match checked {
-            Ok(value) => {
-                values.insert(column.name(), value);
-            }
-            Err(problem) => {
-                view.errors.insert(column.name().to_string(), problem);
-            }
-        }
-    }
-    if view.has_errors() {
-        Err(view)
-    } else {
-        Ok(Profile { values })
-    }
-}
-
-/// The profile row to store: `profile`'s values sealed, with blanks of fields the doctor could
-/// not see taken from `current`.
-pub(super) fn seal_profile(
-    app: &App,
-    patient_id: &str,
-    profile: &Profile,
-    current: Option<&PatientRow>,
-    hidden_from_doctor: &[&str],
-) -> Result<PatientRow, AppError> {
-    let sealed = app.fields.row("patients", patient_id, patient_id);
-    let mut row = current
-        .cloned()
-        .unwrap_or_else(|| PatientRow::empty(patient_id));
-    for column in ProfileColumn::ALL {
-        let name = column.name();
-        let value = profile.values.get(name).map(String::as_str).unwrap_or("");
-        if value.is_empty() && current.is_some() && hidden_from_doctor.contains(&name) {
-            continue;
-        }
-        if column == ProfileColumn::NationalId {
-            row.national_id_index = app.fields.blind_index("patients", name, value)?;
-        }
-        column.store(&mut row, sealed.seal(name, value)?);
-    }
-    row.updated_at = app.now();
-    Ok(row)
-}
-
-/// The patients already registered under national ID `national_id`, other than `except`.
-pub(super) fn national_id_taken(
-    app: &App,
-    national_id: &str,
-    except: &str,
-    conn: &mut crate::db::Conn,
-) -> Result<bool, AppError> {
-    let indexes = app
-        .fields
-        .blind_index_candidates("patients", "national_id", national_id)?;
-    let rows = PatientRow::find_by_national_id_index(&indexes, conn)?;
-    Ok(rows.iter().any(|row| {
-        row.user_id != except
-            && app
-                .fields
-                .row("patients", &row.user_id, &row.user_id)
-                .open("national_id", &row.national_id)
-                .is_ok_and(|v| v == national_id)
-    }))
+    Profile::check(|column| f.value(column), today, kept_if_blank)
+        .map_err(|p| view.with_problems(p))
 }
 
 #[post("/patients/<id>/profile", data = "<form>")]
@@ -461,44 +386,24 @@ async fn save_profile(
     form: CsrfForm<'_, ProfileForm>,
 ) -> Result<Flash<Redirect>, Rejected> {
     let patient = patient_for_change(app, &who, id).await?;
-    let pid = patient.id.clone();
-    let current = app
-        .db
-        .run({
-            let pid = pid.clone();
-            move |conn| Ok::<_, AppError>(PatientRow::find(&pid, conn)?)
-        })
-        .await?;
+    // The form never shows a value the doctor sees masked or not at all, so it cannot send it
+    // back: left blank, it keeps the stored one.
     let visibility = app.masking();
-    let not_shown: Vec<&str> = ProfileColumn::NAMES
+    let not_shown: Vec<ProfileColumn> = ProfileColumn::ALL
         .into_iter()
-        .filter(|n| visibility.mode(n, Level::Doctor) != Mode::Full)
+        .filter(|c| visibility.mode(c.name(), Level::Doctor) != Mode::Full)
         .collect();
-    let checked = check_profile(&form, app.clock.today(), current.is_some());
-    let profile = match checked {
+    let view = form_context_of(&form.context, &ProfileColumn::NAMES);
+    let profile = match profile_of(&form, app.clock.today(), &not_shown, view.clone()) {
         Ok(profile) => profile,
         Err(view) => return Err(rerender(app, &who, &patient, RecordForm::Profile, view).await),
     };
-    let row = seal_profile(app, &patient.id, &profile, current.as_ref(), &not_shown)?;
-    let nid = profile.values["national_id"].clone();
     let (actor, pid) = (who.actor(), patient.id.clone());
     let saved = app
-        .blocking(move |app, conn| {
-            if !nid.is_empty() && national_id_taken(app, &nid, &pid, conn)? {
-                return Ok(false);
-            }
-            conn.immediate_transaction(|conn| {
-                PatientRow::save(&row, conn)?;
-                records::changed(app, conn, &actor, &pid, "profile saved")?;
-                Ok::<_, AppError>(true)
-            })
-        })
+        .blocking(move |app, conn| Ok(profile::save(app, conn, &actor, &pid, &profile)?))
         .await?;
-    if !saved {
-        let view = form_context_of(&form.context, &ProfileColumn::NAMES).error(
-            "national_id",
-            "Another patient is registered with this national ID.",
-        );
+    if let Err((field, problem)) = saved {
+        let view = view.error(field, problem);
         return Err(rerender(app, &who, &patient, RecordForm::Profile, view).await);
     }
     Ok(Flash::success(

@@ -3,7 +3,6 @@
 //! one-time password shown once.
 
 use crate::web::Template;
-use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
@@ -11,18 +10,15 @@ use serde::Serialize;
 
 use crate::access::Level;
 use crate::app::App;
-use crate::audit::{action, Entry, Outcome};
 use crate::auth::CsrfForm;
-use crate::crypto::{random_id, random_password};
+use crate::crypto::random_password;
 use crate::db::models::records::{CareTeam, PatientRow};
-use crate::db::models::{NewUser, User};
+use crate::db::models::User;
 use crate::masking::Mode;
-use crate::records::profile::ProfileColumn;
+use crate::records::profile::{self, ProfileColumn, Registration};
 use crate::records::{self, validate};
 use crate::web::error::{AppError, Rejected};
-use crate::web::patient_record::{
-    check_profile, national_id_taken, seal_profile, Doctor, ProfileForm,
-};
+use crate::web::patient_record::{profile_of, Doctor, ProfileForm};
 use crate::web::{encode, form_context_of, FormView, Layout, Paging};
 
 pub fn routes() -> Vec<Route> {
@@ -172,12 +168,7 @@ async fn register(
 ) -> Result<Template, Rejected> {
     let mut names = ProfileColumn::NAMES.to_vec();
     names.push("username");
-    let refill = |view: FormView| {
-        (
-            Status::UnprocessableEntity,
-            new_patient_template(app, &who, view),
-        )
-    };
+    let refill = |view: FormView| Rejected::form(new_patient_template(app, &who, view));
     let username = User::normalize_username(
         form.value
             .as_ref()
@@ -185,21 +176,19 @@ async fn register(
             .or(form.context.field_value("username"))
             .unwrap_or_default(),
     );
-    let profile = check_profile(&form, app.clock.today(), false);
-    let mut view = match &profile {
-        Ok(_) => form_context_of(&form.context, &names),
-        Err(view) => FormView {
-            values: view.values.clone(),
-            errors: view.errors.clone(),
-        },
-    };
-    view = view.value("username", &username);
-    if let Some(problem) = User::username_problem(&username) {
-        view = view.error("username", problem);
-    }
-    let profile = match profile {
-        Ok(p) if !view.has_errors() => p,
-        _ => return Err(Rejected::page(refill(view))),
+    let view = form_context_of(&form.context, &names).value("username", &username);
+    let profile = profile_of(&form, app.clock.today(), &[], view.clone());
+    let username_problem = User::username_problem(&username);
+    let profile = match (profile, username_problem) {
+        (Ok(profile), None) => profile,
+        (Ok(_), Some(problem)) => return Err(refill(view.error("username", problem))),
+        (Err(refused), problem) => {
+            let refused = match problem {
+                Some(problem) => refused.error("username", problem),
+                None => refused,
+            };
+            return Err(refill(refused));
+        }
     };
     let one_time = random_password();
     let (actor, doctor_id, name, secret) = (
@@ -208,64 +197,19 @@ async fn register(
         username.clone(),
         one_time.clone(),
     );
-    let nid = profile.values["national_id"].clone();
     let created = app
         .blocking(move |app, conn| {
+            // Hashed before the transaction: it is slow on purpose, and needs no lock.
             let hash = app
                 .passwords
                 .hash(&secret)
                 .map_err(|e| AppError::internal("hash", e))?;
-            let id = random_id(app.id_length());
-            let row = seal_profile(app, &id, &profile, None, &[])?;
-            if national_id_taken(app, &nid, &id, conn)? {
-                return Ok(Err((
-                    "national_id",
-                    "Another patient is registered with this national ID.",
-                )));
-            }
-            let now = app.now();
-            conn.immediate_transaction(|conn| {
-                if User::find_by_username(&name, conn)?.is_some() {
-                    return Ok(Err(("username", "This username is taken.")));
-                }
-                let full_name = format!(
-                    "{} {}",
-                    profile.values["first_name"], profile.values["last_name"]
-                );
-                crate::users::insert_account(
-                    app,
-                    &NewUser {
-                        id: &id,
-                        username: &name,
-                        level: Level::Patient.as_str(),
-                        password_hash: &hash,
-                        must_change_password: true,
-                        active: true,
-                        created_at: now,
-                        updated_at: now,
-                    },
-                    (&full_name, &profile.values["email"]),
-                    conn,
-                )?;
-                PatientRow::save(&row, conn)?;
-                CareTeam::assign(&doctor_id, &id, &doctor_id, now, conn)?;
-                app.audit.append(
-                    conn,
-                    now,
-                    &Entry::new(&actor, action::USER_CREATED, Outcome::Success)
-                        .target(format!("user {name}"))
-                        .detail("level patient, registered by a doctor"),
-                )?;
-                records::audit(
-                    app,
-                    conn,
-                    &actor,
-                    action::PATIENT_REGISTERED,
-                    &id,
-                    "profile created",
-                )?;
-                Ok::<_, AppError>(Ok(id))
-            })
+            let new = Registration {
+                username: &name,
+                password_hash: &hash,
+                profile: &profile,
+            };
+            Ok::<_, AppError>(profile::register(app, conn, &actor, &doctor_id, &new)?)
         })
         .await?;
     match created {
@@ -276,6 +220,6 @@ async fn register(
                 context! { layout, id, username, one_time },
             ))
         }
-        Err((field, problem)) => Err(Rejected::page(refill(view.error(field, problem)))),
+        Err((field, problem)) => Err(refill(view.error(field, problem))),
     }
 }

@@ -249,3 +249,58 @@ fn editing_one_profile_field_keeps_the_others_and_never_puts_masked_values_in_th
     let mut patient = patient_browser(&app);
     assert!(patient.get("/records").body.contains("S••••567D"));
 }
+
+#[test]
+fn two_registrations_of_one_national_id_at_once_make_one_patient() {
+    use medvault::records::profile::{self, Profile, Registration, NATIONAL_ID_TAKEN};
+    let app = TestApp::new();
+    app.signed_in(Level::Doctor, "dr.grey");
+    let services = app.app();
+    let doctor = {
+        let mut conn = services.db.conn().expect("connection");
+        medvault::db::models::User::find_by_username("dr.grey", &mut conn)
+            .expect("query")
+            .expect("the doctor")
+    };
+    let typed = |column: profile::ProfileColumn| match column.name() {
+        "national_id" => "S7654321A",
+        "first_name" => "Twin",
+        "last_name" => "Entry",
+        "date_of_birth" => "1990-01-01",
+        "gender" => "other",
+        "blood_type" => "A+",
+        _ => "",
+    };
+    let today = services.clock.today();
+    let profile = Profile::check(typed, today, &[]).expect("a valid profile");
+    let actor = medvault::audit::Actor::default();
+    // Two doctors' browsers send the same registration in the same moment, under two usernames:
+    // both pass the check before either writes, unless it is made inside the transaction.
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let registrations: Vec<_> = ["twin.one", "twin.two"]
+            .map(|username| {
+                let (profile, actor, doctor) = (&profile, &actor, &doctor.id);
+                scope.spawn(move || {
+                    let mut conn = services.db.conn().expect("connection");
+                    let new = Registration {
+                        username,
+                        password_hash: "not a real hash",
+                        profile,
+                    };
+                    profile::register(services, &mut conn, actor, doctor, &new).expect("stored")
+                })
+            })
+            .into_iter()
+            .collect();
+        registrations
+            .into_iter()
+            .map(|r| r.join().unwrap())
+            .collect()
+    });
+    let made = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(made, 1, "{outcomes:?}");
+    assert!(
+        outcomes.contains(&Err(("national_id", NATIONAL_ID_TAKEN.to_string()))),
+        "{outcomes:?}"
+    );
+}
