@@ -1,8 +1,158 @@
-//! Medical files on disk: the type read from the content, and the encrypted copy under
-//! `storage/`, named by the file's random id only (never by anything a user typed).
+//! Medical files: the upload command (fields checked, type read from the content, sealed under a
+//! key of its own, SHA-256 kept), and the encrypted copy on disk under `storage/`, named by the
+//! file's random id only (never by anything a user typed).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use time::Date;
+
+use super::{validate, FieldProblem};
+use crate::audit::{action, Actor};
+use crate::crypto::{random_id, seal_file, sha256_hex, FileKey};
+use crate::db::models::records::MedicalFileRow;
+use crate::db::Conn;
+use crate::fields::StoreError;
+use crate::services::Services;
+
+/// The categories a file is filed under, in the order the upload form lists them.
+pub const CATEGORIES: [&str; 6] = ["X-ray", "CT", "MRI", "Ultrasound", "Lab report", "Other"];
+
+/// The fields of the upload form that are re-filled when it comes back (never the file).
+pub const FIELD_NAMES: [&str; 3] = ["category", "description", "taken_on"];
+
+/// The longest name kept of the one the browser sent, in characters.
+const TYPED_NAME_MAX_CHARS: usize = 200;
+
+/// What the upload form holds, as sent: the file's bytes, or why they could not be read.
+pub struct UploadInput<'a> {
+    pub category: &'a str,
+    pub description: &'a str,
+    pub taken_on: &'a str,
+    pub typed_name: &'a str,
+    pub content: Result<Vec<u8>, String>,
+}
+
+/// A file whose fields and content passed their rules.
+pub struct Upload {
+    pub category: String,
+    pub description: String,
+    pub taken_on: String,
+    /// The name the browser gave, cut short: kept only sealed, shown escaped, never used as a
+    /// path (see [`download_name`]).
+    pub typed_name: String,
+    pub content: Vec<u8>,
+    pub file_type: FileType,
+}
+
+impl Upload {
+    /// The upload `input` asks for, or each field's problem. `today` bounds the date taken.
+    pub fn check(input: UploadInput<'_>, today: Date) -> Result<Upload, Vec<FieldProblem>> {
+        let category = if CATEGORIES.contains(&input.category) {
+            Ok(input.category.to_string())
+        } else {
+            Err("Choose one of the listed categories.".to_string())
+        };
+        let description = validate::text(input.description, 1000, false, "description");
+        let taken_on = validate::date(input.taken_on, today, true)
+            .map(validate::date_text)
+            .map_err(str::to_string);
+        let typed = input
+            .content
+            .and_then(|content| match FileType::sniff(&content) {
+                Some(file_type) => Ok((content, file_type)),
+                None => Err("This file is not a JPEG, PNG, PDF or DICOM file.".to_string()),
+            });
+        match (category, description, taken_on, typed) {
+            (Ok(category), Ok(description), Ok(taken_on), Ok((content, file_type))) => Ok(Upload {
+                category,
+                description,
+                taken_on,
+                typed_name: input
+                    .typed_name
+                    .chars()
+                    .take(TYPED_NAME_MAX_CHARS)
+                    .collect(),
+                content,
+                file_type,
+            }),
+            (category, description, taken_on, typed) => Err([
+                ("category", category.err()),
+                ("description", description.err()),
+                ("taken_on", taken_on.err()),
+                ("file", typed.err()),
+            ]
+            .into_iter()
+            .filter_map(|(field, problem)| Some((field, problem?)))
+            .collect()),
+        }
+    }
+}
+
+/// Why an upload could not be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("writing a medical file: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+impl From<crate::fields::SealError> for UploadError {
+    fn from(e: crate::fields::SealError) -> Self {
+        UploadError::Store(e.into())
+    }
+}
+
+/// Adds `upload` to `patient_id`'s record, uploaded by `uploaded_by`: the content sealed under a
+/// new key of its own and written whole to disk, then its row and audit event in one
+/// transaction (the file is removed again if that fails). Returns the file's id.
+pub fn upload(
+    app: &Services,
+    conn: &mut Conn,
+    actor: &Actor,
+    patient_id: &str,
+    uploaded_by: &str,
+    upload: &Upload,
+) -> Result<String, UploadError> {
+    let id = random_id(app.id_length());
+    let key = FileKey::generate();
+    let sealed_file = seal_file(&key, &id, &upload.content);
+    let sealed = app.fields.row("medical_files", &id, patient_id);
+    let row = MedicalFileRow {
+        id: id.clone(),
+        patient_id: patient_id.to_string(),
+        uploaded_by: uploaded_by.to_string(),
+        category: sealed.seal("category", &upload.category)?,
+        description: sealed.seal("description", &upload.description)?,
+        taken_on: sealed.seal("taken_on", &upload.taken_on)?,
+        file_name: sealed.seal("file_name", &upload.typed_name)?,
+        content_type: upload.file_type.content_type().to_string(),
+        size_bytes: upload.content.len() as i64,
+        sha256: sealed.seal("sha256", &sha256_hex(&upload.content))?,
+        file_key: sealed.seal("file_key", &key.to_text())?,
+        created_at: app.now(),
+    };
+    let storage = app.config.storage_dir();
+    write_sealed(&storage, &id, &sealed_file)?;
+    let saved = conn.immediate_transaction(|conn| {
+        MedicalFileRow::insert(&row, conn)?;
+        super::audit(
+            app,
+            conn,
+            actor,
+            action::FILE_UPLOADED,
+            patient_id,
+            format!("file {id}, {} bytes, {}", row.size_bytes, row.content_type),
+        )
+    });
+    if let Err(e) = saved {
+        // No row points at the file: take it away again.
+        remove_sealed(&storage, &id);
+        return Err(StoreError::from(e).into());
+    }
+    Ok(id)
+}
 
 /// A type medvault accepts, told from the first bytes of the content, never from the name or
 /// the browser's claim.
@@ -119,6 +269,46 @@ pub fn download_name(typed: &str, file_type: FileType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn input(category: &'static str, content: Result<Vec<u8>, String>) -> UploadInput<'static> {
+        UploadInput {
+            category,
+            description: " left wrist ",
+            taken_on: "2026-12-01",
+            typed_name: "scan.png",
+            content,
+        }
+    }
+
+    fn today() -> Date {
+        Date::from_calendar_date(2026, time::Month::December, 2).unwrap()
+    }
+
+    #[test]
+    fn an_upload_is_a_listed_category_and_a_file_of_a_known_type() {
+        let png = b"\x89PNG\r\n\x1a\n rest".to_vec();
+        let upload = Upload::check(input("X-ray", Ok(png)), today()).unwrap();
+        assert_eq!(upload.file_type, FileType::Png);
+        assert_eq!(upload.description, "left wrist");
+        let problems = Upload::check(input("x-ray", Ok(b"GIF89a".to_vec())), today())
+            .err()
+            .unwrap();
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["category", "file"]);
+        let unread = Upload::check(input("CT", Err("too large".into())), today())
+            .err()
+            .unwrap();
+        assert_eq!(unread, [("file", "too large".to_string())]);
+    }
+
+    #[test]
+    fn the_typed_name_is_cut_to_200_characters() {
+        let long = "é".repeat(300);
+        let mut typed = input("MRI", Ok(b"%PDF-1.7".to_vec()));
+        typed.typed_name = &long;
+        let upload = Upload::check(typed, today()).unwrap();
+        assert_eq!(upload.typed_name.chars().count(), 200);
+    }
 
     #[test]
     fn types_come_from_the_content() {

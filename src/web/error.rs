@@ -76,6 +76,17 @@ impl From<crate::fields::StoreError> for AppError {
     }
 }
 
+impl From<crate::records::files::UploadError> for AppError {
+    fn from(e: crate::records::files::UploadError) -> Self {
+        match e {
+            crate::records::files::UploadError::Store(e) => e.into(),
+            crate::records::files::UploadError::Write(e) => {
+                AppError::internal("writing a medical file", e)
+            }
+        }
+    }
+}
+
 impl From<crate::reencryption::job::JobError> for AppError {
     fn from(e: crate::reencryption::job::JobError) -> Self {
         match e {

@@ -170,6 +170,7 @@ pub(super) async fn render_record(
         context! {
             layout, record, forms, emergency_until, today,
             blood_types: validate::BLOOD_TYPES, genders: validate::GENDERS,
+            categories: crate::records::files::CATEGORIES,
             profile_fields: PROFILE_FIELDS,
             max_upload: super::size_text(app.config.max_upload_bytes),
         },

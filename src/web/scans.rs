@@ -14,13 +14,10 @@ use crate::access::page;
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
 use crate::auth::{Allowed, CsrfForm};
-use crate::crypto::{
-    file_link_token, open_file, random_id, seal_file, sha256_hex, verify_file_link, FileKey,
-    Purpose,
-};
+use crate::crypto::{file_link_token, open_file, sha256_hex, verify_file_link, FileKey, Purpose};
 use crate::db::models::records::MedicalFileRow;
-use crate::records::files::{self, FileType};
-use crate::records::{self, validate};
+use crate::records::files::{self, FileType, Upload, UploadInput};
+use crate::records::{self};
 use crate::web::error::{AppError, Rejected};
 use crate::web::form_context_of;
 use crate::web::patient_record::{patient_for_change, rerender, Doctor, RecordForm};
@@ -37,9 +34,6 @@ pub struct ScanForm<'r> {
     file: TempFile<'r>,
 }
 
-const SCAN_NAMES: [&str; 3] = ["category", "description", "taken_on"];
-pub const CATEGORIES: [&str; 6] = ["X-ray", "CT", "MRI", "Ultrasound", "Lab report", "Other"];
-
 #[post("/patients/<id>/scans", data = "<form>")]
 async fn upload(
     who: Doctor,
@@ -49,105 +43,43 @@ async fn upload(
 ) -> Result<Flash<Redirect>, Rejected> {
     let patient = patient_for_change(app, &who, id).await?;
     let max = app.config.max_upload_bytes;
-    let mut view = form_context_of(&form.context, &SCAN_NAMES);
-    if form
-        .context
-        .field_errors("file")
-        .any(|e| matches!(e.kind, rocket::form::error::ErrorKind::InvalidLength { .. }))
-    {
-        view = view.error("file", too_large(max));
-    }
+    let mut view = form_context_of(&form.context, &files::FIELD_NAMES);
     let Some(f) = form.value.as_ref() else {
-        if !view.errors.contains_key("file") {
-            view = view.error("file", "Choose a file and fill in the form.");
-        }
+        let too_large_sent = form
+            .context
+            .field_errors("file")
+            .any(|e| matches!(e.kind, rocket::form::error::ErrorKind::InvalidLength { .. }));
+        view = if too_large_sent {
+            view.error("file", too_large(max))
+        } else if !view.errors.contains_key("file") {
+            view.error("file", "Choose a file and fill in the form.")
+        } else {
+            view
+        };
         return Err(rerender(app, &who, &patient, RecordForm::Scan, view).await);
     };
-    if !CATEGORIES.contains(&f.category.as_str()) {
-        view = view.error("category", "Choose one of the listed categories.");
-    }
-    let description = validate::text(&f.description, 1000, false, "description");
-    if let Err(e) = &description {
-        view = view.error("description", e.clone());
-    }
-    let taken_on = validate::date(&f.taken_on, app.clock.today(), true).map(validate::date_text);
-    if let Err(e) = taken_on {
-        view = view.error("taken_on", e);
-    }
-    let content = read_upload(&f.file, max).await;
-    let file_type = match &content {
-        Err(problem) => {
-            view = view.error("file", problem.clone());
-            None
-        }
-        Ok(bytes) => match FileType::sniff(bytes) {
-            Some(t) => Some(t),
-            None => {
-                view = view.error("file", "This file is not a JPEG, PNG, PDF or DICOM file.");
-                None
-            }
-        },
-    };
-    let (Ok(content), Some(file_type), Ok(description), Ok(taken_on), false) =
-        (content, file_type, description, taken_on, view.has_errors())
-    else {
-        return Err(rerender(app, &who, &patient, RecordForm::Scan, view).await);
-    };
-    // Kept only sealed, shown escaped, and never used as a path (see files::download_name).
-    let typed_name: String = f
+    let typed_name = f
         .file
         .raw_name()
-        .map(|n| {
-            n.dangerous_unsafe_unsanitized_raw()
-                .as_str()
-                .chars()
-                .take(200)
-                .collect()
-        })
+        .map(|n| n.dangerous_unsafe_unsanitized_raw().as_str())
         .unwrap_or_default();
-    let category = f.category.clone();
-    let (actor, pid, uploader) = (who.actor(), patient.id.clone(), who.user.id.clone());
-    app.blocking(move |app, conn| {
-        let id = random_id(app.id_length());
-        let key = FileKey::generate();
-        let sealed_file = seal_file(&key, &id, &content);
-        let sealed = app.fields.row("medical_files", &id, &pid);
-        let row = MedicalFileRow {
-            id: id.clone(),
-            patient_id: pid.clone(),
-            uploaded_by: uploader,
-            category: sealed.seal("category", &category)?,
-            description: sealed.seal("description", &description)?,
-            taken_on: sealed.seal("taken_on", &taken_on)?,
-            file_name: sealed.seal("file_name", &typed_name)?,
-            content_type: file_type.content_type().to_string(),
-            size_bytes: content.len() as i64,
-            sha256: sealed.seal("sha256", &sha256_hex(&content))?,
-            file_key: sealed.seal("file_key", &key.to_text())?,
-            created_at: app.now(),
-        };
-        let storage = app.config.storage_dir();
-        files::write_sealed(&storage, &id, &sealed_file)
-            .map_err(|e| AppError::internal("writing a medical file", e))?;
-        let saved = conn.immediate_transaction(|conn| {
-            MedicalFileRow::insert(&row, conn)?;
-            records::audit(
-                app,
-                conn,
-                &actor,
-                action::FILE_UPLOADED,
-                &pid,
-                format!("file {id}, {} bytes, {}", row.size_bytes, row.content_type),
-            )
-        });
-        if let Err(e) = saved {
-            // No row points at the file: take it away again.
-            files::remove_sealed(&storage, &id);
-            return Err(AppError::from(e));
+    let input = UploadInput {
+        category: &f.category,
+        description: &f.description,
+        taken_on: &f.taken_on,
+        typed_name,
+        content: read_upload(&f.file, max).await,
+    };
+    let upload = match Upload::check(input, app.clock.today()) {
+        Ok(upload) => upload,
+        Err(problems) => {
+            let view = view.with_problems(problems);
+            return Err(rerender(app, &who, &patient, RecordForm::Scan, view).await);
         }
-        Ok(())
-    })
-    .await?;
+    };
+    let (actor, pid, uploader) = (who.actor(), patient.id.clone(), who.user.id.clone());
+    app.blocking(move |app, conn| Ok(files::upload(app, conn, &actor, &pid, &uploader, &upload)?))
+        .await?;
     Ok(Flash::success(
         Redirect::to(format!("/patients/{}#files", patient.id)),
         "File uploaded and encrypted.",
