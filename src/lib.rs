@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod db;
 pub mod fields;
 pub mod health;
+pub mod ids;
 pub mod logging;
 pub mod masking;
 pub mod private_files;

@@ -130,7 +130,11 @@ mod tests {
         row_key(
             HashAlg::Sha256,
             &t,
-            &row_info("o", "r", Cipher::Aes256Gcm),
+            &row_info(
+                crate::ids::OwnerId("o"),
+                crate::ids::RowId("r"),
+                Cipher::Aes256Gcm,
+            ),
             Cipher::Aes256Gcm,
         )
         .unwrap()

@@ -1,5 +1,6 @@
 //! Field encryption: the one face the rest of medvault uses to seal and open column values.
 
+use crate::ids::{OwnerId, RowId};
 use std::sync::Arc;
 
 use zeroize::Zeroizing;
@@ -225,7 +226,7 @@ impl FieldCrypto {
         }
         let row_key = self.keys.with_root_key(version, |root| {
             let table_key = kdf::table_key(suite.hash, root, field.table)?;
-            let info = kdf::row_info(field.owner_id, field.row_id, suite.cipher);
+            let info = kdf::row_info(OwnerId(field.owner_id), RowId(field.row_id), suite.cipher);
             kdf::row_key(suite.hash, &table_key, &info, suite.cipher)
         })??;
         let key = if suite.cipher.is_aead() {

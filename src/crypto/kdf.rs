@@ -11,6 +11,7 @@
 //! Deriving per hash means a value relabelled with another hash id is opened with an unrelated
 //! key; putting the cipher id in the row key's label means no key ever serves two algorithms.
 
+use crate::ids::{OwnerId, RowId};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -165,11 +166,12 @@ pub(crate) fn table_key(hash: HashAlg, root: &[u8], table: &str) -> Option<Zeroi
 }
 
 /// The label of a row key; also, with the root version and suite in front, the cache's key.
-pub(crate) fn row_info(owner_id: &str, row_id: &str, cipher: Cipher) -> Vec<u8> {
-    let mut info = Vec::with_capacity(32 + owner_id.len() + row_id.len());
+pub(crate) fn row_info(owner: OwnerId<'_>, row: RowId<'_>, cipher: Cipher) -> Vec<u8> {
+    let (owner, row) = (owner.as_str(), row.as_str());
+    let mut info = Vec::with_capacity(32 + owner.len() + row.len());
     info.extend_from_slice(b"medvault/v1/row");
-    push_length_prefixed(&mut info, owner_id.as_bytes());
-    push_length_prefixed(&mut info, row_id.as_bytes());
+    push_length_prefixed(&mut info, owner.as_bytes());
+    push_length_prefixed(&mut info, row.as_bytes());
     info.push(cipher.id());
     info
 }
@@ -240,7 +242,7 @@ mod tests {
         let base = row_key(
             HashAlg::Sha256,
             &t,
-            &row_info("o1", "r1", Cipher::Aes256Gcm),
+            &row_info(OwnerId("o1"), RowId("r1"), Cipher::Aes256Gcm),
             Cipher::Aes256Gcm,
         )
         .unwrap();
@@ -249,35 +251,35 @@ mod tests {
             row_key(
                 HashAlg::Sha3_256,
                 &t3,
-                &row_info("o1", "r1", Cipher::Aes256Gcm),
+                &row_info(OwnerId("o1"), RowId("r1"), Cipher::Aes256Gcm),
                 Cipher::Aes256Gcm,
             )
             .unwrap(),
             row_key(
                 HashAlg::Sha256,
                 &table_key(HashAlg::Sha256, &root, "visits").unwrap(),
-                &row_info("o1", "r1", Cipher::Aes256Gcm),
+                &row_info(OwnerId("o1"), RowId("r1"), Cipher::Aes256Gcm),
                 Cipher::Aes256Gcm,
             )
             .unwrap(),
             row_key(
                 HashAlg::Sha256,
                 &t,
-                &row_info("o1", "r2", Cipher::Aes256Gcm),
+                &row_info(OwnerId("o1"), RowId("r2"), Cipher::Aes256Gcm),
                 Cipher::Aes256Gcm,
             )
             .unwrap(),
             row_key(
                 HashAlg::Sha256,
                 &t,
-                &row_info("o2", "r1", Cipher::Aes256Gcm),
+                &row_info(OwnerId("o2"), RowId("r1"), Cipher::Aes256Gcm),
                 Cipher::Aes256Gcm,
             )
             .unwrap(),
             row_key(
                 HashAlg::Sha256,
                 &t,
-                &row_info("o1", "r1", Cipher::ChaCha20Poly1305),
+                &row_info(OwnerId("o1"), RowId("r1"), Cipher::ChaCha20Poly1305),
                 Cipher::ChaCha20Poly1305,
             )
             .unwrap(),
@@ -288,8 +290,8 @@ mod tests {
         assert_eq!(base.expose().len(), 32);
         // Length prefixes keep ("o1", "r1") and ("o1r", "1") apart.
         assert_ne!(
-            row_info("o1", "r1", Cipher::Aes256Gcm),
-            row_info("o1r", "1", Cipher::Aes256Gcm)
+            row_info(OwnerId("o1"), RowId("r1"), Cipher::Aes256Gcm),
+            row_info(OwnerId("o1r"), RowId("1"), Cipher::Aes256Gcm)
         );
     }
 
@@ -309,7 +311,13 @@ mod tests {
     fn row_keys_have_the_cipher_key_length() {
         let t = table_key(HashAlg::Md5, &[1u8; 32], "t").unwrap();
         for cipher in Cipher::ALL {
-            let key = row_key(HashAlg::Md5, &t, &row_info("o", "r", cipher), cipher).unwrap();
+            let key = row_key(
+                HashAlg::Md5,
+                &t,
+                &row_info(OwnerId("o"), RowId("r"), cipher),
+                cipher,
+            )
+            .unwrap();
             let want = if cipher.is_aead() {
                 cipher.key_len()
             } else {

@@ -14,6 +14,7 @@ use crate::crypto::{
     stored_form, FieldCrypto, FieldRef, IntegrityError, KeyRing, StoredForm,
     DEFAULT_KEY_CACHE_CAPACITY,
 };
+use crate::ids::{OwnerId, RowId};
 
 /// A value that could not be sealed or indexed: the crypto refused, for a key it cannot derive.
 #[derive(Debug, thiserror::Error)]
@@ -318,13 +319,19 @@ impl Fields {
         )
     }
 
-    /// Seals and opens the columns of one row: what the record pages use.
-    pub fn row<'a>(&'a self, table: &'a str, row_id: &'a str, owner_id: &'a str) -> RowFields<'a> {
+    /// Seals and opens the columns of row `row` of `table`, which belongs to `owner`: what the
+    /// record pages use.
+    pub fn row<'a>(
+        &'a self,
+        table: &'a str,
+        row: RowId<'a>,
+        owner: impl Into<OwnerId<'a>>,
+    ) -> RowFields<'a> {
         RowFields {
             fields: self,
             table,
-            row_id,
-            owner_id,
+            row_id: row.as_str(),
+            owner_id: owner.into().as_str(),
         }
     }
 

@@ -8,6 +8,7 @@ use crate::db::models::records::AppointmentRow;
 pub use crate::db::models::records::AppointmentStatus;
 use crate::db::Conn;
 use crate::fields::StoreError;
+use crate::ids::{PatientId, RowId};
 use crate::services::Services;
 
 /// The longest reason for a visit, in characters.
@@ -72,7 +73,7 @@ pub fn book(
         starts_at: booking.starts_at,
         reason: app
             .fields
-            .row("appointments", &id, patient_id)
+            .row("appointments", RowId(&id), PatientId(patient_id))
             .seal("reason", &booking.reason)?,
         status: AppointmentStatus::Booked.as_str().into(),
         created_at: now,

@@ -7,6 +7,7 @@ use crate::crypto::random_id;
 use crate::db::models::records::ConsultationRow;
 use crate::db::Conn;
 use crate::fields::{Shown, StoreError};
+use crate::ids::{PatientId, RowId};
 use crate::services::Services;
 
 /// The form field (and row column) of the consultation's date and time.
@@ -132,7 +133,9 @@ impl Consultation {
     /// `row` with this consultation's values, sealed under `row`'s own keys.
     fn seal_into(&self, app: &Services, row: &mut ConsultationRow) -> Result<(), StoreError> {
         let (id, owner) = (row.id.clone(), row.patient_id.clone());
-        let sealed = app.fields.row("consultations", &id, &owner);
+        let sealed = app
+            .fields
+            .row("consultations", RowId(&id), PatientId(&owner));
         row.occurred_at = self.occurred_at;
         for field in ConsultationText::ALL {
             field.store(row, sealed.seal(field.name(), self.text(field))?);
@@ -233,7 +236,9 @@ pub fn open_for_edit(
     let Some(row) = ConsultationRow::find(patient_id, id, conn)? else {
         return Ok(None);
     };
-    let sealed = app.fields.row("consultations", &row.id, patient_id);
+    let sealed = app
+        .fields
+        .row("consultations", RowId(&row.id), PatientId(patient_id));
     let opened = Opened {
         texts: ConsultationText::ALL
             .into_iter()

@@ -13,6 +13,7 @@ use crate::crypto::{random_id, seal_file, sha256_hex, FileKey};
 use crate::db::models::records::MedicalFileRow;
 use crate::db::Conn;
 use crate::fields::StoreError;
+use crate::ids::{PatientId, RowId};
 use crate::services::Services;
 
 /// The categories a file is filed under, in the order the upload form lists them.
@@ -118,7 +119,9 @@ pub fn upload(
     let id = random_id(app.id_length());
     let key = FileKey::generate();
     let sealed_file = seal_file(&key, &id, &upload.content);
-    let sealed = app.fields.row("medical_files", &id, patient_id);
+    let sealed = app
+        .fields
+        .row("medical_files", RowId(&id), PatientId(patient_id));
     let row = MedicalFileRow {
         id: id.clone(),
         patient_id: patient_id.to_string(),

@@ -24,6 +24,7 @@ use crate::db::models::User;
 use crate::db::schema::users;
 use crate::db::{Conn, LoadOne};
 use crate::fields::Shown;
+use crate::ids::{DoctorId, PatientId, RowId};
 use crate::masking::{self, Mode, Visibility, PROFILE_FIELDS};
 use crate::services::Services;
 
@@ -53,7 +54,7 @@ pub fn relation(
     match viewer.level() {
         Level::Patient if viewer.id == patient_id => Ok(Some(Relation::Own)),
         Level::Doctor => {
-            if CareTeam::is_assigned(&viewer.id, patient_id, conn)? {
+            if CareTeam::is_assigned(DoctorId(&viewer.id), PatientId(patient_id), conn)? {
                 return Ok(Some(Relation::Care));
             }
             Ok(
@@ -235,7 +236,9 @@ pub fn profile_items(
     visibility: &Visibility,
     revealed: Option<&str>,
 ) -> Vec<ProfileItem> {
-    let sealed = app.fields.row("patients", &row.user_id, &row.user_id);
+    let sealed = app
+        .fields
+        .row("patients", RowId(&row.user_id), PatientId(&row.user_id));
     PROFILE_FIELDS
         .iter()
         .filter_map(|field| {
@@ -275,7 +278,9 @@ pub fn patient_name(
     level: Level,
 ) -> String {
     if let Some(row) = profile {
-        let sealed = app.fields.row("patients", &row.user_id, &row.user_id);
+        let sealed = app
+            .fields
+            .row("patients", RowId(&row.user_id), PatientId(&row.user_id));
         let visibility = app.masking();
         let mut parts = Vec::new();
         for (column, stored) in [
@@ -355,7 +360,9 @@ pub fn load_record(
         consultations: consultations
             .iter()
             .map(|c| {
-                let s = app.fields.row("consultations", &c.id, pid);
+                let s = app
+                    .fields
+                    .row("consultations", RowId(&c.id), PatientId(pid));
                 ConsultationView {
                     id: c.id.clone(),
                     occurred_at: c.occurred_at,
@@ -372,7 +379,9 @@ pub fn load_record(
         files: files
             .iter()
             .map(|f| {
-                let s = app.fields.row("medical_files", &f.id, pid);
+                let s = app
+                    .fields
+                    .row("medical_files", RowId(&f.id), PatientId(pid));
                 FileView {
                     id: f.id.clone(),
                     category: s.show("category", &f.category),
@@ -389,7 +398,7 @@ pub fn load_record(
         vaccinations: vaccinations
             .iter()
             .map(|v| {
-                let s = app.fields.row("vaccinations", &v.id, pid);
+                let s = app.fields.row("vaccinations", RowId(&v.id), PatientId(pid));
                 VaccinationView {
                     id: v.id.clone(),
                     vaccine: s.show("vaccine", &v.vaccine),
@@ -409,7 +418,7 @@ pub fn load_record(
                 doctor: name_of(&a.doctor_id),
                 reason: app
                     .fields
-                    .row("appointments", &a.id, pid)
+                    .row("appointments", RowId(&a.id), PatientId(pid))
                     .show("reason", &a.reason),
                 status: a.status.clone(),
                 live: a

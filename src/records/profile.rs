@@ -13,6 +13,7 @@ use crate::db::models::records::{CareTeam, PatientRow};
 use crate::db::models::{NewUser, User};
 use crate::db::Conn;
 use crate::fields::StoreError;
+use crate::ids::{DoctorId, PatientId, RowId, UserId};
 use crate::services::Services;
 
 pub const NATIONAL_ID_TAKEN: &str = "Another patient is registered with this national ID.";
@@ -120,7 +121,9 @@ impl Profile {
         if let (true, Some(problem)) = (is_new, self.blank_problems.first()) {
             return Ok(Err(problem.clone()));
         }
-        let sealed = app.fields.row("patients", patient_id, patient_id);
+        let sealed = app
+            .fields
+            .row("patients", RowId(patient_id), PatientId(patient_id));
         let mut row = current.unwrap_or_else(|| PatientRow::empty(patient_id));
         for column in ProfileColumn::ALL {
             let value = match (self.value(column), is_new) {
@@ -158,7 +161,7 @@ impl Profile {
             row.user_id != patient_id
                 && app
                     .fields
-                    .row("patients", &row.user_id, &row.user_id)
+                    .row("patients", RowId(&row.user_id), PatientId(&row.user_id))
                     .open("national_id", &row.national_id)
                     .is_ok_and(|v| v == national_id)
         }))
@@ -240,7 +243,13 @@ pub fn register(
             conn,
         )?;
         PatientRow::save(&row, conn)?;
-        CareTeam::assign(doctor_id, &id, doctor_id, now, conn)?;
+        CareTeam::assign(
+            DoctorId(doctor_id),
+            PatientId(&id),
+            UserId(doctor_id),
+            now,
+            conn,
+        )?;
         app.audit.append(
             conn,
             now,

@@ -10,6 +10,7 @@ use crate::crypto::random_id;
 use crate::db::models::records::VaccinationRow;
 use crate::db::Conn;
 use crate::fields::StoreError;
+use crate::ids::{PatientId, RowId};
 use crate::services::Services;
 
 /// The fields of the vaccination form, which are also the row's (encryptable) columns.
@@ -100,7 +101,9 @@ pub fn record(
     dose: &Dose,
 ) -> Result<Result<String, DoseRefusal>, StoreError> {
     let id = random_id(app.id_length());
-    let sealed = app.fields.row("vaccinations", &id, patient_id);
+    let sealed = app
+        .fields
+        .row("vaccinations", RowId(&id), PatientId(patient_id));
     let row = VaccinationRow {
         id: id.clone(),
         patient_id: patient_id.to_string(),
@@ -137,7 +140,9 @@ pub fn record(
 fn doses_of(app: &Services, vaccine: &str, rows: &[VaccinationRow]) -> Option<Vec<(u32, String)>> {
     let mut doses = Vec::new();
     for row in rows {
-        let sealed = app.fields.row("vaccinations", &row.id, &row.patient_id);
+        let sealed = app
+            .fields
+            .row("vaccinations", RowId(&row.id), PatientId(&row.patient_id));
         let name = sealed.open("vaccine", &row.vaccine).ok()?;
         let number = sealed.open("dose_number", &row.dose_number).ok()?;
         let date = sealed.open("given_on", &row.given_on).ok()?;

@@ -18,6 +18,7 @@ use crate::audit::{action, Entry, Outcome};
 use crate::auth::{Allowed, CsrfForm};
 use crate::db::models::records::{CareTeam, FieldVisibilityRows};
 use crate::db::models::{User, UserFilter};
+use crate::ids::{DoctorId, PatientId, UserId};
 use crate::masking::{Mode, LEVELS, PROFILE_FIELDS};
 use crate::records::{self};
 use crate::web::error::AppError;
@@ -125,9 +126,15 @@ async fn change_care_team(
                     return Ok(Err("Choose a doctor and a patient from the lists."));
                 };
                 let changed = if assign {
-                    CareTeam::assign(&doctor.id, &patient.id, &actor.id, app.now(), conn)?
+                    CareTeam::assign(
+                        DoctorId(&doctor.id),
+                        PatientId(&patient.id),
+                        UserId(&actor.id),
+                        app.now(),
+                        conn,
+                    )?
                 } else {
-                    CareTeam::unassign(&doctor.id, &patient.id, conn)?
+                    CareTeam::unassign(DoctorId(&doctor.id), PatientId(&patient.id), conn)?
                 };
                 if !changed {
                     return Ok(Err(if assign {

@@ -2,6 +2,7 @@
 //! masked value; emergency access to a record outside the doctor's care; the profile form.
 //! Every view and change writes an audit event the patient sees at `/account/access-log`.
 
+use crate::ids::{PatientId, RowId};
 use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::http::Status;
@@ -293,7 +294,7 @@ async fn emergency(
         let grant_id = random_id(app.id_length());
         let sealed = app
             .fields
-            .row("emergency_grants", &grant_id, &pid)
+            .row("emergency_grants", RowId(&grant_id), PatientId(&pid))
             .seal("reason", &reason)?;
         conn.immediate_transaction(|conn| {
             EmergencyGrant::insert(

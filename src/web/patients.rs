@@ -14,6 +14,7 @@ use crate::auth::CsrfForm;
 use crate::crypto::random_password;
 use crate::db::models::records::{CareTeam, PatientRow};
 use crate::db::models::User;
+use crate::ids::{DoctorId, PatientId, RowId};
 use crate::masking::Mode;
 use crate::records::profile::{self, ProfileColumn, Registration};
 use crate::records::{self, validate};
@@ -48,7 +49,9 @@ fn line(
 ) -> PatientLine {
     let (dob, nid) = profile
         .map(|p| {
-            let sealed = app.fields.row("patients", &p.user_id, &p.user_id);
+            let sealed = app
+                .fields
+                .row("patients", RowId(&p.user_id), PatientId(&p.user_id));
             (
                 sealed.show("date_of_birth", &p.date_of_birth).text,
                 sealed.show("national_id", &p.national_id).text,
@@ -104,14 +107,17 @@ async fn list(
                     .blind_index_candidates("patients", "national_id", &nid)?;
                 let mut found = Vec::new();
                 for row in PatientRow::find_by_national_id_index(&indexes, conn)? {
-                    let sealed = app.fields.row("patients", &row.user_id, &row.user_id);
+                    let sealed =
+                        app.fields
+                            .row("patients", RowId(&row.user_id), PatientId(&row.user_id));
                     if sealed.open("national_id", &row.national_id).ok().as_deref() != Some(&nid) {
                         continue;
                     }
                     let Some(user) = records::find_patient(&row.user_id, conn)? else {
                         continue;
                     };
-                    let in_care = CareTeam::is_assigned(&doctor_id, &user.id, conn)?;
+                    let in_care =
+                        CareTeam::is_assigned(DoctorId(&doctor_id), PatientId(&user.id), conn)?;
                     if !in_care {
                         records::audit_lookup(app, conn, &actor, &user.id)?;
                     }

@@ -2,6 +2,7 @@
 //! appointments, masked as the admin set), booking and cancelling their own appointments,
 //! downloading their own files, and `/account/access-log` (who opened their record).
 
+use crate::ids::{PatientId, RowId};
 use crate::web::Template;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
@@ -281,7 +282,7 @@ async fn access_log(
                         doctor,
                         reason: app
                             .fields
-                            .row("emergency_grants", &g.id, &me)
+                            .row("emergency_grants", RowId(&g.id), PatientId(&me))
                             .show("reason", &g.reason),
                     })
                 })

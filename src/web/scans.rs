@@ -16,6 +16,7 @@ use crate::audit::{action, Actor, Entry, Outcome};
 use crate::auth::{Allowed, CsrfForm};
 use crate::crypto::{file_link_token, open_file, sha256_hex, verify_file_link, FileKey, Purpose};
 use crate::db::models::records::MedicalFileRow;
+use crate::ids::{PatientId, RowId};
 use crate::records::files::{self, FileType, Upload, UploadInput};
 use crate::records::{self};
 use crate::web::error::{AppError, Rejected};
@@ -238,7 +239,11 @@ async fn download(
                 FileType::from_content_type(&file.content_type).unwrap_or(FileType::Pdf);
             let name = app
                 .fields
-                .row("medical_files", &file.id, &file.patient_id)
+                .row(
+                    "medical_files",
+                    RowId(&file.id),
+                    PatientId(&file.patient_id),
+                )
                 .open("file_name", &file.file_name)
                 .unwrap_or_default();
             Ok(Download {
@@ -273,7 +278,11 @@ async fn open_stored(app: &App, file: &MedicalFileRow) -> Result<Vec<u8>, &'stat
     let file = file.clone();
     let opened = app
         .blocking(move |app, _| {
-            let sealed = app.fields.row("medical_files", &file.id, &file.patient_id);
+            let sealed = app.fields.row(
+                "medical_files",
+                RowId(&file.id),
+                PatientId(&file.patient_id),
+            );
             let opened = (|| {
                 let key_text = sealed
                     .open("file_key", &file.file_key)

@@ -1,6 +1,7 @@
 //! The medical record's rows as stored: every personal or clinical `String` here is a stored
 //! form (sealed or `plain:`) that only `fields` opens. Queries take the connection last.
 
+use crate::ids::{DoctorId, PatientId, UserId};
 use diesel::prelude::*;
 
 use crate::db::LoadOne;
@@ -218,18 +219,19 @@ pub type PatientListing = (crate::db::models::User, Option<PatientRow>);
 pub struct CareTeam;
 
 impl CareTeam {
+    /// Puts `patient` in `doctor`'s care, as decided by `by`; false if they already were.
     pub fn assign(
-        doctor_id: &str,
-        patient_id: &str,
-        by: &str,
+        doctor: DoctorId<'_>,
+        patient: PatientId<'_>,
+        by: UserId<'_>,
         now: i64,
         conn: &mut Conn,
     ) -> QueryResult<bool> {
         diesel::insert_into(care_assignments::table)
             .values((
-                care_assignments::doctor_id.eq(doctor_id),
-                care_assignments::patient_id.eq(patient_id),
-                care_assignments::assigned_by.eq(by),
+                care_assignments::doctor_id.eq(doctor.as_str()),
+                care_assignments::patient_id.eq(patient.as_str()),
+                care_assignments::assigned_by.eq(by.as_str()),
                 care_assignments::created_at.eq(now),
             ))
             .on_conflict_do_nothing()
@@ -237,15 +239,23 @@ impl CareTeam {
             .map(|n| n > 0)
     }
 
-    pub fn unassign(doctor_id: &str, patient_id: &str, conn: &mut Conn) -> QueryResult<bool> {
-        diesel::delete(care_assignments::table.find((doctor_id, patient_id)))
+    pub fn unassign(
+        doctor: DoctorId<'_>,
+        patient: PatientId<'_>,
+        conn: &mut Conn,
+    ) -> QueryResult<bool> {
+        diesel::delete(care_assignments::table.find((doctor.as_str(), patient.as_str())))
             .execute(conn)
             .map(|n| n > 0)
     }
 
-    pub fn is_assigned(doctor_id: &str, patient_id: &str, conn: &mut Conn) -> QueryResult<bool> {
+    pub fn is_assigned(
+        doctor: DoctorId<'_>,
+        patient: PatientId<'_>,
+        conn: &mut Conn,
+    ) -> QueryResult<bool> {
         diesel::select(diesel::dsl::exists(
-            care_assignments::table.find((doctor_id, patient_id)),
+            care_assignments::table.find((doctor.as_str(), patient.as_str())),
         ))
         .get_result(conn)
     }
