@@ -1,6 +1,7 @@
 //! The medical record: who may open whose record, and a patient's whole record read for a page
 //! (every value opened through the field encryption; a value that fails its integrity check is
-//! marked, never shown). The pages live in `web::patients`, `web::patient_record`, `web::records`.
+//! marked, never shown). The pages live in `web::patients` (a doctor's) and `web::records` (a
+//! patient's own).
 
 pub mod appointments;
 pub mod consultations;

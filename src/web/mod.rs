@@ -1,30 +1,22 @@
-//! The pages, one module per area, and what every page shares: the layout and the headers.
+//! The pages, in folders that follow the URL map (`account/`, `admin/`, `login/`, `patients/`,
+//! `records/`), and what every page shares: the layout, the headers, the error page.
 
-pub mod account;
-pub mod admin_access;
-pub mod admin_audit;
-pub mod admin_backups;
-pub mod admin_encryption;
-pub mod admin_records;
-pub mod admin_security;
-pub mod admin_user_actions;
-pub mod admin_users;
+mod account;
+mod admin;
 mod appointment_form;
 mod blocking;
 pub mod error;
+mod files;
 mod headers;
-pub mod home;
+mod home;
 mod layout;
-pub mod login;
+mod login;
 pub mod metrics;
 pub mod page;
-pub mod patient_record;
-pub mod patients;
-pub mod record_entries;
-pub mod records;
+mod patients;
+mod records;
 mod request_pin;
-pub mod scans;
-pub mod two_factor;
+mod setup;
 
 pub use error::{AppError, Rejected};
 pub use headers::SecurityHeaders;
@@ -40,22 +32,13 @@ pub fn routes() -> Vec<Route> {
     [
         home::routes(),
         login::routes(),
-        two_factor::routes(),
+        setup::routes(),
         account::routes(),
-        admin_users::routes(),
-        admin_user_actions::routes(),
-        admin_access::routes(),
-        admin_security::routes(),
-        admin_audit::routes(),
-        admin_encryption::routes(),
-        admin_backups::routes(),
-        admin_records::routes(),
+        admin::routes(),
         metrics::routes(),
-        patient_record::routes(),
         patients::routes(),
-        record_entries::routes(),
         records::routes(),
-        scans::routes(),
+        files::routes(),
     ]
     .concat()
 }

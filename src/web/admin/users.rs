@@ -23,7 +23,7 @@ pub fn routes() -> Vec<Route> {
     routes![list, new_user_page, create, edit_page, update]
 }
 
-pub(super) type Who = Allowed<page::AdminUsers>;
+pub(crate) type Who = Allowed<page::AdminUsers>;
 const PER_PAGE: i64 = 25;
 
 /// A line of the user list: the account and its decrypted full name.
@@ -242,7 +242,7 @@ async fn create(
     ))
 }
 
-pub(super) async fn load_user(app: &App, id: &str) -> Result<User, AppError> {
+pub(crate) async fn load_user(app: &App, id: &str) -> Result<User, AppError> {
     let id = id.to_string();
     app.blocking(move |_, conn| User::find(&id, conn)?.ok_or(AppError::NotFound))
         .await
@@ -314,7 +314,7 @@ async fn audit_integrity_error(app: &App, who: &Who, usernames: &str) {
     }
 }
 
-pub(super) fn audit(
+pub(crate) fn audit(
     app: &App,
     conn: &mut Conn,
     actor: &Actor,

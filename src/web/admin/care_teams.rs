@@ -1,6 +1,5 @@
-//! The admin's side of the records: `/admin/care-teams` (which doctor treats which patient) and
-//! `/admin/masking` (per profile field and level: shown in full, masked or hidden). An admin
-//! arranges access to records but opens none.
+//! `/admin/care-teams`: which doctor treats which patient. An admin assigns and unassigns; a
+//! doctor opens only the records of their patients (or under emergency access).
 
 use std::collections::HashMap;
 
@@ -16,16 +15,15 @@ use crate::access::{page, Level};
 use crate::app::App;
 use crate::audit::{action, Entry, Outcome};
 use crate::auth::{Allowed, CsrfForm};
-use crate::db::models::records::{CareTeam, FieldVisibilityRows};
+use crate::db::models::records::CareTeam;
 use crate::db::models::{User, UserFilter};
 use crate::ids::{DoctorId, PatientId, UserId};
-use crate::masking::{Mode, LEVELS, PROFILE_FIELDS};
 use crate::records::{self};
 use crate::web::error::AppError;
 use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
-    routes![care_teams, change_care_team, masking, save_masking]
+    routes![care_teams, change_care_team]
 }
 
 #[derive(Serialize)]
@@ -167,106 +165,4 @@ async fn change_care_team(
         Ok(message) => Flash::success(back, message),
         Err(problem) => Flash::error(back, problem),
     })
-}
-
-#[derive(Serialize)]
-struct MaskingRow {
-    column: &'static str,
-    title: &'static str,
-    /// One per level of [`LEVELS`]: (form key `field-level`, current mode).
-    cells: Vec<(String, &'static str)>,
-}
-
-#[get("/admin/masking")]
-async fn masking(
-    who: Allowed<page::AdminMasking>,
-    app: &State<App>,
-    flash: Option<FlashMessage<'_>>,
-) -> Result<Template, AppError> {
-    let visibility = app.masking();
-    let rows: Vec<MaskingRow> = PROFILE_FIELDS
-        .iter()
-        .map(|f| MaskingRow {
-            column: f.column,
-            title: f.title,
-            cells: LEVELS
-                .iter()
-                .map(|l| {
-                    (
-                        format!("{}-{}", f.column, l.as_str()),
-                        visibility.mode(f.column, *l).as_str(),
-                    )
-                })
-                .collect(),
-        })
-        .collect();
-    let levels: Vec<&str> = LEVELS.iter().map(|l| l.title()).collect();
-    let modes: Vec<&str> = Mode::ALL.iter().map(|m| m.as_str()).collect();
-    let layout = Layout::for_user(app, &who, flash);
-    Ok(Template::render(
-        "admin/masking",
-        context! { layout, rows, levels, modes },
-    ))
-}
-
-#[derive(FromForm)]
-pub struct MaskingForm {
-    /// `field-level` to mode (Rocket reads a `:` in a map key as a separator).
-    mode: HashMap<String, String>,
-}
-
-#[post("/admin/masking", data = "<form>")]
-async fn save_masking(
-    who: Allowed<page::AdminMasking>,
-    app: &State<App>,
-    form: CsrfForm<'_, MaskingForm>,
-) -> Result<Flash<Redirect>, AppError> {
-    let Some(f) = form.value.as_ref() else {
-        return Err(AppError::BadRequest("The form could not be read.".into()));
-    };
-    let mut rows = Vec::new();
-    for field in PROFILE_FIELDS {
-        for level in LEVELS {
-            let key = format!("{}-{}", field.column, level.as_str());
-            let mode = f
-                .mode
-                .get(&key)
-                .and_then(|m| Mode::parse(m))
-                .ok_or_else(|| {
-                    AppError::BadRequest(format!(
-                        "Choose full, masked or hidden for {} ({}).",
-                        field.title,
-                        level.title()
-                    ))
-                })?;
-            rows.push((
-                field.column.to_string(),
-                level.as_str().to_string(),
-                mode.as_str().to_string(),
-            ));
-        }
-    }
-    let actor = who.actor();
-    app.blocking(move |app, conn| {
-        conn.immediate_transaction(|conn| {
-            let summary: Vec<String> = rows
-                .iter()
-                .filter(|(_, _, m)| m != "full")
-                .map(|(f, l, m)| format!("{f}:{l}={m}"))
-                .collect();
-            FieldVisibilityRows::replace_all(&rows, conn)?;
-            app.state_seal.reseal(app.now(), conn)?;
-            app.audit.append(
-                conn,
-                app.now(),
-                &Entry::new(&actor, action::MASKING_SAVED, Outcome::Success)
-                    .target("profile fields")
-                    .detail(summary.join(", ")),
-            )?;
-            Ok::<_, AppError>(crate::masking::Visibility::load(conn)?)
-        })
-    })
-    .await
-    .map(|saved| app.set_masking(saved))?;
-    Ok(Flash::success(Redirect::to("/admin/masking"), "Saved."))
 }

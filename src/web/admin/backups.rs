@@ -235,7 +235,10 @@ async fn delete(
 ) -> Answer {
     if !confirmed(&form) {
         return Answer::Done(Flash::warning(
-            Redirect::to(format!("/admin/backups/{}/delete", super::encode(&name))),
+            Redirect::to(format!(
+                "/admin/backups/{}/delete",
+                crate::web::encode(&name)
+            )),
             "Confirm the deletion first.",
         ));
     }
@@ -263,11 +266,14 @@ async fn restore(
     app: &State<App>,
     name: String,
     form: CsrfForm<'_, ConfirmForm>,
-    pin: super::OwnPin<'_>,
+    pin: crate::web::OwnPin<'_>,
 ) -> Answer {
     if !confirmed(&form) {
         return Answer::Done(Flash::warning(
-            Redirect::to(format!("/admin/backups/{}/restore", super::encode(&name))),
+            Redirect::to(format!(
+                "/admin/backups/{}/restore",
+                crate::web::encode(&name)
+            )),
             "Confirm the restore first.",
         ));
     }

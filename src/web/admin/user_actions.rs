@@ -7,7 +7,7 @@ use rocket::response::{Flash, Redirect};
 use rocket::{post, routes, Route, State};
 use rocket_dyn_templates::context;
 
-use super::admin_users::{audit, load_user, Who};
+use super::users::{audit, load_user, Who};
 use crate::access::Level;
 use crate::app::App;
 use crate::audit::{action, Actor};

@@ -1,5 +1,5 @@
-//! Two-factor sign-in: enrolling an authenticator at `/account/2fa`, and the code asked for at
-//! `/login/2fa` between a correct password and a full session.
+//! `/login/2fa`: the second step of signing in, a TOTP code or a recovery code, within a few
+//! minutes of the password.
 
 use crate::web::Template;
 use rocket::form::FromForm;
@@ -13,31 +13,27 @@ use crate::access::{page, Page};
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
 use crate::auth::{
-    login_csrf_token, remove_session_cookie, set_session_cookie, start_session, Allowed,
-    ClientInfo, CsrfForm, Public, SESSION_COOKIE,
+    login_csrf_token, remove_session_cookie, set_session_cookie, start_session, ClientInfo,
+    CsrfForm, Public, SESSION_COOKIE,
 };
 use crate::brute_force::AttemptRefused;
-use crate::crypto::{
-    new_totp_secret, random_id, recovery_code_digest, totp_enrolment, totp_secret_text,
-    verify_totp, FieldRef, Purpose,
-};
+use crate::crypto::{recovery_code_digest, verify_totp, FieldRef, Purpose};
 use crate::db::models::two_factor::{RecoveryCode, TwoFactor};
 use crate::db::models::{SessionRow, User, STAGE_FULL};
 use crate::db::Conn;
-use crate::web::error::{too_many_requests, AppError, Rejected, TooManyRequests};
-use crate::web::layout::FormView;
+use crate::web::error::{too_many_requests, AppError, TooManyRequests};
 use crate::web::login::after_sign_in;
-use crate::web::{ButtonForm, Layout};
+use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
-    routes![code_page, submit_code, overview, start, confirm, disable]
+    routes![code_page, submit_code]
 }
 
 /// How long the half-signed-in state between password and code lasts.
 pub const PENDING_SECONDS: i64 = 5 * 60;
-const RECOVERY_CODES: usize = 10;
+pub(crate) const RECOVERY_CODES: usize = 10;
 
-fn secret_field(user_id: &str) -> FieldRef<'_> {
+pub(crate) fn secret_field(user_id: &str) -> FieldRef<'_> {
     FieldRef {
         table: "two_factor",
         column: "secret",
@@ -46,7 +42,7 @@ fn secret_field(user_id: &str) -> FieldRef<'_> {
     }
 }
 
-fn open_secret(app: &App, enrolment: &TwoFactor) -> Result<Vec<u8>, AppError> {
+pub(crate) fn open_secret(app: &App, enrolment: &TwoFactor) -> Result<Vec<u8>, AppError> {
     let text = app
         .fields
         .open(&secret_field(&enrolment.user_id), &enrolment.secret)
@@ -151,7 +147,7 @@ async fn code_page(
 
 #[derive(FromForm)]
 pub struct CodeForm {
-    code: String,
+    pub(crate) code: String,
 }
 
 /// What the code page answers: onwards, the form again, or back to the password.
@@ -267,195 +263,4 @@ async fn submit_code(
             start_over("Signing in failed; please try again.")
         }
     }
-}
-
-type Who = Allowed<page::AccountTwoFactor>;
-
-#[get("/account/2fa")]
-async fn overview(
-    who: Who,
-    app: &State<App>,
-    flash: Option<FlashMessage<'_>>,
-) -> Result<Template, AppError> {
-    let user_id = who.user.id.clone();
-    let unused = app
-        .blocking(move |_, conn| Ok(RecoveryCode::count_unused(&user_id, conn)?))
-        .await?;
-    let required = app.security.two_factor_required(who.user.level());
-    let layout = Layout::for_user(app, &who, flash);
-    Ok(Template::render(
-        "account/two_factor",
-        context! { layout, enabled: who.user.two_factor_enabled, unused, required, form: FormView::default() },
-    ))
-}
-
-/// Makes a new secret, held (sealed) on the server, and shows it to be scanned.
-#[post("/account/2fa/start", data = "<_form>")]
-async fn start(
-    who: Who,
-    app: &State<App>,
-    _form: CsrfForm<'_, ButtonForm>,
-) -> Result<Template, AppError> {
-    if who.user.two_factor_enabled {
-        return Err(AppError::Conflict(
-            "Two-factor sign-in is already on. Turn it off first to enrol another authenticator."
-                .into(),
-        ));
-    }
-    let secret = new_totp_secret();
-    let sealed = app
-        .fields
-        .seal(&secret_field(&who.user.id), &hex::encode(&secret))?;
-    let user_id = who.user.id.clone();
-    app.blocking(move |app, conn| {
-        Ok(TwoFactor::begin_enrolment(
-            &user_id,
-            &sealed,
-            app.now(),
-            conn,
-        )?)
-    })
-    .await?;
-    Ok(enrol_template(app, &who, &secret, FormView::default()))
-}
-
-fn enrol_template(app: &App, who: &Who, secret: &[u8], form: FormView) -> Template {
-    let (url, qr) = totp_enrolment(secret, "medvault", &who.user.username);
-    let layout = Layout::for_user(app, who, None);
-    Template::render(
-        "account/two_factor_enrol",
-        context! { layout, url, qr, secret_text: totp_secret_text(secret), form },
-    )
-}
-
-#[post("/account/2fa/confirm", data = "<form>")]
-async fn confirm(
-    who: Who,
-    app: &State<App>,
-    form: CsrfForm<'_, CodeForm>,
-) -> Result<Template, Rejected> {
-    let code = form
-        .value
-        .as_ref()
-        .map(|f| f.code.clone())
-        .unwrap_or_default();
-    let (user_id, actor) = (who.user.id.clone(), who.actor());
-    let this_session = who.session.id.clone();
-    let outcome = app
-        .blocking(move |app, conn| {
-            let Some(enrolment) = TwoFactor::find(&user_id, conn)?.filter(|t| !t.enabled) else {
-                return Ok(Err(None));
-            };
-            let secret = open_secret(app, &enrolment)?;
-            let Some(step) = verify_totp(&secret, &code, app.now(), 0) else {
-                return Ok(Err(Some(secret)));
-            };
-            let codes: Vec<String> = (0..RECOVERY_CODES)
-                .map(|_| crate::crypto::random_password()[..14].to_string())
-                .collect();
-            let key = app.keys.purpose_key(Purpose::RecoveryCodes);
-            let digests: Vec<(String, String)> = codes
-                .iter()
-                .map(|c| (random_id(16), recovery_code_digest(&key, &user_id, c)))
-                .collect();
-            conn.immediate_transaction(|conn| {
-                TwoFactor::enable(&user_id, conn)?;
-                TwoFactor::use_step(&user_id, step, conn)?;
-                RecoveryCode::replace_all(&user_id, &digests, conn)?;
-                // Sessions opened with the password alone end: from now on it takes both.
-                let ended = SessionRow::delete_others_of_user(&user_id, &this_session, conn)?;
-                app.audit.append(
-                    conn,
-                    app.now(),
-                    &Entry::new(&actor, action::TWO_FACTOR_ENROLLED, Outcome::Success)
-                        .detail(format!("{ended} other session(s) ended")),
-                )
-            })?;
-            Ok(Ok(codes))
-        })
-        .await?;
-    match outcome {
-        Ok(codes) => {
-            let layout = Layout::for_user(app, &who, None);
-            Ok(Template::render(
-                "account/two_factor_codes",
-                context! { layout, codes },
-            ))
-        }
-        Err(Some(secret)) => {
-            let view = FormView::default().error(
-                "code",
-                "That code does not match. Check the authenticator's clock and enter the current code.",
-            );
-            Err(Rejected::form(enrol_template(app, &who, &secret, view)))
-        }
-        Err(None) => Err(AppError::Conflict(
-            "There is no enrolment in progress. Start again from the two-factor page.".into(),
-        )
-        .into()),
-    }
-}
-
-#[derive(FromForm)]
-pub struct DisableForm {
-    password: String,
-    code: String,
-}
-
-/// Turning two-factor sign-in off needs the password and a current code.
-#[post("/account/2fa/disable", data = "<form>")]
-async fn disable(
-    who: Who,
-    app: &State<App>,
-    form: CsrfForm<'_, DisableForm>,
-) -> Result<Flash<Redirect>, AppError> {
-    let (password, code) = form
-        .value
-        .as_ref()
-        .map(|f| (f.password.clone(), f.code.clone()))
-        .unwrap_or_default();
-    if app.security.two_factor_required(who.user.level()) {
-        return Ok(Flash::error(
-            Redirect::to("/account/2fa"),
-            "Two-factor sign-in is required for your level; it cannot be turned off.",
-        ));
-    }
-    let (user, actor) = (who.user.clone(), who.actor());
-    let this_session = who.session.id.clone();
-    let done = app
-        .blocking(move |app, conn| {
-            let password_ok = app.passwords.verify(&password, &user.password_hash);
-            let code_ok = check_second_factor(app, &user.id, &code, conn)?.is_some();
-            if !(password_ok && code_ok) {
-                app.brute_force.record_failure(&user.username, app.now());
-                app.audit.append(
-                    conn,
-                    app.now(),
-                    &Entry::new(&actor, action::TWO_FACTOR_FAILURE, Outcome::Failure)
-                        .detail("turning two-factor off refused"),
-                )?;
-                return Ok(false);
-            }
-            conn.immediate_transaction(|conn| {
-                TwoFactor::remove(&user.id, conn)?;
-                // Whoever turned it off may not be the owner: the owner's other browsers end.
-                let ended = SessionRow::delete_others_of_user(&user.id, &this_session, conn)?;
-                app.audit.append(
-                    conn,
-                    app.now(),
-                    &Entry::new(&actor, action::TWO_FACTOR_DISABLED, Outcome::Success)
-                        .detail(format!("{ended} other session(s) ended")),
-                )
-            })?;
-            Ok(true)
-        })
-        .await?;
-    Ok(if done {
-        Flash::success(Redirect::to("/account/2fa"), "Two-factor sign-in is off.")
-    } else {
-        Flash::error(
-            Redirect::to("/account/2fa"),
-            "The password or the code is wrong; two-factor sign-in stays on.",
-        )
-    })
 }

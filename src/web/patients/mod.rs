@@ -2,6 +2,10 @@
 //! national ID through its blind index or by name; `/patients/new` registers a patient with a
 //! one-time password shown once.
 
+mod entries;
+mod files;
+mod record;
+
 use crate::web::Template;
 use rocket::request::FlashMessage;
 use rocket::{get, post, routes, Route, State};
@@ -19,11 +23,17 @@ use crate::masking::Mode;
 use crate::records::profile::{self, ProfileColumn, Registration};
 use crate::records::{self, validate};
 use crate::web::error::{AppError, Rejected};
-use crate::web::patient_record::{profile_of, Doctor, ProfileForm};
 use crate::web::{encode, form_context_of, FormView, Layout, Paging};
+use record::{profile_of, Doctor, ProfileForm};
 
 pub fn routes() -> Vec<Route> {
-    routes![list, new_patient_page, register]
+    [
+        routes![list, new_patient_page, register],
+        record::routes(),
+        entries::routes(),
+        files::routes(),
+    ]
+    .concat()
 }
 
 const PER_PAGE: usize = 25;

@@ -9,6 +9,7 @@ use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 
+use super::record::{patient_for_change, rerender, Doctor, RecordForm};
 use crate::app::App;
 use crate::auth::CsrfForm;
 use crate::records::appointments::{self, Change, Requester};
@@ -17,7 +18,6 @@ use crate::records::vaccinations::{self, Dose, DoseInput, DoseRefusal};
 use crate::records::validate;
 use crate::web::appointment_form::{booking_of, AppointmentForm};
 use crate::web::error::{AppError, Rejected};
-use crate::web::patient_record::{patient_for_change, rerender, Doctor, RecordForm};
 use crate::web::{form_context_of, FormView, Layout};
 
 pub fn routes() -> Vec<Route> {

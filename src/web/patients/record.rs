@@ -29,16 +29,16 @@ pub fn routes() -> Vec<Route> {
     routes![view, reveal, emergency, save_profile]
 }
 
-pub(super) type Doctor = Allowed<page::Patients>;
+pub(crate) type Doctor = Allowed<page::Patients>;
 
 /// What a doctor may do with a patient's record, or the patient a refusal names.
-pub(super) enum Access {
+pub(crate) enum Access {
     Granted(User),
     Refused(User),
 }
 
 /// The patient `id` and the doctor's relation to them. Not a patient: 404.
-pub(super) async fn access(app: &App, who: &Doctor, id: &str) -> Result<Access, AppError> {
+pub(crate) async fn access(app: &App, who: &Doctor, id: &str) -> Result<Access, AppError> {
     let (viewer, id) = (who.user.clone(), id.to_string());
     app.blocking(move |app, conn| {
         let patient = records::find_patient(&id, conn)?.ok_or(AppError::NotFound)?;
@@ -51,7 +51,7 @@ pub(super) async fn access(app: &App, who: &Doctor, id: &str) -> Result<Access, 
 }
 
 /// The patient `id` if the doctor may change their record; 403 (audited) otherwise.
-pub(super) async fn patient_for_change(
+pub(crate) async fn patient_for_change(
     app: &App,
     who: &Doctor,
     id: &str,
@@ -89,7 +89,7 @@ async fn audit_refusal(app: &App, who: &Doctor, patient_id: &str) {
 
 /// The forms of the record page, one of which may come back with errors.
 #[derive(Serialize, Default)]
-pub(super) struct RecordForms {
+pub(crate) struct RecordForms {
     pub profile: FormView,
     pub consultation: FormView,
     pub scan: FormView,
@@ -98,7 +98,7 @@ pub(super) struct RecordForms {
 }
 
 /// The record page, or the patient it was refused for.
-pub(super) enum RecordPage {
+pub(crate) enum RecordPage {
     Shown(Template),
     Refused(User),
 }
@@ -106,7 +106,7 @@ pub(super) enum RecordPage {
 /// Renders patient `patient_id`'s record for a doctor and writes the view's audit event, all
 /// in one go on the database (the page is the one doctors load most); a patient outside the
 /// doctor's care comes back as [`RecordPage::Refused`], a non-patient as 404.
-pub(super) async fn render_record(
+pub(crate) async fn render_record(
     app: &App,
     who: &Doctor,
     patient_id: &str,
@@ -173,7 +173,7 @@ pub(super) async fn render_record(
             blood_types: validate::BLOOD_TYPES, genders: validate::GENDERS,
             categories: crate::records::files::CATEGORIES,
             profile_fields: PROFILE_FIELDS,
-            max_upload: super::size_text(app.config.max_upload_bytes),
+            max_upload: crate::web::size_text(app.config.max_upload_bytes),
         },
     )))
 }
@@ -367,7 +367,7 @@ impl ProfileForm {
 
 /// The profile the form asks for, or the form again with a message at each wrong field. A blank
 /// value of a field in `kept_if_blank` keeps the stored one.
-pub(super) fn profile_of(
+pub(crate) fn profile_of(
     form: &CsrfForm<'_, ProfileForm>,
     today: time::Date,
     kept_if_blank: &[ProfileColumn],
@@ -416,7 +416,7 @@ async fn save_profile(
 
 /// One of the record page's forms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum RecordForm {
+pub(crate) enum RecordForm {
     Profile,
     Consultation,
     Scan,
@@ -441,7 +441,7 @@ impl RecordForms {
 }
 
 /// The record page again with form `which` re-filled and its errors shown: 422.
-pub(super) async fn rerender(
+pub(crate) async fn rerender(
     app: &App,
     who: &Doctor,
     patient: &User,

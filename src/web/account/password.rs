@@ -1,4 +1,5 @@
-//! A user's own account: their password and their signed-in sessions.
+//! `/account/password`: changing one's own password (forced after a one-time password); every
+//! session ends with it.
 
 use crate::web::Template;
 use rocket::form::FromForm;
@@ -7,7 +8,6 @@ use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
-use serde::Serialize;
 
 use crate::access::page;
 use crate::app::App;
@@ -17,15 +17,10 @@ use crate::db::models::{SessionRow, User};
 use crate::users::password_policy;
 use crate::web::error::{AppError, Rejected};
 use crate::web::layout::FormView;
-use crate::web::{ButtonForm, Layout};
+use crate::web::Layout;
 
 pub fn routes() -> Vec<Route> {
-    routes![
-        password_page,
-        change_password,
-        sessions_page,
-        revoke_session
-    ]
+    routes![password_page, change_password]
 }
 
 #[derive(FromForm)]
@@ -160,103 +155,5 @@ async fn change_password(
     Ok(Flash::success(
         Redirect::to("/login"),
         "Your password is changed and every session has ended. Sign in with the new password.",
-    ))
-}
-
-#[derive(Serialize)]
-struct SessionView {
-    id: String,
-    device: String,
-    ip: String,
-    created_at: i64,
-    last_seen_at: i64,
-    current: bool,
-}
-
-/// A short name for a browser, from its user agent.
-pub fn device_name(user_agent: &str) -> String {
-    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/", "curl/"]
-        .iter()
-        .find(|b| user_agent.contains(*b))
-        .map(|b| b.trim_end_matches('/').replace("Edg", "Edge"));
-    let system = ["Windows", "Android", "iPhone", "iPad", "Mac OS", "Linux"]
-        .iter()
-        .find(|s| user_agent.contains(*s));
-    match (browser, system) {
-        (Some(b), Some(s)) => format!("{b} on {s}"),
-        (Some(b), None) => b,
-        (None, Some(s)) => s.to_string(),
-        (None, None) if user_agent.is_empty() => "Unknown device".into(),
-        (None, None) => user_agent.chars().take(40).collect(),
-    }
-}
-
-#[get("/account/sessions")]
-async fn sessions_page(
-    who: Allowed<page::AccountSessions>,
-    app: &State<App>,
-    flash: Option<FlashMessage<'_>>,
-) -> Result<Template, AppError> {
-    let (user_id, current_id) = (who.user.id.clone(), who.session.id.clone());
-    let rows = app
-        .blocking(move |_, conn| Ok(SessionRow::list_for_user(&user_id, conn)?))
-        .await?;
-    let sessions: Vec<SessionView> = rows
-        .into_iter()
-        .map(|s| SessionView {
-            current: s.id == current_id,
-            device: device_name(&s.user_agent),
-            id: s.id,
-            ip: s.ip,
-            created_at: s.created_at,
-            last_seen_at: s.last_seen_at,
-        })
-        .collect();
-    let layout = Layout::for_user(app, &who, flash);
-    Ok(Template::render(
-        "account/sessions",
-        context! { layout, sessions },
-    ))
-}
-
-#[post("/account/sessions/<id>/revoke", data = "<_form>")]
-async fn revoke_session(
-    who: Allowed<page::AccountSessions>,
-    app: &State<App>,
-    cookies: &CookieJar<'_>,
-    id: &str,
-    _form: CsrfForm<'_, ButtonForm>,
-) -> Result<Flash<Redirect>, AppError> {
-    let (actor, user_id, target) = (who.actor(), who.user.id.clone(), id.to_string());
-    let ended = app
-        .blocking(move |app, conn| {
-            Ok(conn.immediate_transaction(|conn| {
-                let ended = SessionRow::delete_for_user(&target, &user_id, conn)?;
-                if ended > 0 {
-                    app.audit.append(
-                        conn,
-                        app.now(),
-                        &Entry::new(&actor, action::SESSION_ENDED, Outcome::Success)
-                            .target(format!("session {target}"))
-                            .detail("revoked by its user"),
-                    )?;
-                }
-                Ok::<_, diesel::result::Error>(ended)
-            })?)
-        })
-        .await?;
-    if ended == 0 {
-        return Err(AppError::NotFound);
-    }
-    if id == who.session.id {
-        remove_session_cookie(cookies);
-        return Ok(Flash::success(
-            Redirect::to("/login"),
-            "This session has ended.",
-        ));
-    }
-    Ok(Flash::success(
-        Redirect::to("/account/sessions"),
-        "The session has ended.",
     ))
 }
