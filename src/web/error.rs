@@ -7,6 +7,7 @@ use crate::web::Template;
 use rocket::http::{Header, Status};
 use rocket::request::Request;
 use rocket::response::{self, Redirect, Responder};
+use rocket::uri;
 use rocket::{catch, catchers, Catcher};
 use rocket_dyn_templates::context;
 
@@ -179,10 +180,16 @@ fn default_message(status: Status) -> &'static str {
 #[catch(401)]
 fn sign_in_needed(req: &Request<'_>) -> Redirect {
     match noted_refusal(req) {
-        Some(Refusal::PasswordChangeNeeded) => Redirect::to("/account/password"),
-        Some(Refusal::TwoFactorEnrolmentNeeded) => Redirect::to("/account/2fa"),
-        Some(Refusal::SessionEnded) => Redirect::to("/login?ended=1"),
-        _ => Redirect::to("/login"),
+        Some(Refusal::PasswordChangeNeeded) => {
+            Redirect::to(uri!(crate::web::account::password::password_page))
+        }
+        Some(Refusal::TwoFactorEnrolmentNeeded) => {
+            Redirect::to(uri!(crate::web::account::two_factor::overview))
+        }
+        Some(Refusal::SessionEnded) => {
+            Redirect::to(uri!(crate::web::login::login_page(ended = Some("1"))))
+        }
+        _ => Redirect::to(uri!(crate::web::login::login_page(ended = _))),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use rocket::http::{ContentType, Header};
 use rocket::response::Responder;
-use rocket::{get, routes, Route, State};
+use rocket::{get, routes, uri, Route, State};
 
 use crate::access::page;
 use crate::app::App;
@@ -25,10 +25,8 @@ pub fn routes() -> Vec<Route> {
 pub(super) fn link_for(app: &App, user_id: &str, file_id: &str) -> String {
     let key = app.keys.purpose_key(Purpose::FileLinks);
     let expires_at = app.now() + app.config.file_link_lifetime;
-    format!(
-        "/files/{}",
-        file_link_token(&key, user_id, file_id, expires_at)
-    )
+    let token = file_link_token(&key, user_id, file_id, expires_at);
+    uri!(download(token = &token)).to_string()
 }
 
 /// The file `fid` of patient `id`, if it is theirs; 404 otherwise.

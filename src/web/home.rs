@@ -6,6 +6,7 @@ use rocket::http::{Header, Status};
 use rocket::request::FlashMessage;
 use rocket::response::Redirect;
 use rocket::serde::json::Json;
+use rocket::uri;
 use rocket::{get, routes, Responder, Route, State};
 use rocket_dyn_templates::context;
 use serde::Serialize;
@@ -25,8 +26,8 @@ pub fn routes() -> Vec<Route> {
 #[get("/")]
 fn home(_page: Public<page::Home>, viewer: &Viewer) -> Redirect {
     match viewer.signed_in() {
-        Some(_) => Redirect::to("/dashboard"),
-        None => Redirect::to("/login"),
+        Some(_) => Redirect::to(uri!(crate::web::home::dashboard)),
+        None => Redirect::to(uri!(crate::web::login::login_page(ended = _))),
     }
 }
 
@@ -44,7 +45,7 @@ struct IntegrityCount {
 }
 
 #[get("/dashboard")]
-async fn dashboard(
+pub(crate) async fn dashboard(
     who: Allowed<page::Dashboard>,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,

@@ -5,6 +5,7 @@ use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 
@@ -144,7 +145,7 @@ async fn setup(
         .await;
     match created {
         Ok(true) => Ok(Flash::success(
-            Redirect::to("/login"),
+            Redirect::to(uri!(crate::web::login::login_page(ended = _))),
             "The admin account is ready. Sign in with it.",
         )),
         Ok(false) => Err(AppError::NotFound.into()),

@@ -1,10 +1,10 @@
 //! `/account/…`: what each signed-in person does with their own account: the password, the
 //! sessions, two-factor sign-in, and (for a patient) who opened their record.
 
-mod access_log;
-mod password;
-mod sessions;
-mod two_factor;
+pub(crate) mod access_log;
+pub(crate) mod password;
+pub(crate) mod sessions;
+pub(crate) mod two_factor;
 
 use rocket::Route;
 

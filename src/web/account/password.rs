@@ -6,6 +6,7 @@ use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 
@@ -37,7 +38,7 @@ fn password_template(layout: Layout, must_change: bool, form: FormView) -> Templ
 }
 
 #[get("/account/password")]
-fn password_page(
+pub(crate) fn password_page(
     who: Allowed<page::AccountPassword>,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
@@ -153,7 +154,7 @@ async fn change_password(
     }
     remove_session_cookie(cookies);
     Ok(Flash::success(
-        Redirect::to("/login"),
+        Redirect::to(uri!(crate::web::login::login_page(ended = _))),
         "Your password is changed and every session has ended. Sign in with the new password.",
     ))
 }

@@ -5,6 +5,7 @@ use crate::web::Template;
 use rocket::http::CookieJar;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 use serde::Serialize;
@@ -50,7 +51,7 @@ pub fn device_name(user_agent: &str) -> String {
 }
 
 #[get("/account/sessions")]
-async fn sessions_page(
+pub(crate) async fn sessions_page(
     who: Allowed<page::AccountSessions>,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
@@ -109,12 +110,12 @@ async fn revoke_session(
     if id == who.session.id {
         remove_session_cookie(cookies);
         return Ok(Flash::success(
-            Redirect::to("/login"),
+            Redirect::to(uri!(crate::web::login::login_page(ended = _))),
             "This session has ended.",
         ));
     }
     Ok(Flash::success(
-        Redirect::to("/account/sessions"),
+        Redirect::to(uri!(crate::web::account::sessions::sessions_page)),
         "The session has ended.",
     ))
 }

@@ -5,6 +5,7 @@ use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 
@@ -32,7 +33,7 @@ pub fn routes() -> Vec<Route> {
 type Who = Allowed<page::AccountTwoFactor>;
 
 #[get("/account/2fa")]
-async fn overview(
+pub(crate) async fn overview(
     who: Who,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
@@ -176,7 +177,7 @@ async fn disable(
         .unwrap_or_default();
     if app.security.two_factor_required(who.user.level()) {
         return Ok(Flash::error(
-            Redirect::to("/account/2fa"),
+            Redirect::to(uri!(crate::web::account::two_factor::overview)),
             "Two-factor sign-in is required for your level; it cannot be turned off.",
         ));
     }
@@ -211,10 +212,13 @@ async fn disable(
         })
         .await?;
     Ok(if done {
-        Flash::success(Redirect::to("/account/2fa"), "Two-factor sign-in is off.")
+        Flash::success(
+            Redirect::to(uri!(crate::web::account::two_factor::overview)),
+            "Two-factor sign-in is off.",
+        )
     } else {
         Flash::error(
-            Redirect::to("/account/2fa"),
+            Redirect::to(uri!(crate::web::account::two_factor::overview)),
             "The password or the code is wrong; two-factor sign-in stays on.",
         )
     })

@@ -6,6 +6,7 @@ use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 use serde::Serialize;
@@ -70,7 +71,7 @@ fn grid_template(app: &App, layout: Layout) -> Template {
 }
 
 #[get("/admin/access")]
-fn grid(who: Who, app: &State<App>, flash: Option<FlashMessage<'_>>) -> Template {
+pub(crate) fn grid(who: Who, app: &State<App>, flash: Option<FlashMessage<'_>>) -> Template {
     grid_template(app, Layout::for_user(app, &who, flash))
 }
 
@@ -132,7 +133,7 @@ async fn save(
     .await
     .map(|saved| app.access.replace(saved))?;
     Ok(Flash::success(
-        Redirect::to("/admin/access"),
+        Redirect::to(uri!(crate::web::admin::access::grid)),
         "Page access saved.",
     ))
 }

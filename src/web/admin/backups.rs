@@ -8,6 +8,7 @@ use rocket::fs::{NamedFile, TempFile};
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect, Responder};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 
@@ -100,7 +101,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 #[get("/admin/backups")]
-async fn list_page(
+pub(crate) async fn list_page(
     who: Who,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
@@ -135,7 +136,7 @@ async fn create(who: Who, app: &State<App>, _form: CsrfForm<'_, ButtonForm>) -> 
             )
             .await;
             Answer::Done(Flash::success(
-                Redirect::to("/admin/backups"),
+                Redirect::to(uri!(crate::web::admin::backups::list_page)),
                 format!("Backup {} made.", info.name),
             ))
         }
@@ -205,12 +206,12 @@ async fn confirm_page(who: Who, app: &State<App>, name: String, what: &'static s
 }
 
 #[get("/admin/backups/<name>/delete")]
-async fn confirm_delete(who: Who, app: &State<App>, name: String) -> Answer {
+pub(crate) async fn confirm_delete(who: Who, app: &State<App>, name: String) -> Answer {
     confirm_page(who, app, name, "delete").await
 }
 
 #[get("/admin/backups/<name>/restore")]
-async fn confirm_restore(who: Who, app: &State<App>, name: String) -> Answer {
+pub(crate) async fn confirm_restore(who: Who, app: &State<App>, name: String) -> Answer {
     confirm_page(who, app, name, "restore").await
 }
 
@@ -235,10 +236,9 @@ async fn delete(
 ) -> Answer {
     if !confirmed(&form) {
         return Answer::Done(Flash::warning(
-            Redirect::to(format!(
-                "/admin/backups/{}/delete",
-                crate::web::encode(&name)
-            )),
+            Redirect::to(uri!(crate::web::admin::backups::confirm_delete(
+                name = &name
+            ))),
             "Confirm the deletion first.",
         ));
     }
@@ -252,7 +252,7 @@ async fn delete(
             )
             .await;
             Answer::Done(Flash::success(
-                Redirect::to("/admin/backups"),
+                Redirect::to(uri!(crate::web::admin::backups::list_page)),
                 format!("Backup {} deleted.", info.name),
             ))
         }
@@ -270,10 +270,9 @@ async fn restore(
 ) -> Answer {
     if !confirmed(&form) {
         return Answer::Done(Flash::warning(
-            Redirect::to(format!(
-                "/admin/backups/{}/restore",
-                crate::web::encode(&name)
-            )),
+            Redirect::to(uri!(crate::web::admin::backups::confirm_restore(
+                name = &name
+            ))),
             "Confirm the restore first.",
         ));
     }
@@ -295,7 +294,7 @@ async fn restore(
             )
             .await;
             Answer::Done(Flash::success(
-                Redirect::to("/admin/backups"),
+                Redirect::to(uri!(crate::web::admin::backups::list_page)),
                 format!(
                     "Backup {} restored. The state before it was saved as {}.",
                     done.restored.name, done.safety_backup
@@ -349,7 +348,7 @@ async fn upload(who: Who, app: &State<App>, mut form: CsrfForm<'_, UploadForm<'_
             )
             .await;
             Answer::Done(Flash::success(
-                Redirect::to("/admin/backups"),
+                Redirect::to(uri!(crate::web::admin::backups::list_page)),
                 format!("Upload checked and listed as {}.", info.name),
             ))
         }
@@ -402,7 +401,7 @@ async fn save_schedule(
     })
     .await?;
     Ok(Answer::Done(Flash::success(
-        Redirect::to("/admin/backups"),
+        Redirect::to(uri!(crate::web::admin::backups::list_page)),
         "Backup schedule saved.",
     )))
 }

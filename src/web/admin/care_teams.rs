@@ -7,6 +7,7 @@ use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 use serde::Serialize;
@@ -48,7 +49,7 @@ fn person(app: &App, user: &User) -> Person {
 }
 
 #[get("/admin/care-teams")]
-async fn care_teams(
+pub(crate) async fn care_teams(
     who: Allowed<page::AdminCareTeams>,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
@@ -104,7 +105,7 @@ async fn change_care_team(
     app: &State<App>,
     form: CsrfForm<'_, CareForm>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let back = Redirect::to("/admin/care-teams");
+    let back = Redirect::to(uri!(crate::web::admin::care_teams::care_teams));
     let Some(f) = form.value.as_ref() else {
         return Ok(Flash::error(back, "Choose a doctor and a patient."));
     };

@@ -8,6 +8,7 @@ use rocket::form::FromForm;
 use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 use serde::Serialize;
@@ -169,7 +170,7 @@ async fn page(app: &App, layout: Layout, status: Status) -> Result<(Status, Temp
 }
 
 #[get("/admin/encryption")]
-async fn overview(
+pub(crate) async fn overview(
     who: Who,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
@@ -348,7 +349,10 @@ async fn save(
         (true, true) => "Saved. Values are being rewritten to the new policy in the background.",
         (true, false) => "Saved with a legacy or broken suite, as chosen. Values are being rewritten in the background.",
     };
-    Ok(Flash::success(Redirect::to("/admin/encryption"), message))
+    Ok(Flash::success(
+        Redirect::to(uri!(crate::web::admin::encryption::overview)),
+        message,
+    ))
 }
 
 /// The rotate button names the version it rotates from, so that a form sent twice (a double
@@ -373,15 +377,15 @@ async fn rotate(
     .map_err(|e| AppError::internal("rotation task", e))?;
     match outcome {
         Ok(rotation::Rotation::Rotated(version)) => Ok(Flash::success(
-            Redirect::to("/admin/encryption"),
+            Redirect::to(uri!(crate::web::admin::encryption::overview)),
             format!("Root key version {version} is in use; older values are being re-encrypted."),
         )),
         Ok(rotation::Rotation::AlreadyAt(version)) => Ok(Flash::success(
-            Redirect::to("/admin/encryption"),
+            Redirect::to(uri!(crate::web::admin::encryption::overview)),
             format!("Root key version {version} is already in use: the form was sent twice, and the key was rotated once."),
         )),
         Err(rotation::RotationError::Refused(message)) => {
-            Ok(Flash::error(Redirect::to("/admin/encryption"), message))
+            Ok(Flash::error(Redirect::to(uri!(crate::web::admin::encryption::overview)), message))
         }
         Err(e) => Err(e.into()),
     }

@@ -7,6 +7,7 @@ use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 use serde::Serialize;
@@ -33,7 +34,7 @@ struct MaskingRow {
 }
 
 #[get("/admin/masking")]
-async fn masking(
+pub(crate) async fn masking(
     who: Allowed<page::AdminMasking>,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
@@ -123,5 +124,8 @@ async fn save_masking(
     })
     .await
     .map(|saved| app.set_masking(saved))?;
-    Ok(Flash::success(Redirect::to("/admin/masking"), "Saved."))
+    Ok(Flash::success(
+        Redirect::to(uri!(crate::web::admin::masking::masking)),
+        "Saved.",
+    ))
 }

@@ -1,15 +1,15 @@
 //! `/admin/…`: the admin's pages: users, page access, security, masking, care teams, the audit
 //! trail, field encryption and backups.
 
-mod access;
-mod audit;
-mod backups;
-mod care_teams;
-mod encryption;
-mod masking;
-mod security;
-mod user_actions;
-mod users;
+pub(crate) mod access;
+pub(crate) mod audit;
+pub(crate) mod backups;
+pub(crate) mod care_teams;
+pub(crate) mod encryption;
+pub(crate) mod masking;
+pub(crate) mod security;
+pub(crate) mod user_actions;
+pub(crate) mod users;
 
 use rocket::Route;
 

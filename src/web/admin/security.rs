@@ -5,6 +5,7 @@ use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 use std::sync::atomic::Ordering;
@@ -27,7 +28,11 @@ pub fn routes() -> Vec<Route> {
 type Who = Allowed<page::AdminSecurity>;
 
 #[get("/admin/security")]
-fn settings_page(who: Who, app: &State<App>, flash: Option<FlashMessage<'_>>) -> Template {
+pub(crate) fn settings_page(
+    who: Who,
+    app: &State<App>,
+    flash: Option<FlashMessage<'_>>,
+) -> Template {
     let layout = Layout::for_user(app, &who, flash);
     let config = &app.config;
     Template::render(
@@ -103,7 +108,7 @@ async fn save(
         .store(bind_ua, Ordering::Relaxed);
     app.security.set_two_factor_required(required);
     Ok(Flash::success(
-        Redirect::to("/admin/security"),
+        Redirect::to(uri!(crate::web::admin::security::settings_page)),
         "Security settings saved.",
     ))
 }
@@ -153,7 +158,7 @@ async fn save_brute_force(
             })
             .collect();
         return Ok(Flash::error(
-            Redirect::to("/admin/security"),
+            Redirect::to(uri!(crate::web::admin::security::settings_page)),
             format!("Nothing was saved. {}", problems.join("; ")),
         ));
     };
@@ -199,7 +204,7 @@ async fn save_brute_force(
     .await?;
     app.brute_force.set_policy(policy);
     Ok(Flash::success(
-        Redirect::to("/admin/security"),
+        Redirect::to(uri!(crate::web::admin::security::settings_page)),
         "Anti-brute-force settings saved.",
     ))
 }

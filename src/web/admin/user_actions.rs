@@ -4,6 +4,7 @@
 use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{post, routes, Route, State};
 use rocket_dyn_templates::context;
 
@@ -46,7 +47,7 @@ where
     F: FnOnce(&App, &Actor, &User, &str, &mut Conn) -> Result<String, AppError> + Send + 'static,
 {
     let target = load_user(app, id).await?;
-    let back = format!("/admin/users/{}", target.id);
+    let back = uri!(crate::web::admin::users::edit_page(id = &target.id));
     let (actor, who_id) = (who.actor(), who.user.id.clone());
     let outcome = app
         .blocking(move |app, conn| {
@@ -278,18 +279,22 @@ async fn delete(
         .await;
     match outcome {
         Ok(true) => Ok(Flash::success(
-            Redirect::to("/admin/users"),
+            Redirect::to(uri!(crate::web::admin::users::list(
+                q = _,
+                level = _,
+                page = _
+            ))),
             format!("{} is deleted.", target.username),
         )),
         Ok(false) => Ok(Flash::warning(
-            Redirect::to(format!("/admin/users/{}", target.id)),
+            Redirect::to(uri!(crate::web::admin::users::edit_page(id = &target.id))),
             format!(
                 "{} still owns clinical data, so the account was deactivated instead of deleted.",
                 target.username
             ),
         )),
         Err(AppError::Conflict(message)) => Ok(Flash::error(
-            Redirect::to(format!("/admin/users/{}", target.id)),
+            Redirect::to(uri!(crate::web::admin::users::edit_page(id = &target.id))),
             message,
         )),
         Err(e) => Err(e),

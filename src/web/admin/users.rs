@@ -5,6 +5,7 @@ use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 
@@ -35,7 +36,7 @@ struct UserRow {
 }
 
 #[get("/admin/users?<q>&<level>&<page>")]
-async fn list(
+pub(crate) async fn list(
     who: Who,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
@@ -266,7 +267,7 @@ fn edit_template(
 }
 
 #[get("/admin/users/<id>")]
-async fn edit_page(
+pub(crate) async fn edit_page(
     who: Who,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
@@ -394,7 +395,7 @@ async fn update(
         .await;
     match outcome {
         Ok(true) => Ok(Flash::success(
-            Redirect::to(format!("/admin/users/{}", target.id)),
+            Redirect::to(uri!(crate::web::admin::users::edit_page(id = &target.id))),
             "Saved.",
         )),
         Ok(false) => {
@@ -411,7 +412,7 @@ async fn update(
             )))
         }
         Err(AppError::Conflict(message)) => Ok(Flash::error(
-            Redirect::to(format!("/admin/users/{}", target.id)),
+            Redirect::to(uri!(crate::web::admin::users::edit_page(id = &target.id))),
             message,
         )),
         Err(e) => Err(e.into()),

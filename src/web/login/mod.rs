@@ -8,6 +8,7 @@ use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 
@@ -41,13 +42,13 @@ fn login_template(layout: Layout, username: &str) -> Template {
 
 /// The sign-in form, or the way to the dashboard for someone already signed in.
 #[derive(rocket::Responder)]
-enum LoginPage {
+pub(crate) enum LoginPage {
     Form(Box<Template>),
     SignedIn(Box<Redirect>),
 }
 
 #[get("/login?<ended>")]
-fn login_page(
+pub(crate) fn login_page(
     _page: Public<page::Login>,
     app: &State<App>,
     viewer: &Viewer,
@@ -56,7 +57,7 @@ fn login_page(
     ended: Option<&str>,
 ) -> LoginPage {
     if viewer.signed_in().is_some() {
-        return LoginPage::SignedIn(Box::new(Redirect::to("/dashboard")));
+        return LoginPage::SignedIn(Box::new(Redirect::to(uri!(crate::web::home::dashboard))));
     }
     let mut layout = Layout::for_guest(
         Page::Login,
@@ -241,7 +242,7 @@ async fn logout(
         .await?;
     remove_session_cookie(cookies);
     Ok(Flash::success(
-        Redirect::to("/login"),
+        Redirect::to(uri!(crate::web::login::login_page(ended = _))),
         "You are signed out.",
     ))
 }

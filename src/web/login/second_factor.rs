@@ -6,6 +6,7 @@ use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 
@@ -133,7 +134,7 @@ async fn code_page(
     };
     if found.is_none() {
         return Err(Flash::error(
-            Redirect::to("/login"),
+            Redirect::to(uri!(crate::web::login::login_page(ended = _))),
             "Sign in with your password first.",
         ));
     }
@@ -160,7 +161,10 @@ enum CodeAnswer {
 }
 
 fn start_over(message: &'static str) -> CodeAnswer {
-    CodeAnswer::StartOver(Box::new(Flash::error(Redirect::to("/login"), message)))
+    CodeAnswer::StartOver(Box::new(Flash::error(
+        Redirect::to(uri!(crate::web::login::login_page(ended = _))),
+        message,
+    )))
 }
 
 #[post("/login/2fa", data = "<form>")]

@@ -6,7 +6,7 @@ use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
-use rocket::{get, post, routes, Route, State};
+use rocket::{get, post, routes, uri, Route, State};
 use rocket_dyn_templates::context;
 
 use super::record::{patient_for_change, rerender, Doctor, RecordForm};
@@ -91,7 +91,11 @@ async fn add_consultation(
     })
     .await?;
     Ok(Flash::success(
-        Redirect::to(format!("/patients/{}#consultations", patient.id)),
+        Redirect::to(uri!(
+            _,
+            super::record::view(id = &patient.id),
+            "#consultations"
+        )),
         "Consultation recorded.",
     ))
 }
@@ -162,7 +166,11 @@ async fn update_consultation(
     })
     .await?;
     Ok(Flash::success(
-        Redirect::to(format!("/patients/{}#consultations", patient.id)),
+        Redirect::to(uri!(
+            _,
+            crate::web::patients::record::view(id = &patient.id),
+            "#consultations"
+        )),
         "Consultation saved.",
     ))
 }
@@ -221,7 +229,11 @@ async fn add_vaccination(
         .await?;
     match recorded {
         Ok(_) => Ok(Flash::success(
-            Redirect::to(format!("/patients/{}#vaccinations", patient.id)),
+            Redirect::to(uri!(
+                _,
+                crate::web::patients::record::view(id = &patient.id),
+                "#vaccinations"
+            )),
             format!("Dose {} of {} recorded.", dose.number, dose.vaccine),
         )),
         Err(refusal @ DoseRefusal::OutOfOrder(_)) => {
@@ -258,7 +270,11 @@ async fn book_appointment(
         return Err(rerender(app, &who, &patient, RecordForm::Appointment, view).await);
     }
     Ok(Flash::success(
-        Redirect::to(format!("/patients/{}#appointments", patient.id)),
+        Redirect::to(uri!(
+            _,
+            crate::web::patients::record::view(id = &patient.id),
+            "#appointments"
+        )),
         "Appointment booked.",
     ))
 }
@@ -279,7 +295,11 @@ async fn change_appointment(
     form: CsrfForm<'_, AppointmentChange>,
 ) -> Result<Flash<Redirect>, AppError> {
     let patient = patient_for_change(app, &who, id).await?;
-    let back = format!("/patients/{}#appointments", patient.id);
+    let back = uri!(
+        _,
+        crate::web::patients::record::view(id = &patient.id),
+        "#appointments"
+    );
     let Some(f) = form.value.as_ref() else {
         return Err(AppError::BadRequest("Choose a change.".into()));
     };

@@ -5,6 +5,7 @@ use rocket::form::FromForm;
 use rocket::fs::TempFile;
 use rocket::response::{Flash, Redirect};
 use rocket::tokio::io::AsyncReadExt;
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 
 use super::record::{patient_for_change, rerender, Doctor, RecordForm};
@@ -74,7 +75,11 @@ async fn upload(
     app.blocking(move |app, conn| Ok(files::upload(app, conn, &actor, &pid, &uploader, &upload)?))
         .await?;
     Ok(Flash::success(
-        Redirect::to(format!("/patients/{}#files", patient.id)),
+        Redirect::to(uri!(
+            _,
+            crate::web::patients::record::view(id = &patient.id),
+            "#files"
+        )),
         "File uploaded and encrypted.",
     ))
 }

@@ -2,9 +2,9 @@
 //! national ID through its blind index or by name; `/patients/new` registers a patient with a
 //! one-time password shown once.
 
-mod entries;
-mod files;
-mod record;
+pub(crate) mod entries;
+pub(crate) mod files;
+pub(crate) mod record;
 
 use crate::web::Template;
 use rocket::request::FlashMessage;

@@ -8,6 +8,7 @@ use rocket::form::FromForm;
 use rocket::http::Status;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 use serde::Serialize;
@@ -192,7 +193,7 @@ fn refused_page(app: &App, who: &Doctor, patient: &User, form: FormView) -> (Sta
 }
 
 #[get("/patients/<id>")]
-async fn view(
+pub(crate) async fn view(
     who: Doctor,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
@@ -321,7 +322,7 @@ async fn emergency(
     })
     .await?;
     Ok(Flash::warning(
-        Redirect::to(format!("/patients/{}", patient.id)),
+        Redirect::to(uri!(crate::web::patients::record::view(id = &patient.id))),
         "Emergency access granted. It is audited and shown to the patient.",
     ))
 }
@@ -409,7 +410,11 @@ async fn save_profile(
         return Err(rerender(app, &who, &patient, RecordForm::Profile, view).await);
     }
     Ok(Flash::success(
-        Redirect::to(format!("/patients/{}#profile", patient.id)),
+        Redirect::to(uri!(
+            _,
+            crate::web::patients::record::view(id = &patient.id),
+            "#profile"
+        )),
         "Profile saved.",
     ))
 }

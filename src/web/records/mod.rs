@@ -5,6 +5,7 @@
 use crate::web::Template;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
+use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 use serde::Serialize;
@@ -76,7 +77,7 @@ async fn render(
 }
 
 #[get("/records")]
-async fn own_record(
+pub(crate) async fn own_record(
     who: Patient,
     app: &State<App>,
     flash: Option<FlashMessage<'_>>,
@@ -137,7 +138,7 @@ async fn book_own(
         return Err(unprocessable(render(app, &who, view, None).await));
     }
     Ok(Flash::success(
-        Redirect::to("/records#appointments"),
+        Redirect::to(uri!(_, crate::web::records::own_record, "#appointments")),
         "Appointment booked.",
     ))
 }
@@ -167,10 +168,13 @@ async fn cancel_own(
         .await?;
     Ok(match outcome {
         Ok(()) => Flash::success(
-            Redirect::to("/records#appointments"),
+            Redirect::to(uri!(_, crate::web::records::own_record, "#appointments")),
             "Appointment cancelled.",
         ),
-        Err(refusal) => Flash::error(Redirect::to("/records#appointments"), refusal.message()),
+        Err(refusal) => Flash::error(
+            Redirect::to(uri!(_, crate::web::records::own_record, "#appointments")),
+            refusal.message(),
+        ),
     })
 }
 
