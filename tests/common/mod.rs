@@ -12,6 +12,8 @@ use rocket::http::{ContentType, Header, Status};
 use rocket::local::blocking::Client;
 use tempfile::TempDir;
 
+pub mod record_builders;
+
 /// A moment in 2027, so that timestamps look real.
 pub const START: i64 = 1_800_000_000;
 pub const HOST: &str = "medvault.test";
@@ -32,10 +34,12 @@ impl TestApp {
     /// A server whose configuration `adjust` may change before it starts.
     pub fn with_config(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let home = tempfile::tempdir().expect("temp dir");
-        let clock = Clock::manual(START);
-        let mut config = Config::for_home(home.path());
-        config.clock = clock.clone();
-        config.hosts = vec![HOST.into()];
+        TestApp::on_home(home, Clock::manual(START), adjust)
+    }
+
+    /// A server on `home` (which may have served before), with `clock`.
+    pub fn on_home(home: TempDir, clock: Clock, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = config_for(home.path(), clock.clone());
         adjust(&mut config);
         let rocket = build_rocket(config).expect("server builds");
         let client = Client::untracked(rocket).expect("server ignites");
@@ -44,6 +48,17 @@ impl TestApp {
             clock,
             home,
         }
+    }
+
+    /// The same home and clock served by a new server: a restart.
+    pub fn restart(self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let TestApp {
+            client,
+            clock,
+            home,
+        } = self;
+        drop(client);
+        TestApp::on_home(home, clock, adjust)
     }
 
     pub fn app(&self) -> &App {
@@ -355,6 +370,56 @@ pub fn between(text: &str, start: &str, end: &str) -> String {
         + start.len();
     let to = text[from..].find(end).expect("end") + from;
     text[from..to].to_string()
+}
+
+/// The configuration the tests start medvault with on `home`: the test clock, and the host name
+/// the browsers send.
+pub fn config_for(home: &std::path::Path, clock: Clock) -> Config {
+    let mut config = Config::for_home(home);
+    config.clock = clock;
+    config.hosts = vec![HOST.into()];
+    config
+}
+
+/// The text between `start` and the next `end` after it, if both are there.
+pub fn find_between<'b>(body: &'b str, start: &str, end: &str) -> Option<&'b str> {
+    let from = body.find(start)? + start.len();
+    let to = body[from..].find(end)? + from;
+    Some(&body[from..to])
+}
+
+/// How many user rows the admin's user list shows.
+pub fn user_rows(body: &str) -> usize {
+    body.matches("<td><a href=\"/admin/users/").count()
+}
+
+/// How many of `actions` are `action`.
+pub fn count_of(actions: &[String], action: &str) -> usize {
+    actions.iter().filter(|a| *a == action).count()
+}
+
+/// The value attribute of the input named `name`, as a browser would send it back.
+pub fn input_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let tag_end = html[at..].find('>')? + at;
+    let tag = &html[at..tag_end];
+    let start = tag.find("value=\"")? + "value=\"".len();
+    let end = tag[start..].find('"')? + start;
+    Some(tag[start..end].to_string())
+}
+
+/// An admin creates `username` through the pages; returns the new id and one-time password.
+pub fn admin_creates(admin: &mut Browser<'_>, username: &str, level: &str) -> (String, String) {
+    admin.get("/admin/users/new").assert_status(Status::Ok);
+    let page = admin.post("/admin/users", &[("username", username), ("level", level)]);
+    page.assert_status(Status::Ok);
+    let one_time = find_between(&page.body, "<code>", "</code>")
+        .expect("one-time password on the page")
+        .to_string();
+    let id = find_between(&page.body, "<a href=\"/admin/users/", "\"")
+        .expect("link to the new user")
+        .to_string();
+    (id, one_time)
 }
 
 /// `username` signs in with the one-time password they were given and replaces it with

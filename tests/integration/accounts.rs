@@ -7,9 +7,8 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use medvault::access::Level;
-use medvault::{build_rocket, Clock, Config};
+use medvault::Clock;
 use rocket::http::Status;
-use rocket::local::blocking::Client;
 
 const NEW_PASSWORD: &str = "a quiet river under the old bridge";
 
@@ -27,27 +26,6 @@ fn without_csrf_token(body: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// The text between `start` and the next `end` after it.
-fn between<'b>(body: &'b str, start: &str, end: &str) -> Option<&'b str> {
-    let from = body.find(start)? + start.len();
-    let to = body[from..].find(end)? + from;
-    Some(&body[from..to])
-}
-
-/// An admin creates `username` through the pages; returns the new id and one-time password.
-fn admin_creates(admin: &mut Browser<'_>, username: &str, level: &str) -> (String, String) {
-    admin.get("/admin/users/new").assert_status(Status::Ok);
-    let page = admin.post("/admin/users", &[("username", username), ("level", level)]);
-    page.assert_status(Status::Ok);
-    let one_time = between(&page.body, "<code>", "</code>")
-        .expect("one-time password on the page")
-        .to_string();
-    let id = between(&page.body, "<a href=\"/admin/users/", "\"")
-        .expect("link to the new user")
-        .to_string();
-    (id, one_time)
 }
 
 fn change_password(browser: &mut Browser<'_>, current: &str, new: &str) -> Page {
@@ -500,16 +478,7 @@ fn the_command_line_creates_a_user_who_can_sign_in() {
     }
 
     // The server started on that home lets the user sign in with the password given on stdin.
-    let clock = Clock::manual(START);
-    let mut config = Config::for_home(home.path());
-    config.clock = clock.clone();
-    config.hosts = vec![HOST.into()];
-    let client = Client::untracked(build_rocket(config).expect("server builds")).expect("ignites");
-    let app = TestApp {
-        client,
-        clock,
-        home,
-    };
+    let app = TestApp::on_home(home, Clock::manual(START), |_| {});
     let mut browser = app.browser();
     browser
         .login("drcli", PASSWORD)

@@ -8,36 +8,6 @@ use common::*;
 use medvault::access::Level;
 use rocket::http::Status;
 
-/// The text between `start` and the next `end` after it.
-fn between<'b>(body: &'b str, start: &str, end: &str) -> Option<&'b str> {
-    let from = body.find(start)? + start.len();
-    let to = body[from..].find(end)? + from;
-    Some(&body[from..to])
-}
-
-/// How many user rows the list page shows.
-fn rows(body: &str) -> usize {
-    body.matches("<td><a href=\"/admin/users/").count()
-}
-
-/// An admin creates `username` through the pages; returns the new id and one-time password.
-fn admin_creates(admin: &mut Browser<'_>, username: &str, level: &str) -> (String, String) {
-    admin.get("/admin/users/new").assert_status(Status::Ok);
-    let page = admin.post("/admin/users", &[("username", username), ("level", level)]);
-    page.assert_status(Status::Ok);
-    let one_time = between(&page.body, "<code>", "</code>")
-        .expect("one-time password on the page")
-        .to_string();
-    let id = between(&page.body, "<a href=\"/admin/users/", "\"")
-        .expect("link to the new user")
-        .to_string();
-    (id, one_time)
-}
-
-fn count(actions: &[String], action: &str) -> usize {
-    actions.iter().filter(|a| *a == action).count()
-}
-
 // ---------------------------------------------------------------------------------------------
 // The list
 
@@ -56,37 +26,40 @@ fn the_user_list_searches_filters_by_level_and_pages() {
     let first = admin.get("/admin/users");
     first.assert_status(Status::Ok);
     assert!(first.body.contains("34 users"), "{}", first.body);
-    assert_eq!(rows(&first.body), 25);
+    assert_eq!(user_rows(&first.body), 25);
     assert!(first.body.contains("Page 1 of 2"));
     assert!(first.body.contains("page=2\">Next"));
     let second = admin.get("/admin/users?page=2");
     second.assert_status(Status::Ok);
-    assert_eq!(rows(&second.body), 9);
+    assert_eq!(user_rows(&second.body), 9);
     assert!(second.body.contains("Page 2 of 2"));
     assert!(second.body.contains("patient30"));
     assert!(!second.body.contains(">patient01<"));
     // A page past the end shows the last page rather than an error.
-    assert_eq!(rows(&admin.get("/admin/users?page=99").body), 9);
+    assert_eq!(user_rows(&admin.get("/admin/users?page=99").body), 9);
 
     // Search by part of the username, in any case.
     let search = admin.get("/admin/users?q=TIENT0");
-    assert_eq!(rows(&search.body), 9, "{}", search.body);
+    assert_eq!(user_rows(&search.body), 9, "{}", search.body);
     assert!(
         search.body.contains("value=\"TIENT0\""),
         "the search box keeps the query"
     );
     let one = admin.get("/admin/users?q=house");
-    assert_eq!(rows(&one.body), 1);
+    assert_eq!(user_rows(&one.body), 1);
     assert!(one.body.contains(">drhouse<"));
 
     // Filter by level, alone and with a search; the pager keeps both.
     let doctors = admin.get("/admin/users?level=doctor");
-    assert_eq!(rows(&doctors.body), 3);
+    assert_eq!(user_rows(&doctors.body), 3);
     assert!(!doctors.body.contains(">patient01<"));
     let admins = admin.get("/admin/users?level=admin");
-    assert_eq!(rows(&admins.body), 1);
+    assert_eq!(user_rows(&admins.body), 1);
     assert!(admins.body.contains(">admin<"));
-    assert_eq!(rows(&admin.get("/admin/users?q=dr&level=patient").body), 0);
+    assert_eq!(
+        user_rows(&admin.get("/admin/users?q=dr&level=patient").body),
+        0
+    );
     let patients = admin.get("/admin/users?q=patient&level=patient");
     assert!(
         patients
@@ -106,17 +79,17 @@ fn like_wildcards_in_the_search_are_taken_literally() {
     app.create_user(Level::Patient, "bob");
 
     let underscore = admin.get("/admin/users?q=n_l");
-    assert_eq!(rows(&underscore.body), 1, "{}", underscore.body);
+    assert_eq!(user_rows(&underscore.body), 1, "{}", underscore.body);
     assert!(underscore.body.contains(">ann_lee<"));
     assert!(!underscore.body.contains(">annxlee<"));
 
     let percent = admin.get("/admin/users?q=%25");
-    assert_eq!(rows(&percent.body), 0, "{}", percent.body);
+    assert_eq!(user_rows(&percent.body), 0, "{}", percent.body);
     assert!(percent.body.contains("No user matches."));
     let percent_inside = admin.get("/admin/users?q=ann%25lee");
-    assert_eq!(rows(&percent_inside.body), 0);
+    assert_eq!(user_rows(&percent_inside.body), 0);
     let lone_underscore = admin.get("/admin/users?q=_");
-    assert_eq!(rows(&lone_underscore.body), 1);
+    assert_eq!(user_rows(&lone_underscore.body), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -131,7 +104,7 @@ fn a_bad_username_is_refused_with_the_form_refilled_and_the_error_beside_the_fie
     let page = admin.post("/admin/users", &[("username", "ab"), ("level", "doctor")]);
     page.assert_status(Status::UnprocessableEntity);
     assert!(page.body.contains("value=\"ab\""), "{}", page.body);
-    let error = between(&page.body, "id=\"username-error\">", "</p>").expect("field error");
+    let error = find_between(&page.body, "id=\"username-error\">", "</p>").expect("field error");
     assert!(error.contains("3 to 64 characters"), "{error}");
     assert!(page.body.contains("aria-invalid=\"true\""));
     assert!(
@@ -160,7 +133,7 @@ fn a_bad_username_is_refused_with_the_form_refilled_and_the_error_beside_the_fie
     assert!(page.body.contains("Choose admin, doctor or patient."));
 
     assert_eq!(app.audit_actions(), before, "nothing was created");
-    assert_eq!(rows(&admin.get("/admin/users").body), 1);
+    assert_eq!(user_rows(&admin.get("/admin/users").body), 1);
 }
 
 #[test]
@@ -209,7 +182,7 @@ fn a_new_user_gets_a_one_time_password_shown_only_once() {
     app.browser()
         .login("nurse.joy", &one_time)
         .assert_redirect("/account/password");
-    assert_eq!(count(&app.audit_actions(), "user.created"), 2);
+    assert_eq!(count_of(&app.audit_actions(), "user.created"), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,7 +232,7 @@ fn an_admin_renames_a_user_and_changes_their_level() {
     bad.assert_status(Status::UnprocessableEntity);
     assert!(bad.body.contains("id=\"username-error\""));
     assert!(bad.body.contains("value=\"no spaces please\""));
-    assert_eq!(count(&app.audit_actions(), "user.updated"), 1);
+    assert_eq!(count_of(&app.audit_actions(), "user.updated"), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,7 +244,7 @@ fn deactivating_signs_the_user_out_and_blocks_sign_in_until_activated() {
     let mut admin = app.signed_in(Level::Admin, "admin");
     let mut doctor = app.signed_in(Level::Doctor, "drgrey");
     doctor.get("/dashboard").assert_status(Status::Ok);
-    let id = between(
+    let id = find_between(
         &admin.get("/admin/users?q=drgrey").body,
         "<a href=\"/admin/users/",
         "\"",
@@ -303,8 +276,8 @@ fn deactivating_signs_the_user_out_and_blocks_sign_in_until_activated() {
     again.get("/dashboard").assert_status(Status::Ok);
 
     let actions = app.audit_actions();
-    assert_eq!(count(&actions, "user.deactivated"), 1);
-    assert_eq!(count(&actions, "user.activated"), 1);
+    assert_eq!(count_of(&actions, "user.deactivated"), 1);
+    assert_eq!(count_of(&actions, "user.activated"), 1);
 }
 
 #[test]
@@ -313,7 +286,7 @@ fn resetting_a_password_shows_a_new_one_time_password_and_ends_sessions() {
     let mut admin = app.signed_in(Level::Admin, "admin");
     let mut doctor = app.signed_in(Level::Doctor, "drgrey");
     doctor.get("/dashboard").assert_status(Status::Ok);
-    let id = between(
+    let id = find_between(
         &admin.get("/admin/users?q=drgrey").body,
         "<a href=\"/admin/users/",
         "\"",
@@ -325,7 +298,7 @@ fn resetting_a_password_shows_a_new_one_time_password_and_ends_sessions() {
     let page = admin.post(&format!("/admin/users/{id}/reset-password"), &[]);
     page.assert_status(Status::Ok);
     assert!(page.body.contains("New password for drgrey"));
-    let one_time = between(&page.body, "<code>", "</code>")
+    let one_time = find_between(&page.body, "<code>", "</code>")
         .expect("password")
         .to_string();
     assert!(!admin
@@ -360,7 +333,7 @@ fn an_admin_ends_every_session_of_a_user() {
     phone
         .login("drgrey", PASSWORD)
         .assert_redirect("/dashboard");
-    let id = between(
+    let id = find_between(
         &admin.get("/admin/users?q=drgrey").body,
         "<a href=\"/admin/users/",
         "\"",
@@ -400,7 +373,7 @@ fn a_deleted_user_is_gone() {
     let app = TestApp::new();
     let mut admin = app.signed_in(Level::Admin, "admin");
     let mut patient = app.signed_in(Level::Patient, "pat");
-    let id = between(
+    let id = find_between(
         &admin.get("/admin/users?q=pat").body,
         "<a href=\"/admin/users/",
         "\"",
@@ -470,7 +443,7 @@ fn an_admin_cannot_deactivate_delete_or_demote_themselves() {
     let mut admin = app.signed_in(Level::Admin, "admin");
     // Another admin exists, so only the rule about oneself can refuse.
     app.create_user(Level::Admin, "second");
-    let me = between(
+    let me = find_between(
         &admin.get("/admin/users?q=admin").body,
         "<a href=\"/admin/users/",
         "\"",
@@ -535,7 +508,7 @@ fn the_last_active_admin_cannot_be_demoted_deactivated_or_deleted() {
     let app = TestApp::new();
     let mut admin = app.signed_in(Level::Admin, "admin");
     let_doctors_manage_users(&mut admin);
-    let admin_id = between(
+    let admin_id = find_between(
         &admin.get("/admin/users?q=admin").body,
         "<a href=\"/admin/users/",
         "\"",
@@ -601,9 +574,9 @@ fn the_last_active_admin_cannot_be_demoted_deactivated_or_deleted() {
         .assert_redirect("/admin/users");
     doctor.get(&back).assert_status(Status::NotFound);
     let actions = app.audit_actions();
-    assert_eq!(count(&actions, "user.deactivated"), 1);
-    assert_eq!(count(&actions, "user.updated"), 2);
-    assert_eq!(count(&actions, "user.deleted"), 1);
+    assert_eq!(count_of(&actions, "user.deactivated"), 1);
+    assert_eq!(count_of(&actions, "user.updated"), 2);
+    assert_eq!(count_of(&actions, "user.deleted"), 1);
 }
 
 #[test]
@@ -650,7 +623,7 @@ fn a_malformed_activation_form_changes_nothing() {
     let app = TestApp::new();
     let mut admin = app.signed_in(Level::Admin, "admin");
     let mut doctor = app.signed_in(Level::Doctor, "drgrey");
-    let id = between(
+    let id = find_between(
         &admin.get("/admin/users?q=drgrey").body,
         "<a href=\"/admin/users/",
         "\"",

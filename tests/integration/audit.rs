@@ -297,7 +297,7 @@ fn total(page: &Page) -> i64 {
 }
 
 /// How many event rows the page shows.
-fn rows(page: &Page) -> usize {
+fn event_rows(page: &Page) -> usize {
     page.body.matches("<span class=\"badge badge-").count()
 }
 
@@ -329,7 +329,7 @@ fn the_audit_page_filters_by_actor_action_and_dates() {
 
     let by_actor = admin.get("/admin/audit?actor=DrGrey");
     assert_eq!(total(&by_actor), 4, "{}", by_actor.body);
-    assert_eq!(rows(&by_actor), 4);
+    assert_eq!(event_rows(&by_actor), 4);
     assert!(by_actor.body.contains("value=\"drgrey\""));
 
     let by_action = admin.get("/admin/audit?action=login.failure");
@@ -394,19 +394,19 @@ fn the_audit_page_pages_newest_first() {
     assert!(last > 60);
 
     let first = admin.get("/admin/audit");
-    assert_eq!(rows(&first), 50);
+    assert_eq!(event_rows(&first), 50);
     assert!(first.body.contains("Page 1 of 2"));
     assert!(first.body.contains(&format!("<td>{last}</td>")));
     assert!(!first.body.contains("<td>1</td>"));
     let second = admin.get("/admin/audit?page=2");
-    assert_eq!(rows(&second), (last - 50) as usize);
+    assert_eq!(event_rows(&second), (last - 50) as usize);
     assert!(second.body.contains("Page 2 of 2"));
     assert!(second.body.contains("<td>1</td>"));
     assert!(!second.body.contains(&format!("<td>{last}</td>")));
 
     // The pager keeps the filters.
     let filtered = admin.get("/admin/audit?action=csrf.refused&page=2");
-    assert_eq!(rows(&filtered), 10);
+    assert_eq!(event_rows(&filtered), 10);
     assert!(filtered.body.contains("action=csrf.refused"));
 }
 

@@ -11,49 +11,15 @@ use common::*;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use medvault::access::Level;
+use medvault::build_rocket;
 use medvault::crypto::FieldRef;
 use medvault::reencryption::job::{self, Job};
-use medvault::{build_rocket, Config};
 use rocket::http::Status;
-use rocket::local::blocking::Client;
 use sha2::{Digest, Sha256};
 
 /// A server whose re-encryption jobs run only when the test drives them.
 fn manual_jobs() -> TestApp {
     TestApp::with_config(|c| c.reencrypt_in_background = false)
-}
-
-/// The same home, served by a new server (a restart), jobs driven by hand.
-fn restart(app: TestApp) -> TestApp {
-    let TestApp {
-        client,
-        clock,
-        home,
-    } = app;
-    drop(client);
-    let mut config = Config::for_home(home.path());
-    config.clock = clock.clone();
-    config.reencrypt_in_background = false;
-    config.hosts = vec![HOST.into()];
-    let rocket = build_rocket(config).expect("the server builds again on the same home");
-    let client = Client::untracked(rocket).expect("server ignites");
-    TestApp {
-        client,
-        clock,
-        home,
-    }
-}
-
-/// The text between `start` and the next `end` after it.
-fn between<'b>(body: &'b str, start: &str, end: &str) -> Option<&'b str> {
-    let from = body.find(start)? + start.len();
-    let to = body[from..].find(end)? + from;
-    Some(&body[from..to])
-}
-
-/// How many user rows the list page shows.
-fn rows(body: &str) -> usize {
-    body.matches("<td><a href=\"/admin/users/").count()
 }
 
 /// The `<tr>` of the user list that links to `username`.
@@ -67,16 +33,13 @@ fn row_of<'b>(body: &'b str, username: &str) -> &'b str {
     &body[start..end]
 }
 
-/// The `value` of the input named `name`, if it has one.
-fn input_value(body: &str, name: &str) -> Option<String> {
-    let at = body.find(&format!("name=\"{name}\""))?;
-    let tag_end = body[at..].find('>')? + at;
-    let tag = &body[at..tag_end];
-    between(tag, "value=\"", "\"").map(str::to_string)
-}
-
 /// An admin creates a patient with a name and email through the real form; returns the id.
-fn admin_creates(admin: &mut Browser<'_>, username: &str, full_name: &str, email: &str) -> String {
+fn admin_creates_named(
+    admin: &mut Browser<'_>,
+    username: &str,
+    full_name: &str,
+    email: &str,
+) -> String {
     admin.get("/admin/users/new").assert_status(Status::Ok);
     let page = admin.post(
         "/admin/users",
@@ -88,7 +51,7 @@ fn admin_creates(admin: &mut Browser<'_>, username: &str, full_name: &str, email
         ],
     );
     page.assert_status(Status::Ok);
-    between(&page.body, "<a href=\"/admin/users/", "\"")
+    find_between(&page.body, "<a href=\"/admin/users/", "\"")
         .expect("link to the new user")
         .to_string()
 }
@@ -171,10 +134,6 @@ fn audit_events(app: &TestApp) -> Vec<(String, String)> {
         .expect("audit rows")
 }
 
-fn count(actions: &[String], action: &str) -> usize {
-    actions.iter().filter(|a| *a == action).count()
-}
-
 fn running_job(app: &TestApp) -> Option<Job> {
     let mut conn = app.app().db.conn().expect("conn");
     Job::running(&mut conn).expect("job")
@@ -238,8 +197,8 @@ fn two_patients() -> (TestApp, String, String) {
     let (alice, bob) = {
         let mut admin = app.signed_in(Level::Admin, "admin");
         (
-            admin_creates(&mut admin, ALICE.0, ALICE.1, ALICE.2),
-            admin_creates(&mut admin, BOB.0, BOB.1, BOB.2),
+            admin_creates_named(&mut admin, ALICE.0, ALICE.1, ALICE.2),
+            admin_creates_named(&mut admin, BOB.0, BOB.1, BOB.2),
         )
     };
     (app, alice, bob)
@@ -352,12 +311,12 @@ fn an_exact_email_in_any_case_finds_the_account_and_a_partial_email_does_not() {
         "  zq.brown@clinic.example  ",
     ] {
         let page = search(&mut admin, q);
-        assert_eq!(rows(&page.body), 1, "{q:?}: {}", page.body);
+        assert_eq!(user_rows(&page.body), 1, "{q:?}: {}", page.body);
         assert!(row_of(&page.body, ALICE.0).contains(ALICE.1));
         assert!(page.body.contains(&format!("/admin/users/{alice}\"")));
     }
     let page = search(&mut admin, BOB.2);
-    assert_eq!(rows(&page.body), 1);
+    assert_eq!(user_rows(&page.body), 1);
     assert!(page.body.contains(&format!("/admin/users/{bob}\"")));
 
     for partial in [
@@ -369,7 +328,7 @@ fn an_exact_email_in_any_case_finds_the_account_and_a_partial_email_does_not() {
     ] {
         let page = search(&mut admin, partial);
         assert_eq!(
-            rows(&page.body),
+            user_rows(&page.body),
             0,
             "{partial:?} found someone: {}",
             page.body
@@ -405,7 +364,7 @@ fn the_email_index_is_keyed_hex_of_the_configured_width() {
     assert_eq!(wide.len(), 32, "{wide}");
     assert!(wide.starts_with(&index), "the same HMAC, less truncated");
     let page = search(&mut admin, ALICE.2);
-    assert_eq!(rows(&page.body), 1, "{}", page.body);
+    assert_eq!(user_rows(&page.body), 1, "{}", page.body);
     assert!(page.body.contains(&format!("/admin/users/{alice}\"")));
 }
 
@@ -427,12 +386,12 @@ fn an_email_that_only_shares_a_truncated_index_finds_nobody() {
         .expect("an address sharing the index");
     let page = search(&mut admin, &twin);
     assert_eq!(
-        rows(&page.body),
+        user_rows(&page.body),
         0,
         "{twin} is not alice's email: {}",
         page.body
     );
-    assert_eq!(rows(&search(&mut admin, ALICE.2).body), 1);
+    assert_eq!(user_rows(&search(&mut admin, ALICE.2).body), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -457,7 +416,7 @@ fn assert_tamper_refused(tamper: impl FnOnce(&TestApp, &str, &str), never_shown:
     let other = row_of(&list.body, BOB.0);
     assert!(other.contains(BOB.1) && !other.contains("integrity error"));
 
-    let before = count(&app.audit_actions(), "encryption.integrity_error");
+    let before = count_of(&app.audit_actions(), "encryption.integrity_error");
     let edit = admin.get(&format!("/admin/users/{alice}"));
     edit.assert_status(Status::Ok);
     assert!(edit.body.contains("Integrity error"), "{}", edit.body);
@@ -469,7 +428,7 @@ fn assert_tamper_refused(tamper: impl FnOnce(&TestApp, &str, &str), never_shown:
         );
     }
     assert_eq!(
-        count(&app.audit_actions(), "encryption.integrity_error"),
+        count_of(&app.audit_actions(), "encryption.integrity_error"),
         before + 1,
         "the refusal is audited"
     );
@@ -614,13 +573,13 @@ fn a_policy_change_keeps_values_readable_and_the_job_moves_them_to_the_new_suite
     // The stored indexes are still the old hash's, and the search still finds by exact email.
     let found = search(&mut admin, ALICE.2);
     assert_eq!(
-        rows(&found.body),
+        user_rows(&found.body),
         1,
         "email search while the job runs: {}",
         found.body
     );
     assert!(found.body.contains(&format!("/admin/users/{alice}\"")));
-    assert_eq!(rows(&search(&mut admin, "zq.brown@clinic").body), 0);
+    assert_eq!(user_rows(&search(&mut admin, "zq.brown@clinic").body), 0);
 
     let batches = job::run(app.app(), None).expect("job runs");
     assert!(batches >= 2, "one batch per column at least");
@@ -638,7 +597,7 @@ fn a_policy_change_keeps_values_readable_and_the_job_moves_them_to_the_new_suite
     // The indexes follow the new hash, and the search still finds by exact email.
     assert_ne!(stored(&app, &alice).email_index, index_before);
     let found = search(&mut admin, " ZQ.BROWN@clinic.example");
-    assert_eq!(rows(&found.body), 1, "{}", found.body);
+    assert_eq!(user_rows(&found.body), 1, "{}", found.body);
     assert!(found.body.contains(&format!("/admin/users/{alice}\"")));
     let list = admin.get("/admin/users");
     assert!(row_of(&list.body, ALICE.0).contains(ALICE.1));
@@ -646,8 +605,8 @@ fn a_policy_change_keeps_values_readable_and_the_job_moves_them_to_the_new_suite
     assert_eq!(input_value(&edit.body, "email").as_deref(), Some(BOB.2));
 
     let actions = app.audit_actions();
-    assert_eq!(count(&actions, "encryption.policy_saved"), 1);
-    assert_eq!(count(&actions, "encryption.job_finished"), 1);
+    assert_eq!(count_of(&actions, "encryption.policy_saved"), 1);
+    assert_eq!(count_of(&actions, "encryption.job_finished"), 1);
     let finished = audit_events(&app)
         .into_iter()
         .rfind(|(a, _)| a == "encryption.job_finished")
@@ -720,7 +679,7 @@ fn a_job_stopped_after_one_batch_resumes_after_a_restart_and_finishes() {
     assert_eq!(moved, 500);
 
     // The server goes away mid-job; a new one on the same home finds the job where it stopped.
-    let app = restart(app);
+    let app = app.restart(|c| c.reencrypt_in_background = false);
     let resumed = running_job(&app).expect("still running after the restart");
     assert_eq!(resumed.id, stopped.id);
     assert_eq!(resumed.rewritten, stopped.rewritten);
@@ -835,7 +794,7 @@ fn broken_suites_are_flagged_audited_and_still_round_trip() {
         let edit = admin.get(&format!("/admin/users/{alice}"));
         assert_eq!(input_value(&edit.body, "email").as_deref(), Some(ALICE.2));
         let found = search(&mut admin, ALICE.2);
-        assert_eq!(rows(&found.body), 1, "{cipher}+{hash}");
+        assert_eq!(user_rows(&found.body), 1, "{cipher}+{hash}");
     }
 
     // Back to a modern suite: the badge goes.
@@ -920,7 +879,7 @@ fn rotating_the_root_key_reseals_everything_under_the_new_version_and_retires_th
             ],
         )
         .assert_redirect(&format!("/admin/users/{alice}"));
-    let carol = admin_creates(&mut admin, "carol", "Carol Danvers", "carol@marvel.example");
+    let carol = admin_creates_named(&mut admin, "carol", "Carol Danvers", "carol@marvel.example");
     for id in [&alice, &carol] {
         let row = stored(&app, id);
         assert_eq!(header(&row.full_name).2, 2, "{}", row.username);
@@ -947,7 +906,7 @@ fn rotating_the_root_key_reseals_everything_under_the_new_version_and_retires_th
         .contains("<strong>0</strong> still in an old form"));
     let list = admin.get("/admin/users");
     assert!(row_of(&list.body, BOB.0).contains(BOB.1));
-    assert_eq!(rows(&search(&mut admin, BOB.2).body), 1);
+    assert_eq!(user_rows(&search(&mut admin, BOB.2).body), 1);
 
     // Bob's own value from before the rotation, put back: version 1 is retired, so it is refused.
     write_column(&app, &bob, "full_name", &bobs_v1_name);
@@ -962,7 +921,7 @@ fn rotating_the_root_key_reseals_everything_under_the_new_version_and_retires_th
     drop(admin);
 
     // A restart on the same home reads both key versions and keeps version 1 retired.
-    let app = restart(app);
+    let app = app.restart(|c| c.reencrypt_in_background = false);
     assert_eq!(app.app().fields.crypto().current_key_version(), 2);
     let mut admin = sign_in_admin(&app);
     let list = admin.get("/admin/users");
@@ -970,7 +929,10 @@ fn rotating_the_root_key_reseals_everything_under_the_new_version_and_retires_th
     assert!(row_of(&list.body, ALICE.0).contains("Zelda Renamed"));
     assert!(row_of(&list.body, "carol").contains("Carol Danvers"));
     assert!(row_of(&list.body, BOB.0).contains("integrity error"));
-    assert_eq!(rows(&search(&mut admin, "Carol@Marvel.example").body), 1);
+    assert_eq!(
+        user_rows(&search(&mut admin, "Carol@Marvel.example").body),
+        1
+    );
     let page = admin.get("/admin/encryption");
     assert!(page.body.contains("retired: no value uses it"));
 }
@@ -1088,7 +1050,7 @@ fn a_bad_policy_form_is_refused_with_a_message_and_changes_nothing() {
     );
     // The stored policy is what it was: a restart loads the same.
     drop(admin);
-    let app = restart(app);
+    let app = app.restart(|c| c.reencrypt_in_background = false);
     assert_eq!(*app.app().fields.policy(), policy_before);
     assert_eq!(app.app().id_length(), 16);
 }
@@ -1138,14 +1100,14 @@ fn an_id_length_of_24_gives_new_accounts_24_character_ids() {
     assert_eq!(input_value(&page.body, "id_length").as_deref(), Some("24"));
     assert!(running_job(&app).is_none(), "ids alone rewrite nothing");
 
-    let carol = admin_creates(&mut admin, "carol", "Carol Danvers", "carol@marvel.example");
+    let carol = admin_creates_named(&mut admin, "carol", "Carol Danvers", "carol@marvel.example");
     assert_eq!(carol.len(), 24, "{carol}");
     assert!(carol.chars().all(|c| c.is_ascii_alphanumeric()));
     assert_eq!(app.create_user(Level::Doctor, "drwho").len(), 24);
     assert_eq!(alice.len(), 16, "existing ids stay");
     drop(admin);
 
-    let app = restart(app);
+    let app = app.restart(|c| c.reencrypt_in_background = false);
     assert_eq!(app.app().id_length(), 24, "kept across a restart");
     assert_eq!(app.create_user(Level::Patient, "dave").len(), 24);
 }
@@ -1233,8 +1195,7 @@ fn a_column_that_was_plain_is_moved_into_sealed_form_by_the_job() {
 fn every_admin_change_is_sealed_so_the_next_start_accepts_it() {
     /// A second server on the same home: its start checks the seal on the admin's state.
     fn next_start(app: &TestApp) -> Result<(), String> {
-        let mut cfg = Config::for_home(app.home.path());
-        cfg.clock = app.clock.clone();
+        let mut cfg = config_for(app.home.path(), app.clock.clone());
         cfg.reencrypt_in_background = false;
         build_rocket(cfg).map(drop).map_err(|e| e.to_string())
     }
@@ -1258,8 +1219,8 @@ fn every_admin_change_is_sealed_so_the_next_start_accepts_it() {
     let app = manual_jobs();
     let mut admin = app.signed_in(Level::Admin, "admin");
     // Values for the re-encryption job to rewrite.
-    admin_creates(&mut admin, ALICE.0, ALICE.1, ALICE.2);
-    admin_creates(&mut admin, BOB.0, BOB.1, BOB.2);
+    admin_creates_named(&mut admin, ALICE.0, ALICE.1, ALICE.2);
+    admin_creates_named(&mut admin, BOB.0, BOB.1, BOB.2);
     assert_next_start_accepts(&app, "creating the admin and two patients");
 
     // Session bindings and the levels that must use two-factor sign-in.
@@ -1332,7 +1293,7 @@ fn every_admin_change_is_sealed_so_the_next_start_accepts_it() {
         if !tag.contains("name=\"grant\"") {
             continue;
         }
-        let value = between(tag, "value=\"", "\"")
+        let value = find_between(tag, "value=\"", "\"")
             .expect("grant value")
             .to_string();
         if tag.contains("type=\"hidden\"") || tag.contains(" checked") {
@@ -1388,7 +1349,7 @@ fn every_admin_change_is_sealed_so_the_next_start_accepts_it() {
         .post("/admin/masking", &form)
         .assert_redirect("/admin/masking");
     let page = admin.get("/admin/masking");
-    let select = between(
+    let select = find_between(
         &page.body,
         &format!("<select name=\"{changed_name}\""),
         "</select>",
@@ -1535,7 +1496,7 @@ fn a_value_sealed_under_an_older_suite_and_written_back_is_refused() {
     assert!(!row.contains(ALICE.1), "the old copy shown as data: {row}");
     let edit = admin.get(&format!("/admin/users/{alice}"));
     assert!(edit.body.contains("Integrity error"), "{}", edit.body);
-    assert!(count(&app.audit_actions(), "encryption.integrity_error") >= 1);
+    assert!(count_of(&app.audit_actions(), "encryption.integrity_error") >= 1);
 }
 
 #[test]

@@ -3,48 +3,10 @@
 
 use crate::common;
 
+use common::record_builders::*;
 use common::*;
 use medvault::access::Level;
 use rocket::http::Status;
-
-pub const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-not-a-real-image-but-png-magic";
-
-/// A doctor with one patient in their care whose profile is filled in; the patient has a
-/// password of their own. Returns (app, doctor's browser, patient id).
-fn doctor_with_patient(app: &TestApp) -> (Browser<'_>, String) {
-    let mut doctor = app.signed_in(Level::Doctor, "dr.grey");
-    let page = doctor.post(
-        "/patients/new",
-        &[
-            ("username", "pat.one"),
-            ("national_id", "S1234567D"),
-            ("first_name", "Patricia"),
-            ("last_name", "Onewater"),
-            ("date_of_birth", "1980-02-29"),
-            ("gender", "female"),
-            ("blood_type", "O+"),
-            ("phone", "+65 6123 4567"),
-            ("email", "pat@example.org"),
-            ("address", "10 Downing Street"),
-            ("postal_code", "238801"),
-            ("height_cm", "165"),
-            ("weight_kg", "60.5"),
-            ("allergies", "Penicillin"),
-        ],
-    );
-    page.assert_status(Status::Ok);
-    assert!(page.body.contains("pat.one is registered"), "{}", page.body);
-    let one_time = between(&page.body, "<code>", "</code>");
-    let id = between(&page.body, "href=\"/patients/", "\"");
-    replace_one_time_password(app, "pat.one", &one_time);
-    (doctor, id)
-}
-
-fn patient_browser(app: &TestApp) -> Browser<'_> {
-    let mut patient = app.browser();
-    patient.login("pat.one", PASSWORD).assert_redirect("/");
-    patient
-}
 
 #[test]
 fn a_doctor_registers_a_patient_records_care_and_the_patient_reads_it_masked() {
@@ -178,16 +140,6 @@ fn a_doctor_registers_a_patient_records_care_and_the_patient_reads_it_masked() {
     assert!(log.body.contains("dr.grey"));
     assert!(log.body.contains("opened your record"));
     assert!(log.body.contains("downloaded a file") || log.body.contains("added a file"));
-}
-
-/// The value attribute of the input named `name`, as a browser would send it back.
-fn input_value(html: &str, name: &str) -> Option<String> {
-    let at = html.find(&format!("name=\"{name}\""))?;
-    let tag_end = html[at..].find('>')? + at;
-    let tag = &html[at..tag_end];
-    let start = tag.find("value=\"")? + "value=\"".len();
-    let end = tag[start..].find('"')? + start;
-    Some(tag[start..end].to_string())
 }
 
 #[test]

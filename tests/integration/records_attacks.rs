@@ -7,12 +7,10 @@ use crate::common;
 
 use std::path::PathBuf;
 
+use common::record_builders::*;
 use common::*;
 use medvault::access::Level;
 use rocket::http::Status;
-
-/// PNG magic and a few bytes: the server reads the type from the content, never from the name.
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-not-a-real-image-but-png-magic";
 
 /// Clinical text written into every entry of the victim's record: if it ever shows on a page
 /// served to someone else, the record leaked.
@@ -26,190 +24,6 @@ const HACKED: &str = "HACKED-by-outsider";
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A form as (name, value) pairs: built from a valid default, then changed one field at a time
-/// so that each case differs from a good form by exactly what it tests.
-#[derive(Clone)]
-struct Form(Vec<(&'static str, String)>);
-
-impl Form {
-    fn new(pairs: &[(&'static str, &str)]) -> Form {
-        Form(pairs.iter().map(|(k, v)| (*k, v.to_string())).collect())
-    }
-
-    fn with(mut self, name: &'static str, value: &str) -> Form {
-        match self.0.iter_mut().find(|(k, _)| *k == name) {
-            Some(pair) => pair.1 = value.to_string(),
-            None => self.0.push((name, value.to_string())),
-        }
-        self
-    }
-
-    fn pairs(&self) -> Vec<(&str, &str)> {
-        self.0.iter().map(|(k, v)| (*k, v.as_str())).collect()
-    }
-}
-
-fn post(browser: &mut Browser<'_>, uri: &str, form: &Form) -> Page {
-    browser.post(uri, &form.pairs())
-}
-
-/// A complete, valid registration (and profile) form.
-fn registration(username: &str, national_id: &str, first_name: &str, last_name: &str) -> Form {
-    Form::new(&[
-        ("username", username),
-        ("national_id", national_id),
-        ("first_name", first_name),
-        ("last_name", last_name),
-        ("date_of_birth", "1980-02-29"),
-        ("gender", "female"),
-        ("blood_type", "O+"),
-        ("phone", "+65 6123 4567"),
-        ("email", "patient@example.org"),
-        ("address", "10 Downing Street"),
-        ("postal_code", "238801"),
-        ("height_cm", "165"),
-        ("weight_kg", "60.5"),
-        ("allergies", "Penicillin"),
-    ])
-}
-
-/// A valid consultation whose diagnosis, notes and prescription carry `text`.
-fn consultation(text: &str) -> Form {
-    Form::new(&[
-        ("occurred_at", "2026-11-20T10:30"),
-        ("department", "Cardiology"),
-        ("block", "B"),
-        ("unit", "07-12"),
-        ("diagnosis", &format!("Diagnosis {text}")),
-        ("notes", &format!("Notes {text}")),
-        ("prescription", &format!("Prescription {text}")),
-    ])
-}
-
-fn vaccination(vaccine: &str, dose: &str, given_on: &str) -> Form {
-    Form::new(&[
-        ("vaccine", vaccine),
-        ("dose_number", dose),
-        ("given_on", given_on),
-        ("lot", "HB-2231"),
-        ("given_by", "Nurse Joy"),
-    ])
-}
-
-fn appointment(starts_at: &str, reason: &str) -> Form {
-    Form::new(&[("starts_at", starts_at), ("reason", reason)])
-}
-
-/// The fields of the scan form besides the file.
-fn scan_fields(description: &str) -> Vec<(&'static str, &str)> {
-    vec![
-        ("category", "X-ray"),
-        ("description", description),
-        ("taken_on", "2026-11-19"),
-    ]
-}
-
-/// A new user of `level` signed in with [`PASSWORD`]; returns their id and browser.
-fn sign_in<'a>(app: &'a TestApp, level: Level, username: &str) -> (String, Browser<'a>) {
-    let id = app.create_user(level, username);
-    let mut browser = app.browser();
-    browser
-        .login(username, PASSWORD)
-        .assert_status(Status::SeeOther);
-    (id, browser)
-}
-
-/// Registers a patient through `/patients/new`; returns their id and one-time password.
-fn register(doctor: &mut Browser<'_>, form: &Form) -> (String, String) {
-    let page = post(doctor, "/patients/new", form);
-    page.assert_status(Status::Ok);
-    let one_time = between(&page.body, "<code>", "</code>");
-    let id = between(&page.body, "href=\"/patients/", "\"");
-    (id, one_time)
-}
-
-/// The registered patient `username` replaces the one-time password and signs in with theirs.
-fn patient_signs_in<'a>(app: &'a TestApp, username: &str, one_time: &str) -> Browser<'a> {
-    let mut first = app.browser();
-    first
-        .login(username, one_time)
-        .assert_redirect("/account/password");
-    first
-        .post(
-            "/account/password",
-            &[
-                ("current_password", one_time),
-                ("new_password", PASSWORD),
-                ("confirm_password", PASSWORD),
-            ],
-        )
-        .assert_redirect("/");
-    let mut patient = app.browser();
-    patient.login(username, PASSWORD).assert_redirect("/");
-    patient
-}
-
-/// The id after the first `prefix` in `html` (ids are letters and digits).
-fn id_after(html: &str, prefix: &str) -> String {
-    let start = html
-        .find(prefix)
-        .unwrap_or_else(|| panic!("{prefix} in the page: {html}"))
-        + prefix.len();
-    html[start..]
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect()
-}
-
-/// The ids of one entry of each kind in a record.
-struct Entries {
-    consultation: String,
-    file: String,
-    appointment: String,
-}
-
-/// Fills the record of `patient_id` through the doctor's forms: a consultation, a vaccination,
-/// a scan and an appointment at `starts_at`, each carrying `text`.
-fn fill_record(doctor: &mut Browser<'_>, patient_id: &str, text: &str, starts_at: &str) -> Entries {
-    let record = format!("/patients/{patient_id}");
-    post(
-        doctor,
-        &format!("{record}/consultations"),
-        &consultation(text),
-    )
-    .assert_redirect(&record);
-    post(
-        doctor,
-        &format!("{record}/vaccinations"),
-        &vaccination(&format!("Vaccine {text}"), "1", "2026-01-10"),
-    )
-    .assert_redirect(&record);
-    // A page with the session's CSRF token, which the multipart helper sends.
-    doctor.get(&record);
-    let description = format!("Scan {text}");
-    doctor
-        .post_multipart(
-            &format!("{record}/scans"),
-            &scan_fields(&description),
-            "chest.png",
-            PNG,
-        )
-        .assert_redirect(&record);
-    post(
-        doctor,
-        &format!("{record}/appointments"),
-        &appointment(starts_at, &format!("Appointment {text}")),
-    )
-    .assert_redirect(&record);
-    let page = doctor.get(&record);
-    page.assert_status(Status::Ok);
-    Entries {
-        consultation: id_after(&page.body, &format!("{record}/consultations/")),
-        file: id_after(&page.body, &format!("{record}/files/")),
-        appointment: id_after(&page.body, &format!("action=\"{record}/appointments/")),
-    }
-}
 
 /// A doctor and a patient in their care with a full record carrying [`SECRET`].
 struct Victim<'a> {
@@ -238,7 +52,7 @@ fn victim(app: &TestApp) -> Victim<'_> {
 }
 
 /// The number of rows of `table`, read straight from the database.
-fn rows(app: &TestApp, table: &str) -> i64 {
+fn table_rows(app: &TestApp, table: &str) -> i64 {
     use diesel::prelude::*;
     #[derive(QueryableByName)]
     struct Count {
@@ -604,11 +418,11 @@ fn every_record_route_refuses_outsiders_and_shows_them_nothing() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // Nothing was written: one entry of each kind, the appointment still booked, no grant.
-    assert_eq!(rows(&app, "consultations"), 1);
-    assert_eq!(rows(&app, "vaccinations"), 1);
-    assert_eq!(rows(&app, "medical_files"), 1);
+    assert_eq!(table_rows(&app, "consultations"), 1);
+    assert_eq!(table_rows(&app, "vaccinations"), 1);
+    assert_eq!(table_rows(&app, "medical_files"), 1);
     assert_eq!(stored_files(&app).len(), 1);
-    assert_eq!(rows(&app, "emergency_grants"), 0);
+    assert_eq!(table_rows(&app, "emergency_grants"), 0);
     assert_eq!(appointment_statuses(&app), ["booked"]);
     let record = v.doctor.get(&format!("/patients/{}", v.id));
     record.assert_status(Status::Ok);
@@ -659,7 +473,7 @@ fn a_doctor_cannot_add_a_consultation_to_another_doctors_patient() {
 
     // Nothing written: the database has the one consultation, and so does the rightful
     // doctor's page.
-    assert_eq!(rows(&app, "consultations"), 1);
+    assert_eq!(table_rows(&app, "consultations"), 1);
     let record = v.doctor.get(&format!("/patients/{}", v.id));
     assert_eq!(record.body.matches("<article class=\"entry\">").count(), 1);
     assert!(!record.body.contains(HACKED));
@@ -694,7 +508,7 @@ fn a_patient_reaches_neither_another_patients_files_nor_appointments() {
         page.body
     );
     assert!(leaks(&page).is_empty());
-    assert_eq!(rows(&app, "appointments"), 1);
+    assert_eq!(table_rows(&app, "appointments"), 1);
     // Her own record is empty: nothing of the victim's is in it.
     let own = mallory.get("/records");
     own.assert_status(Status::Ok);
@@ -878,7 +692,7 @@ fn emergency_access_needs_a_reason_is_audited_shown_to_the_patient_and_expires()
     page.assert_status(Status::UnprocessableEntity);
     assert!(page.body.contains("at most 500 characters"));
     assert!(leaks(&page).is_empty());
-    assert_eq!(rows(&app, "emergency_grants"), 0);
+    assert_eq!(table_rows(&app, "emergency_grants"), 0);
     bob.get(&record).assert_status(Status::Forbidden);
 
     let reason = "Unconscious in the emergency room, allergy check";
@@ -913,7 +727,7 @@ fn emergency_access_needs_a_reason_is_audited_shown_to_the_patient_and_expires()
     .assert_status(Status::Forbidden);
     let page = bob.get(&format!("{record}/files/{}", v.entries.file));
     page.assert_status(Status::Forbidden);
-    assert_eq!(rows(&app, "consultations"), 1);
+    assert_eq!(table_rows(&app, "consultations"), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1083,7 +897,7 @@ fn a_file_that_is_not_a_medical_file_is_refused_with_the_form_refilled() {
             .contains("This file is not a JPEG, PNG, PDF or DICOM file."));
         assert_no_raw_markup(name, &page);
     }
-    assert_eq!(rows(&app, "medical_files"), 0);
+    assert_eq!(table_rows(&app, "medical_files"), 0);
     assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
     assert!(doctor
         .get(&format!("/patients/{id}"))
@@ -1104,7 +918,7 @@ fn an_empty_file_is_refused() {
     page.assert_status(Status::UnprocessableEntity);
     assert!(page.body.contains("Choose a file"), "{}", page.body);
     assert!(page.body.contains("value=\"Empty scan\""));
-    assert_eq!(rows(&app, "medical_files"), 0);
+    assert_eq!(table_rows(&app, "medical_files"), 0);
     assert!(stored_files(&app).is_empty());
 }
 
@@ -1131,7 +945,7 @@ fn an_oversized_file_is_refused_and_nothing_is_stored() {
         assert!(page.body.contains("larger than"), "{len}: {}", page.body);
         assert!(page.body.contains("value=\"Too big\""));
     }
-    assert_eq!(rows(&app, "medical_files"), 0);
+    assert_eq!(table_rows(&app, "medical_files"), 0);
     assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
     // A file of exactly the limit is accepted: the limit is inclusive.
     doctor
@@ -1188,7 +1002,7 @@ fn a_file_within_the_configured_limit_is_accepted() {
             .nth(1)
             .unwrap_or(&page.body[..page.body.len().min(400)])
     );
-    assert_eq!(rows(&app, "medical_files"), 1);
+    assert_eq!(table_rows(&app, "medical_files"), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1397,7 +1211,7 @@ fn registration_refuses_bad_input_with_the_form_refilled_and_writes_nothing() {
         &mut doctor,
         &registration("first.pat", "S1234567D", "First", "Patient"),
     );
-    let (users, patients) = (rows(&app, "users"), rows(&app, "patients"));
+    let (users, patients) = (table_rows(&app, "users"), table_rows(&app, "patients"));
 
     let good = registration("second.pat", "S7654321A", "Second", "Patient");
     // (what, field, typed, message, what the form shows again)
@@ -1517,8 +1331,12 @@ fn registration_refuses_bad_input_with_the_form_refilled_and_writes_nothing() {
         }
         assert!(!page.body.contains("is registered</h1>"), "{what}");
     }
-    assert_eq!(rows(&app, "users"), users, "no account was created");
-    assert_eq!(rows(&app, "patients"), patients, "no profile was created");
+    assert_eq!(table_rows(&app, "users"), users, "no account was created");
+    assert_eq!(
+        table_rows(&app, "patients"),
+        patients,
+        "no profile was created"
+    );
     assert!(doctor.get("/patients").body.contains("1 patient<"));
 }
 
@@ -1637,7 +1455,7 @@ fn consultation_dates_and_texts_are_checked_and_nothing_is_written() {
             "{what}: re-filled"
         );
     }
-    assert_eq!(rows(&app, "consultations"), 0);
+    assert_eq!(table_rows(&app, "consultations"), 0);
     assert!(doctor.get(&record).body.contains("No consultation yet."));
 
     // Editing with a bad date changes nothing either.
@@ -1714,7 +1532,7 @@ fn vaccination_doses_come_in_order_with_real_dates() {
         vaccination("Hepatitis B", "1", "2030-01-01"),
         "This date is in the future.",
     );
-    assert_eq!(rows(&app, "vaccinations"), 0);
+    assert_eq!(table_rows(&app, "vaccinations"), 0);
     assert!(doctor.get(&record).body.contains("No vaccination yet."));
 
     post(
@@ -1743,7 +1561,7 @@ fn vaccination_doses_come_in_order_with_real_dates() {
         vaccination("Hepatitis B", "2", "2025-12-31"),
         "Dose 2 cannot be given before dose 1 (2026-01-10).",
     );
-    assert_eq!(rows(&app, "vaccinations"), 1);
+    assert_eq!(table_rows(&app, "vaccinations"), 1);
     // The next dose, in order, is accepted; so is dose 1 of another vaccine.
     post(
         &mut doctor,
@@ -1757,7 +1575,7 @@ fn vaccination_doses_come_in_order_with_real_dates() {
         &vaccination("Tetanus", "1", "2026-02-10"),
     )
     .assert_redirect(&record);
-    assert_eq!(rows(&app, "vaccinations"), 3);
+    assert_eq!(table_rows(&app, "vaccinations"), 3);
 }
 
 #[test]
@@ -1804,7 +1622,7 @@ fn scan_forms_with_bad_dates_or_categories_are_refused() {
         assert!(page.body.contains(message), "{what}: {message}");
         assert!(page.body.contains("value=\"Knee\""), "{what}: re-filled");
     }
-    assert_eq!(rows(&app, "medical_files"), 0);
+    assert_eq!(table_rows(&app, "medical_files"), 0);
     assert!(stored_files(&app).is_empty());
 }
 
@@ -1868,7 +1686,7 @@ fn appointments_must_be_in_the_future_and_at_a_free_time() {
         appointment("2027-02-30T09:00", "Check-up please"),
         "Enter a date and time like 2024-03-31T14:30.",
     );
-    assert_eq!(rows(&app, "appointments"), 0);
+    assert_eq!(table_rows(&app, "appointments"), 0);
 
     post(
         &mut doctor,
@@ -1902,7 +1720,7 @@ fn appointments_must_be_in_the_future_and_at_a_free_time() {
         own.clone().with("doctor_id", &bob_id),
         "Choose one of your doctors.",
     );
-    assert_eq!(rows(&app, "appointments"), 1);
+    assert_eq!(table_rows(&app, "appointments"), 1);
 
     // Moving an appointment into the past or onto a taken time changes nothing.
     post(
@@ -1930,7 +1748,7 @@ fn appointments_must_be_in_the_future_and_at_a_free_time() {
     doctor
         .post(&format!("{at_second}/{aid}"), &[("change", "delete")])
         .assert_status(Status::BadRequest);
-    assert_eq!(rows(&app, "appointments"), 2);
+    assert_eq!(table_rows(&app, "appointments"), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1995,7 +1813,7 @@ fn the_admin_assigns_and_unassigns_a_patient_and_the_record_opens_and_closes() {
     let page = change(&mut admin, &patient_id, &patient_id, "assign");
     assert!(page.body.contains("Choose a doctor and a patient"));
     assert_eq!(audited(&app, "care.assigned"), 1);
-    assert_eq!(rows(&app, "care_assignments"), 1);
+    assert_eq!(table_rows(&app, "care_assignments"), 1);
 
     let page = change(&mut admin, &alice_id, &patient_id, "unassign");
     assert!(page.body.contains("dr.alice no longer treats walk.in."));
@@ -2008,7 +1826,7 @@ fn the_admin_assigns_and_unassigns_a_patient_and_the_record_opens_and_closes() {
         &consultation(HACKED),
     )
     .assert_status(Status::Forbidden);
-    assert_eq!(rows(&app, "consultations"), 0);
+    assert_eq!(table_rows(&app, "consultations"), 0);
 
     // The patient sees both changes of their care.
     let mut patient = app.browser();

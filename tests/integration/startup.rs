@@ -14,9 +14,7 @@ use rocket::http::Status;
 use rocket::local::blocking::Client;
 
 fn config(home: &Path, adjust: impl FnOnce(&mut Config)) -> Config {
-    let mut config = Config::for_home(home);
-    config.clock = Clock::manual(START);
-    config.hosts = vec![HOST.into()];
+    let mut config = config_for(home, Clock::manual(START));
     adjust(&mut config);
     config
 }
