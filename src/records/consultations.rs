@@ -269,6 +269,19 @@ pub fn open_for_edit(
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_encryption_registry_lists_exactly_the_consultation_texts() {
+        let spec = crate::fields::registry::table("consultations").expect("registered");
+        let encryptable: Vec<&str> = spec
+            .columns
+            .iter()
+            .filter(|c| c.not_encryptable.is_none())
+            .map(|c| c.name)
+            .collect();
+        let texts: Vec<&str> = ConsultationText::ALL.map(ConsultationText::name).to_vec();
+        assert_eq!(encryptable, texts);
+    }
+
     fn typed<'a>(values: &'a [(&'a str, &'a str)]) -> impl Fn(ConsultationText) -> &'a str {
         move |field| {
             values

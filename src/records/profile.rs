@@ -273,6 +273,18 @@ pub fn register(
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_encryption_registry_lists_exactly_the_profile_columns() {
+        let spec = crate::fields::registry::table("patients").expect("registered");
+        let encryptable: Vec<&str> = spec
+            .columns
+            .iter()
+            .filter(|c| c.not_encryptable.is_none())
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(encryptable, ProfileColumn::NAMES);
+    }
+
     fn today() -> Date {
         Date::from_calendar_date(2026, time::Month::December, 2).unwrap()
     }

@@ -181,6 +181,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_encryption_registry_lists_exactly_the_dose_fields() {
+        let spec = crate::fields::registry::table("vaccinations").expect("registered");
+        let encryptable: Vec<&str> = spec
+            .columns
+            .iter()
+            .filter(|c| c.not_encryptable.is_none())
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(encryptable, FIELD_NAMES);
+    }
+
+    #[test]
     fn doses_come_in_order() {
         assert_eq!(dose_order_problem(&[], 1, "2024-01-01"), None);
         assert!(dose_order_problem(&[], 2, "2024-01-01").is_some());
