@@ -5,6 +5,7 @@
 
 pub mod appointments;
 pub mod consultations;
+pub mod emergency;
 pub mod files;
 pub mod profile;
 pub mod vaccinations;

@@ -2,7 +2,7 @@
 //! masked value; emergency access to a record outside the doctor's care; the profile form.
 //! Every view and change writes an audit event the patient sees at `/account/access-log`.
 
-use crate::ids::{PatientId, RowId};
+use crate::ids::{DoctorId, PatientId};
 use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::http::Status;
@@ -17,8 +17,6 @@ use crate::access::{page, Level};
 use crate::app::App;
 use crate::audit::action;
 use crate::auth::{Allowed, CsrfForm};
-use crate::crypto::random_id;
-use crate::db::models::records::EmergencyGrant;
 use crate::db::models::User;
 use crate::masking::{Mode, PROFILE_FIELDS};
 use crate::records::profile::{self, Profile, ProfileColumn};
@@ -264,61 +262,29 @@ async fn emergency(
     let patient = match access(app, &who, id).await? {
         Access::Granted(patient) | Access::Refused(patient) => patient,
     };
-    let reason = form
-        .value
-        .as_ref()
-        .map(|f| f.reason.trim().to_string())
-        .unwrap_or_default();
-    let problem = if reason.chars().count() < 15 {
-        Some("Write why you need this record now, in at least 15 characters.")
-    } else if reason.chars().count() > 500 {
-        Some("The reason has at most 500 characters.")
-    } else {
-        None
+    let typed = form.value.as_ref().map_or("", |f| f.reason.as_str());
+    let reason = match records::emergency::check_reason(typed) {
+        Ok(reason) => reason,
+        Err(problem) => {
+            let view = FormView::default()
+                .value("reason", typed.trim())
+                .error("reason", problem);
+            let (status, page) = refused_page(app, &who, &patient, view);
+            let status = if status == Status::Forbidden {
+                Status::UnprocessableEntity
+            } else {
+                status
+            };
+            return Err(Rejected::page((status, page)));
+        }
     };
-    if let Some(problem) = problem {
-        let view = FormView::default()
-            .value("reason", &reason)
-            .error("reason", problem);
-        let (status, page) = refused_page(app, &who, &patient, view);
-        let status = if status == Status::Forbidden {
-            Status::UnprocessableEntity
-        } else {
-            status
-        };
-        return Err(Rejected::page((status, page)));
-    }
     let (actor, doctor_id, pid) = (who.actor(), who.user.id.clone(), patient.id.clone());
     let lifetime = app.config.emergency_access_lifetime;
     app.blocking(move |app, conn| {
-        let now = app.now();
-        let grant_id = random_id(app.id_length());
-        let sealed = app
-            .fields
-            .row("emergency_grants", RowId(&grant_id), PatientId(&pid))
-            .seal("reason", &reason)?;
-        conn.immediate_transaction(|conn| {
-            EmergencyGrant::insert(
-                &EmergencyGrant {
-                    id: grant_id.clone(),
-                    doctor_id,
-                    patient_id: pid.clone(),
-                    reason: sealed,
-                    granted_at: now,
-                    expires_at: now + lifetime,
-                },
-                conn,
-            )?;
-            records::audit(
-                app,
-                conn,
-                &actor,
-                action::RECORD_EMERGENCY_ACCESS,
-                &pid,
-                format!("grant {grant_id}, {lifetime} s; reason kept sealed"),
-            )?;
-            Ok::<_, AppError>(())
-        })
+        let (doctor, patient) = (DoctorId(&doctor_id), PatientId(&pid));
+        Ok::<_, AppError>(records::emergency::grant(
+            app, conn, &actor, doctor, patient, &reason, lifetime,
+        )?)
     })
     .await?;
     Ok(Flash::warning(
