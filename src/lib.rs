@@ -108,5 +108,5 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
         .manage(hosts)
         .manage(templates)
         .mount("/", web::routes())
-        .register("/", web::error::catchers()))
+        .register("/", web::catchers::catchers()))
 }

@@ -1,14 +1,12 @@
-//! One error type for every page handler, and the catchers: each renders a page with a clear
-//! message and the right status, never internals. The layers below have errors of their own;
+//! One error type for every page handler: it renders a page with a clear message and the right
+//! status, never internals (the catchers, in `web::catchers`, render the same page). The layers below have errors of their own;
 //! they become a page only here.
 
-use crate::auth::refusal::{noted_message, noted_refusal, noted_retry_after, route_of, Refusal};
+use crate::auth::refusal::route_of;
 use crate::web::Template;
 use rocket::http::{Header, Status};
 use rocket::request::Request;
-use rocket::response::{self, Redirect, Responder};
-use rocket::uri;
-use rocket::{catch, catchers, Catcher};
+use rocket::response::{self, Responder};
 use rocket_dyn_templates::context;
 
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +162,7 @@ pub fn error_page(status: Status, message: &str) -> (Status, Template) {
     )
 }
 
-fn default_message(status: Status) -> &'static str {
+pub(crate) fn default_message(status: Status) -> &'static str {
     match status.code {
         400 => "The request could not be understood. Check the address or the form and try again.",
         403 => "You do not have access to this page. Ask an administrator if you need it.",
@@ -175,33 +173,6 @@ fn default_message(status: Status) -> &'static str {
         500 => "Something went wrong on our side. It has been logged; please try again.",
         _ => "The request could not be completed.",
     }
-}
-
-#[catch(401)]
-fn sign_in_needed(req: &Request<'_>) -> Redirect {
-    match noted_refusal(req) {
-        Some(Refusal::PasswordChangeNeeded) => {
-            Redirect::to(uri!(crate::web::account::password::password_page))
-        }
-        Some(Refusal::TwoFactorEnrolmentNeeded) => {
-            Redirect::to(uri!(crate::web::account::two_factor::overview))
-        }
-        Some(Refusal::SessionEnded) => {
-            Redirect::to(uri!(crate::web::login::login_page(ended = Some("1"))))
-        }
-        _ => Redirect::to(uri!(crate::web::login::login_page(ended = _))),
-    }
-}
-
-#[catch(403)]
-fn forbidden(req: &Request<'_>) -> (Status, Template) {
-    let message = match noted_refusal(req) {
-        Some(Refusal::ForgedForm) => {
-            "This form has expired or did not come from medvault. Go back, reload the page and try again."
-        }
-        _ => default_message(Status::Forbidden),
-    };
-    error_page(Status::Forbidden, message)
 }
 
 /// A 429 page that says when to come back.
@@ -220,29 +191,4 @@ pub fn too_many_requests(retry_after_seconds: i64) -> TooManyRequests {
         ),
         retry_after: Header::new("Retry-After", seconds.to_string()),
     }
-}
-
-#[catch(429)]
-fn too_many(req: &Request<'_>) -> TooManyRequests {
-    let seconds = noted_retry_after(req).unwrap_or(60);
-    too_many_requests(seconds)
-}
-
-#[catch(400)]
-fn bad_request(req: &Request<'_>) -> (Status, Template) {
-    let noted = noted_message(req);
-    error_page(
-        Status::BadRequest,
-        noted.unwrap_or_else(|| default_message(Status::BadRequest)),
-    )
-}
-
-#[catch(default)]
-fn any_status(status: Status, req: &Request<'_>) -> (Status, Template) {
-    let noted = noted_message(req);
-    error_page(status, noted.unwrap_or_else(|| default_message(status)))
-}
-
-pub fn catchers() -> Vec<Catcher> {
-    catchers![sign_in_needed, bad_request, forbidden, too_many, any_status]
 }

@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod appointment_form;
 mod blocking;
+pub mod catchers;
 pub mod error;
 mod files;
 mod headers;
