@@ -292,6 +292,15 @@ pub fn encryptable_columns() -> Vec<(&'static TableSpec, &'static ColumnSpec)> {
         .collect()
 }
 
+/// The encryptable columns of `table`, in the registry's order (none for an unknown table).
+pub fn encryptable_in(table: &str) -> Vec<&'static str> {
+    encryptable_columns()
+        .into_iter()
+        .filter(|(t, _)| t.name == table)
+        .map(|(_, c)| c.name)
+        .collect()
+}
+
 pub fn is_encryptable(table: &str, column: &str) -> bool {
     encryptable_columns()
         .iter()

@@ -6,10 +6,10 @@ use crate::web::Template;
 use rocket::form::FromForm;
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
-use rocket::{get, post, routes, uri, Route, State};
+use rocket::{get, post, routes, Route, State};
 use rocket_dyn_templates::context;
 
-use super::record::{patient_for_change, rerender, Doctor, RecordForm};
+use super::record::{back_to, patient_for_change, rerender, Doctor, RecordForm, Section};
 use crate::app::App;
 use crate::auth::CsrfForm;
 use crate::records::appointments::{self, Change, Requester};
@@ -91,11 +91,7 @@ async fn add_consultation(
     })
     .await?;
     Ok(Flash::success(
-        Redirect::to(uri!(
-            _,
-            super::record::view(id = &patient.id),
-            "#consultations"
-        )),
+        back_to(&patient.id, Section::Consultations),
         "Consultation recorded.",
     ))
 }
@@ -166,11 +162,7 @@ async fn update_consultation(
     })
     .await?;
     Ok(Flash::success(
-        Redirect::to(uri!(
-            _,
-            crate::web::patients::record::view(id = &patient.id),
-            "#consultations"
-        )),
+        back_to(&patient.id, Section::Consultations),
         "Consultation saved.",
     ))
 }
@@ -229,11 +221,7 @@ async fn add_vaccination(
         .await?;
     match recorded {
         Ok(_) => Ok(Flash::success(
-            Redirect::to(uri!(
-                _,
-                crate::web::patients::record::view(id = &patient.id),
-                "#vaccinations"
-            )),
+            back_to(&patient.id, Section::Vaccinations),
             format!("Dose {} of {} recorded.", dose.number, dose.vaccine),
         )),
         Err(refusal @ DoseRefusal::OutOfOrder(_)) => {
@@ -270,11 +258,7 @@ async fn book_appointment(
         return Err(rerender(app, &who, &patient, RecordForm::Appointment, view).await);
     }
     Ok(Flash::success(
-        Redirect::to(uri!(
-            _,
-            crate::web::patients::record::view(id = &patient.id),
-            "#appointments"
-        )),
+        back_to(&patient.id, Section::Appointments),
         "Appointment booked.",
     ))
 }
@@ -295,17 +279,13 @@ async fn change_appointment(
     form: CsrfForm<'_, AppointmentChange>,
 ) -> Result<Flash<Redirect>, AppError> {
     let patient = patient_for_change(app, &who, id).await?;
-    let back = uri!(
-        _,
-        crate::web::patients::record::view(id = &patient.id),
-        "#appointments"
-    );
+    let back = || back_to(&patient.id, Section::Appointments);
     let Some(f) = form.value.as_ref() else {
         return Err(AppError::BadRequest("Choose a change.".into()));
     };
     let change = match Change::parse(&f.change, f.starts_at.as_deref(), app.now()) {
         Ok(change) => change,
-        Err(Some(problem)) => return Ok(Flash::error(Redirect::to(back), problem)),
+        Err(Some(problem)) => return Ok(Flash::error(back(), problem)),
         Err(None) => return Err(AppError::BadRequest("Unknown change.".into())),
     };
     let (actor, pid, aid) = (who.actor(), patient.id.clone(), aid.to_string());
@@ -316,7 +296,7 @@ async fn change_appointment(
         })
         .await?;
     Ok(match outcome {
-        Ok(()) => Flash::success(Redirect::to(back), "Appointment updated."),
-        Err(refusal) => Flash::error(Redirect::to(back), refusal.message()),
+        Ok(()) => Flash::success(back(), "Appointment updated."),
+        Err(refusal) => Flash::error(back(), refusal.message()),
     })
 }

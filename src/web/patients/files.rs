@@ -5,10 +5,9 @@ use rocket::form::FromForm;
 use rocket::fs::TempFile;
 use rocket::response::{Flash, Redirect};
 use rocket::tokio::io::AsyncReadExt;
-use rocket::uri;
 use rocket::{get, post, routes, Route, State};
 
-use super::record::{patient_for_change, rerender, Doctor, RecordForm};
+use super::record::{back_to, patient_for_change, rerender, Doctor, RecordForm, Section};
 use crate::app::App;
 use crate::auth::CsrfForm;
 use crate::records::files::{self, Upload, UploadInput};
@@ -75,11 +74,7 @@ async fn upload(
     app.blocking(move |app, conn| Ok(files::upload(app, conn, &actor, &pid, &uploader, &upload)?))
         .await?;
     Ok(Flash::success(
-        Redirect::to(uri!(
-            _,
-            crate::web::patients::record::view(id = &patient.id),
-            "#files"
-        )),
+        back_to(&patient.id, Section::Files),
         "File uploaded and encrypted.",
     ))
 }

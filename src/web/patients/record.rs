@@ -190,6 +190,28 @@ fn refused_page(app: &App, who: &Doctor, patient: &User, form: FormView) -> (Sta
     )
 }
 
+/// The part of the record page a change sends the doctor back to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Section {
+    Profile,
+    Consultations,
+    Files,
+    Vaccinations,
+    Appointments,
+}
+
+/// The record page of `patient_id`, at `section`.
+pub(crate) fn back_to(patient_id: &str, section: Section) -> Redirect {
+    let fragment = match section {
+        Section::Profile => uri!("#profile"),
+        Section::Consultations => uri!("#consultations"),
+        Section::Files => uri!("#files"),
+        Section::Vaccinations => uri!("#vaccinations"),
+        Section::Appointments => uri!("#appointments"),
+    };
+    Redirect::to(uri!(_, view(id = patient_id), fragment))
+}
+
 #[get("/patients/<id>")]
 pub(crate) async fn view(
     who: Doctor,
@@ -376,11 +398,7 @@ async fn save_profile(
         return Err(rerender(app, &who, &patient, RecordForm::Profile, view).await);
     }
     Ok(Flash::success(
-        Redirect::to(uri!(
-            _,
-            crate::web::patients::record::view(id = &patient.id),
-            "#profile"
-        )),
+        back_to(&patient.id, Section::Profile),
         "Profile saved.",
     ))
 }
