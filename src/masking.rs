@@ -67,24 +67,14 @@ pub struct ProfileField {
 impl ProfileField {
     const fn of(column: ProfileColumn) -> ProfileField {
         use ProfileColumn::*;
-        let (title, masked_by_default) = match column {
-            NationalId => ("National ID", true),
-            FirstName => ("First name", false),
-            LastName => ("Last name", false),
-            DateOfBirth => ("Date of birth", false),
-            Gender => ("Gender", false),
-            BloodType => ("Blood type", false),
-            Phone => ("Phone", true),
-            Email => ("Email", false),
-            Address => ("Address", true),
-            PostalCode => ("Postal code", true),
-            HeightCm => ("Height (cm)", false),
-            WeightKg => ("Weight (kg)", false),
-            Allergies => ("Allergies", false),
+        let masked_by_default = match column {
+            NationalId | Phone | Address | PostalCode => true,
+            FirstName | LastName | DateOfBirth | Gender | BloodType | Email | HeightCm
+            | WeightKg | Allergies => false,
         };
         ProfileField {
             column: column.name(),
-            title,
+            title: column.title(),
             masked_by_default,
         }
     }

@@ -1,6 +1,7 @@
 //! Every column of medvault's tables that holds something about a person, and whether it can be
 //! encrypted. Known at compile time: the re-encryption job builds its SQL from these names only.
 
+use crate::db::models::records::{ConsultationText, ProfileColumn};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -64,6 +65,61 @@ const fn kept_clear(name: &'static str, title: &'static str, why: &'static str) 
     }
 }
 
+/// The patients table: its key, one column per profile field in the profile's own order (the
+/// national ID followed by its blind index), and its timestamp. Derived from [`ProfileColumn`],
+/// so a new profile field is in the registry (and the re-encryption job) without a second list.
+const PATIENT_COLUMNS: [ColumnSpec; ProfileColumn::ALL.len() + 3] = {
+    let key = kept_clear(
+        "user_id",
+        "Patient account",
+        "primary key: the patient's random account id",
+    );
+    let mut columns = [key; ProfileColumn::ALL.len() + 3];
+    let mut at = 1;
+    let mut i = 0;
+    while i < ProfileColumn::ALL.len() {
+        let field = ProfileColumn::ALL[i];
+        if matches!(field, ProfileColumn::NationalId) {
+            columns[at] = searchable(field.name(), field.title(), "national_id_index");
+            columns[at + 1] = kept_clear(
+                "national_id_index",
+                "National ID blind index",
+                "a keyed, truncated HMAC used to find a national ID by exact value",
+            );
+            at += 2;
+        } else {
+            columns[at] = encryptable(field.name(), field.title());
+            at += 1;
+        }
+        i += 1;
+    }
+    columns[at] = kept_clear("updated_at", "Updated", "a timestamp");
+    assert!(
+        at + 1 == columns.len(),
+        "every patients column is listed once"
+    );
+    columns
+};
+
+/// The consultations table: who and when in the clear, then one column per
+/// [`ConsultationText`], then the timestamps.
+const CONSULTATION_COLUMNS: [ColumnSpec; ConsultationText::ALL.len() + 6] = {
+    let mut columns =
+        [kept_clear("id", "Id", "primary key: random"); ConsultationText::ALL.len() + 6];
+    columns[1] = kept_clear("patient_id", "Patient", "finds a patient's record");
+    columns[2] = kept_clear("doctor_id", "Doctor", "a doctor's random account id");
+    columns[3] = kept_clear("occurred_at", "Date and time", "orders the record");
+    let mut i = 0;
+    while i < ConsultationText::ALL.len() {
+        let field = ConsultationText::ALL[i];
+        columns[4 + i] = encryptable(field.name(), field.title());
+        i += 1;
+    }
+    columns[4 + i] = kept_clear("created_at", "Created", "a timestamp");
+    columns[5 + i] = kept_clear("updated_at", "Updated", "a timestamp");
+    columns
+};
+
 pub const TABLES: &[TableSpec] = &[
     TableSpec {
         name: "users",
@@ -89,6 +145,11 @@ pub const TABLES: &[TableSpec] = &[
             ),
             kept_clear("must_change_password", "Must change password", "a flag"),
             kept_clear("active", "Active", "a flag checked on every request"),
+            kept_clear(
+                "two_factor_enabled",
+                "Two-factor sign-in on",
+                "a flag checked at every sign-in",
+            ),
             kept_clear("created_at", "Created", "a timestamp"),
             kept_clear("updated_at", "Updated", "a timestamp"),
             encryptable("full_name", "Full name"),
@@ -122,32 +183,7 @@ pub const TABLES: &[TableSpec] = &[
         title: "Patient profiles",
         row_column: "user_id",
         owner_column: "user_id",
-        columns: &[
-            kept_clear(
-                "user_id",
-                "Patient account",
-                "primary key: the patient's random account id",
-            ),
-            searchable("national_id", "National ID", "national_id_index"),
-            kept_clear(
-                "national_id_index",
-                "National ID blind index",
-                "a keyed, truncated HMAC used to find a national ID by exact value",
-            ),
-            encryptable("first_name", "First name"),
-            encryptable("last_name", "Last name"),
-            encryptable("date_of_birth", "Date of birth"),
-            encryptable("gender", "Gender"),
-            encryptable("blood_type", "Blood type"),
-            encryptable("phone", "Phone"),
-            encryptable("email", "Email"),
-            encryptable("address", "Address"),
-            encryptable("postal_code", "Postal code"),
-            encryptable("height_cm", "Height"),
-            encryptable("weight_kg", "Weight"),
-            encryptable("allergies", "Allergies"),
-            kept_clear("updated_at", "Updated", "a timestamp"),
-        ],
+        columns: &PATIENT_COLUMNS,
     },
     TableSpec {
         name: "emergency_grants",
@@ -168,20 +204,7 @@ pub const TABLES: &[TableSpec] = &[
         title: "Consultations",
         row_column: "id",
         owner_column: "patient_id",
-        columns: &[
-            kept_clear("id", "Id", "primary key: random"),
-            kept_clear("patient_id", "Patient", "finds a patient's record"),
-            kept_clear("doctor_id", "Doctor", "a doctor's random account id"),
-            kept_clear("occurred_at", "Date and time", "orders the record"),
-            encryptable("department", "Department"),
-            encryptable("block", "Block"),
-            encryptable("unit", "Unit"),
-            encryptable("diagnosis", "Diagnosis"),
-            encryptable("notes", "Notes"),
-            encryptable("prescription", "Prescription"),
-            kept_clear("created_at", "Created", "a timestamp"),
-            kept_clear("updated_at", "Updated", "a timestamp"),
-        ],
+        columns: &CONSULTATION_COLUMNS,
     },
     TableSpec {
         name: "medical_files",
@@ -305,4 +328,55 @@ pub fn is_encryptable(table: &str, column: &str) -> bool {
     encryptable_columns()
         .iter()
         .any(|(t, c)| t.name == table && c.name == column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Conn, MIGRATIONS};
+    use diesel::prelude::*;
+    use diesel::sql_types::Text;
+    use diesel_migrations::MigrationHarness;
+
+    #[derive(QueryableByName)]
+    struct ColumnName {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+
+    /// The registry names every column of each table it covers, and no column the table lacks:
+    /// the derived lists (profile, consultation) as much as the written ones.
+    #[test]
+    fn each_table_lists_exactly_the_columns_the_migrations_create() {
+        let mut conn = Conn::establish(":memory:").unwrap();
+        conn.run_pending_migrations(MIGRATIONS).unwrap();
+        for table in TABLES {
+            let mut actual: Vec<String> = diesel::sql_query(format!(
+                "SELECT name FROM pragma_table_info('{}')",
+                table.name
+            ))
+            .load::<ColumnName>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+            let mut listed: Vec<String> =
+                table.columns.iter().map(|c| c.name.to_string()).collect();
+            actual.sort();
+            listed.sort();
+            assert_eq!(listed, actual, "table {}", table.name);
+            assert!(table.columns.iter().any(|c| c.name == table.row_column));
+            assert!(table.columns.iter().any(|c| c.name == table.owner_column));
+        }
+    }
+
+    #[test]
+    fn the_profile_columns_keep_the_profiles_order_and_the_national_id_stays_searchable() {
+        let listed = encryptable_in("patients");
+        assert_eq!(listed, ProfileColumn::NAMES);
+        let national_id = table("patients")
+            .and_then(|t| t.columns.iter().find(|c| c.name == "national_id"))
+            .unwrap();
+        assert_eq!(national_id.blind_index, Some("national_id_index"));
+    }
 }

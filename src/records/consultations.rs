@@ -5,6 +5,7 @@ use super::{validate, FieldProblem};
 use crate::audit::{action, Actor};
 use crate::crypto::random_id;
 use crate::db::models::records::ConsultationRow;
+pub use crate::db::models::records::ConsultationText;
 use crate::db::Conn;
 use crate::fields::{Shown, StoreError};
 use crate::ids::{PatientId, RowId};
@@ -13,39 +14,7 @@ use crate::services::Services;
 /// The form field (and row column) of the consultation's date and time.
 pub const OCCURRED_AT: &str = "occurred_at";
 
-/// The text fields of a consultation, in the order the form shows them. Each is also the name of
-/// its form field and of its (encryptable) column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConsultationText {
-    Department,
-    Block,
-    Unit,
-    Diagnosis,
-    Notes,
-    Prescription,
-}
-
 impl ConsultationText {
-    pub const ALL: [ConsultationText; 6] = [
-        ConsultationText::Department,
-        ConsultationText::Block,
-        ConsultationText::Unit,
-        ConsultationText::Diagnosis,
-        ConsultationText::Notes,
-        ConsultationText::Prescription,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            ConsultationText::Department => "department",
-            ConsultationText::Block => "block",
-            ConsultationText::Unit => "unit",
-            ConsultationText::Diagnosis => "diagnosis",
-            ConsultationText::Notes => "notes",
-            ConsultationText::Prescription => "prescription",
-        }
-    }
-
     /// The longest value in characters, whether it is required, and what the person is told
     /// the field is.
     fn rule(self) -> (usize, bool, &'static str) {
@@ -57,30 +26,6 @@ impl ConsultationText {
             ConsultationText::Notes => (10000, false, "notes"),
             ConsultationText::Prescription => (4000, false, "prescription"),
         }
-    }
-
-    /// The stored (maybe sealed) form of this field in `row`.
-    pub fn stored(self, row: &ConsultationRow) -> &str {
-        match self {
-            ConsultationText::Department => &row.department,
-            ConsultationText::Block => &row.block,
-            ConsultationText::Unit => &row.unit,
-            ConsultationText::Diagnosis => &row.diagnosis,
-            ConsultationText::Notes => &row.notes,
-            ConsultationText::Prescription => &row.prescription,
-        }
-    }
-
-    fn store(self, row: &mut ConsultationRow, stored: String) {
-        let slot = match self {
-            ConsultationText::Department => &mut row.department,
-            ConsultationText::Block => &mut row.block,
-            ConsultationText::Unit => &mut row.unit,
-            ConsultationText::Diagnosis => &mut row.diagnosis,
-            ConsultationText::Notes => &mut row.notes,
-            ConsultationText::Prescription => &mut row.prescription,
-        };
-        *slot = stored;
     }
 }
 

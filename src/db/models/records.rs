@@ -100,6 +100,25 @@ impl ProfileColumn {
         }
     }
 
+    /// What pages and the encryption page call this column.
+    pub const fn title(self) -> &'static str {
+        match self {
+            ProfileColumn::NationalId => "National ID",
+            ProfileColumn::FirstName => "First name",
+            ProfileColumn::LastName => "Last name",
+            ProfileColumn::DateOfBirth => "Date of birth",
+            ProfileColumn::Gender => "Gender",
+            ProfileColumn::BloodType => "Blood type",
+            ProfileColumn::Phone => "Phone",
+            ProfileColumn::Email => "Email",
+            ProfileColumn::Address => "Address",
+            ProfileColumn::PostalCode => "Postal code",
+            ProfileColumn::HeightCm => "Height (cm)",
+            ProfileColumn::WeightKg => "Weight (kg)",
+            ProfileColumn::Allergies => "Allergies",
+        }
+    }
+
     pub fn parse(name: &str) -> Option<ProfileColumn> {
         ProfileColumn::ALL.into_iter().find(|c| c.name() == name)
     }
@@ -352,6 +371,76 @@ impl EmergencyGrant {
             .order(emergency_grants::granted_at.desc())
             .select(EmergencyGrant::as_select())
             .load(conn)
+    }
+}
+
+/// The text fields of a consultation, in the order the form shows them. Each is also the name of
+/// its form field and of its (encryptable) column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsultationText {
+    Department,
+    Block,
+    Unit,
+    Diagnosis,
+    Notes,
+    Prescription,
+}
+
+impl ConsultationText {
+    pub const ALL: [ConsultationText; 6] = [
+        ConsultationText::Department,
+        ConsultationText::Block,
+        ConsultationText::Unit,
+        ConsultationText::Diagnosis,
+        ConsultationText::Notes,
+        ConsultationText::Prescription,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            ConsultationText::Department => "department",
+            ConsultationText::Block => "block",
+            ConsultationText::Unit => "unit",
+            ConsultationText::Diagnosis => "diagnosis",
+            ConsultationText::Notes => "notes",
+            ConsultationText::Prescription => "prescription",
+        }
+    }
+
+    /// What pages and the encryption page call this field.
+    pub const fn title(self) -> &'static str {
+        match self {
+            ConsultationText::Department => "Department",
+            ConsultationText::Block => "Block",
+            ConsultationText::Unit => "Unit",
+            ConsultationText::Diagnosis => "Diagnosis",
+            ConsultationText::Notes => "Notes",
+            ConsultationText::Prescription => "Prescription",
+        }
+    }
+
+    /// The stored (maybe sealed) form of this field in `row`.
+    pub fn stored(self, row: &ConsultationRow) -> &str {
+        match self {
+            ConsultationText::Department => &row.department,
+            ConsultationText::Block => &row.block,
+            ConsultationText::Unit => &row.unit,
+            ConsultationText::Diagnosis => &row.diagnosis,
+            ConsultationText::Notes => &row.notes,
+            ConsultationText::Prescription => &row.prescription,
+        }
+    }
+
+    pub fn store(self, row: &mut ConsultationRow, stored: String) {
+        let slot = match self {
+            ConsultationText::Department => &mut row.department,
+            ConsultationText::Block => &mut row.block,
+            ConsultationText::Unit => &mut row.unit,
+            ConsultationText::Diagnosis => &mut row.diagnosis,
+            ConsultationText::Notes => &mut row.notes,
+            ConsultationText::Prescription => &mut row.prescription,
+        };
+        *slot = stored;
     }
 }
 
