@@ -37,7 +37,7 @@ fn seed(app: &App, target_bytes: u64) -> usize {
     let note = "x".repeat(200);
     loop {
         let mut conn = app.db.conn().expect("connection");
-        conn.immediate_transaction(|conn| {
+        conn.write_transaction(|conn| {
             for i in made..made + 10_000 {
                 let id = format!("{i:016}");
                 let username = format!("patient{i:07}");

@@ -26,7 +26,7 @@ fn accounts() -> usize {
 
 fn seed(app: &App, n: usize) {
     let mut conn = app.db.conn().expect("connection");
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         for i in 0..n {
             let id = format!("{i:016}");
             let username = format!("user{i:06}");
@@ -61,7 +61,7 @@ fn switch_policy(app: &App, suite: Suite) {
     policy.suites.insert("users".into(), suite);
     app.fields.set_policy(policy.clone());
     let mut conn = app.db.conn().expect("connection");
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         policy.save(0, conn)?;
         job::start(app, "benchmark", Default::default(), conn)
     })

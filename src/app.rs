@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::crypto::SessionKeys;
 use crate::crypto::{constant_time_eq, KeyRing, PasswordHasher, Purpose, RootKeys};
 use crate::db::models::{key_check, PageGrant};
-use crate::db::Db;
+use crate::db::{Db, Location};
 use crate::fields::Policy;
 use crate::private_files::{self, KeyFileWrite};
 use crate::reencryption::job;
@@ -82,20 +82,28 @@ impl App {
             private_files::private_dir(&dir)
                 .map_err(|e| StartupError(format!("cannot create {}: {e}", dir.display())))?;
         }
-        private_files::private_database_file(&config.database_file()).map_err(|e| {
-            StartupError(format!(
-                "cannot make the database {} private: {e}",
-                config.database_file().display()
-            ))
-        })?;
-        let db = Db::open(&config.database_file()).map_err(StartupError)?;
+        let location = config.database();
+        if let Location::SqliteFile(file) = &location {
+            private_files::private_database_file(file).map_err(|e| {
+                StartupError(format!(
+                    "cannot make the database {} private: {e}",
+                    file.display()
+                ))
+            })?;
+        }
+        // Held to the end of this function: servers starting together on one PostgreSQL
+        // database open it one at a time.
+        let (db, _opening) = Db::open(&location).map_err(StartupError)?;
         let mut conn = db.conn().map_err(|e| StartupError(e.to_string()))?;
-        if let Err(difference) = crate::db::shape::require_current(&mut conn) {
-            opening.refuse(format!(
-                "the database {} is not medvault's: {difference}. It was changed outside \
-                 medvault; restore a backup (`medvault restore NAME` checks it first).",
-                config.database_file().display()
-            ))?;
+        // The exact-shape check reads SQLite's own catalogue: a file anyone may have edited.
+        if let Location::SqliteFile(file) = &location {
+            if let Err(difference) = crate::db::shape::require_current(&mut conn) {
+                opening.refuse(format!(
+                    "the database {} is not medvault's: {difference}. It was changed outside \
+                     medvault; restore a backup (`medvault restore NAME` checks it first).",
+                    file.display()
+                ))?;
+            }
         }
         let recorded = key_check::all(&mut conn).map_err(db_error)?;
 
@@ -115,9 +123,8 @@ impl App {
             audit.seal_unsealed_head(&mut conn).map_err(db_error)?;
         } else if let Err(tampered) = state_seal.verify(&mut conn).map_err(db_error)? {
             opening.refuse(format!(
-                "the settings in {} were changed outside medvault: {tampered}. Restore a \
-                 backup (`medvault restore NAME` checks it first).",
-                config.database_file().display()
+                "the settings in {location} were changed outside medvault: {tampered}. \
+                 Restore a backup (`medvault restore NAME` checks it first)."
             ))?;
         }
         for version in keys.root_versions() {
@@ -174,7 +181,7 @@ impl App {
             // plain values: encrypt them in the background.
             let mut conn = app.db.conn().map_err(|e| StartupError(e.to_string()))?;
             if job::stale_count(&app, &mut conn).map_err(db_error)? > 0 {
-                conn.immediate_transaction(|conn| {
+                conn.write_transaction(|conn| {
                     job::start(
                         &app,
                         "encrypting existing values under the new policy",

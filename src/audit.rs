@@ -107,13 +107,13 @@ impl AuditLog {
     /// Appends `entry` at time `now`. Inside a caller's transaction it commits with the change it
     /// records; otherwise it takes SQLite's write lock for itself. The write lock is what keeps
     /// two events from chaining to the same parent, so a caller's transaction must be opened
-    /// with `immediate_transaction`.
+    /// with `write_transaction`.
     pub fn append(&self, conn: &mut Conn, now: i64, entry: &Entry) -> QueryResult<()> {
         if in_transaction(conn)? {
             self.chain(conn, now, entry)
         } else {
             let _queue = self.writers.lock().unwrap_or_else(|e| e.into_inner());
-            conn.immediate_transaction(|conn| self.chain(conn, now, entry))
+            conn.write_transaction(|conn| self.chain(conn, now, entry))
         }
     }
 

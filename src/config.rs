@@ -8,6 +8,7 @@ use rocket::figment::{providers::Env, Figment};
 use serde::Deserialize;
 
 use crate::clock::Clock;
+use crate::db::{redacted, Location};
 
 /// Root key text given in the configuration: wiped from memory when dropped, and never printed
 /// (the configuration is `Debug`, and a start that fails may log it).
@@ -45,11 +46,59 @@ impl Drop for KeyText {
     }
 }
 
+/// A PostgreSQL URL from the configuration. It may hold a password: it is printed with the
+/// password replaced (as the whole configuration is, in a start-up error).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl(url.into())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.0;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(ConfigError(format!(
+                "database_url {} is not a URL: it must look like \
+                 postgres://user:password@host:5432/medvault (leave it unset for the embedded \
+                 SQLite database)",
+                redacted(url)
+            )));
+        };
+        if scheme != "postgres" && scheme != "postgresql" {
+            return Err(ConfigError(format!(
+                "database_url must be a postgres:// URL, not {scheme}:// (leave it unset for \
+                 the embedded SQLite database)"
+            )));
+        }
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        if host.is_empty() && !rest.contains("host=") {
+            return Err(ConfigError(format!(
+                "database_url {} names no server: postgres://user:password@host:5432/medvault",
+                redacted(url)
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redacted(&self.0))
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// Where medvault keeps everything it writes: `database/`, `secrets/`, `storage/`.
     pub home: PathBuf,
+    /// The PostgreSQL database to use (`postgres://user:password@host:port/name`,
+    /// `MEDVAULT_DATABASE_URL`); when unset, the embedded SQLite file under `database/`.
+    pub database_url: Option<DatabaseUrl>,
     /// The root key, base64 (`MEDVAULT_MASTER_KEY`); when unset, the key file is used.
     pub master_key: Option<KeyText>,
     /// The key file, created at first start with mode 0600; default `secrets/master.key`.
@@ -90,6 +139,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             home: PathBuf::from("."),
+            database_url: None,
             master_key: None,
             key_file: None,
             session_idle_timeout: 15 * 60,
@@ -191,6 +241,9 @@ impl Config {
                 )));
             }
         }
+        if let Some(url) = &self.database_url {
+            url.validate()?;
+        }
         let key_file = self.key_file_path();
         if let Ok(relative) = absolute(&key_file).strip_prefix(absolute(&self.database_dir())) {
             return Err(ConfigError(format!(
@@ -199,6 +252,14 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// The database this configuration names.
+    pub fn database(&self) -> Location {
+        match &self.database_url {
+            Some(url) => Location::Postgres(url.0.clone()),
+            None => Location::SqliteFile(self.database_file()),
+        }
     }
 
     pub fn database_dir(&self) -> PathBuf {
@@ -261,6 +322,22 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_database_url_is_printed_without_its_password() {
+        let config = Config {
+            database_url: Some(DatabaseUrl::new(
+                "postgres://medvault:hunter2@db.example.org:5432/medvault?sslmode=verify-full",
+            )),
+            ..Config::default()
+        };
+        let printed = format!("{config:?} {}", config.database());
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("postgres://medvault:***@db.example.org:5432/medvault"),
+            "{printed}"
+        );
     }
 
     #[test]

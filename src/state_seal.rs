@@ -60,7 +60,7 @@ impl StateSeal {
     pub fn reseal(&self, now: i64, conn: &mut Conn) -> QueryResult<()> {
         let snapshot = encode(&snapshot(conn)?);
         let mac = self.mac(&snapshot);
-        diesel::insert_into(state_seal::table)
+        crate::per_backend!(conn, |inner| diesel::insert_into(state_seal::table)
             .values((
                 state_seal::id.eq(1),
                 state_seal::snapshot.eq(&snapshot),
@@ -74,13 +74,13 @@ impl StateSeal {
                 state_seal::mac.eq(excluded(state_seal::mac)),
                 state_seal::sealed_at.eq(excluded(state_seal::sealed_at)),
             ))
-            .execute(conn)
-            .map(|_| ())
+            .execute(inner))
+        .map(|_| ())
     }
 
     /// Whether a seal exists at all (a database from before seals has none).
     pub fn exists(conn: &mut Conn) -> QueryResult<bool> {
-        let id: Option<i32> = state_seal::table.select(state_seal::id).load_one(conn)?;
+        let id: Option<i64> = state_seal::table.select(state_seal::id).load_one(conn)?;
         Ok(id.is_some())
     }
 
@@ -262,7 +262,7 @@ pub fn snapshot(conn: &mut Conn) -> QueryResult<Vec<StateRow>> {
             root_key_checks::check_value,
             root_key_checks::retired,
         ))
-        .load::<(i32, String, bool)>(conn)?
+        .load::<(i64, String, bool)>(conn)?
     {
         rows.push(row(
             "root_key_checks",

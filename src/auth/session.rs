@@ -174,7 +174,7 @@ fn end_with_audit(
     let actor_name = User::find(&row.user_id, conn)?
         .map(|u| u.username)
         .unwrap_or_default();
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         SessionRow::delete(&row.id, conn)?;
         let actor = Actor {
             id: row.user_id.clone(),
@@ -205,7 +205,7 @@ pub fn start_session(
     let now = app.now();
     let epoch = app.sessions.epoch(now);
     let token = random_token();
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         SessionRow::delete_stale(
             epoch,
             now - app.config.session_idle_timeout,
@@ -263,7 +263,7 @@ pub fn end_session(
     actor: &Actor,
     conn: &mut Conn,
 ) -> Result<(), DbError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         SessionRow::delete(&session.id, conn)?;
         app.audit.append(
             conn,

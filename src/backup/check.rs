@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::BackupError;
 use crate::crypto::{constant_time_eq, KeyRing, Purpose};
 use crate::db::models::key_check;
-use crate::db::MIGRATIONS;
+use crate::db::{Conn, SQLITE_MIGRATIONS};
 use crate::state_seal::StateSeal;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +36,7 @@ struct VersionRow {
 
 /// The latest migration this build knows.
 pub fn our_schema_version() -> String {
-    MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
+    MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
         .ok()
         .into_iter()
         .flatten()
@@ -47,7 +47,7 @@ pub fn our_schema_version() -> String {
 
 /// Opens a copy (never the live file) for checking. Switching it out of WAL makes it one
 /// self-contained file that can be hashed, renamed and opened anywhere.
-pub(super) fn open_copy(path: &Path) -> Result<SqliteConnection, BackupError> {
+pub(super) fn open_copy(path: &Path) -> Result<Conn, BackupError> {
     let url = path
         .to_str()
         .ok_or_else(|| BackupError::Failed("the backup folder's path is not UTF-8".into()))?;
@@ -56,7 +56,7 @@ pub(super) fn open_copy(path: &Path) -> Result<SqliteConnection, BackupError> {
     })?;
     conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = DELETE;")
         .map_err(|_| not_a_database())?;
-    Ok(conn)
+    Ok(Conn::Sqlite(conn))
 }
 
 fn not_a_database() -> BackupError {
@@ -77,7 +77,7 @@ pub(super) enum Depth {
 }
 
 /// `PRAGMA integrity_check` (or `quick_check`) must answer exactly `ok`.
-pub(super) fn integrity(conn: &mut SqliteConnection, depth: Depth) -> Result<(), BackupError> {
+pub(super) fn integrity(conn: &mut Conn, depth: Depth) -> Result<(), BackupError> {
     let sql = match depth {
         Depth::Full => "SELECT integrity_check FROM pragma_integrity_check()",
         Depth::Quick => "SELECT quick_check AS integrity_check FROM pragma_quick_check()",
@@ -99,7 +99,7 @@ pub(super) fn integrity(conn: &mut SqliteConnection, depth: Depth) -> Result<(),
 }
 
 /// The latest migration applied to the copy; refused when it is newer than this build's.
-pub(super) fn schema(conn: &mut SqliteConnection) -> Result<String, BackupError> {
+pub(super) fn schema(conn: &mut Conn) -> Result<String, BackupError> {
     let rows: Vec<VersionRow> = diesel::sql_query(
         "SELECT CAST(version AS TEXT) AS version FROM __diesel_schema_migrations \
          ORDER BY version DESC LIMIT 1",
@@ -124,7 +124,7 @@ pub(super) fn schema(conn: &mut SqliteConnection) -> Result<String, BackupError>
 
 /// The copy's whole schema must be what medvault's own migrations produce at `version`: a
 /// trigger, view, index or table of anyone else's would run or be read as medvault's.
-pub(super) fn exact_shape(conn: &mut SqliteConnection, version: &str) -> Result<(), BackupError> {
+pub(super) fn exact_shape(conn: &mut Conn, version: &str) -> Result<(), BackupError> {
     crate::db::shape::require_exact(conn, version).map_err(|difference| {
         BackupError::Refused(format!(
             "the backup's schema is not medvault's: {difference}"
@@ -135,7 +135,7 @@ pub(super) fn exact_shape(conn: &mut SqliteConnection, version: &str) -> Result<
 /// The copy's admin state must match its seal. A copy from before seals existed has none to
 /// check: it is sealed when a restore migrates it (see `restore::stage`).
 pub(super) fn sealed_state(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     version: &str,
     running: &KeyRing,
 ) -> Result<(), BackupError> {
@@ -155,17 +155,14 @@ pub(super) fn sealed_state(
 }
 
 /// Brings an older copy's schema up to this build's (on a staging copy only).
-pub(super) fn migrate(conn: &mut SqliteConnection) -> Result<(), BackupError> {
-    conn.run_pending_migrations(MIGRATIONS)
+pub(super) fn migrate(conn: &mut Conn) -> Result<(), BackupError> {
+    conn.run_pending_migrations(SQLITE_MIGRATIONS)
         .map(|_| ())
         .map_err(|e| BackupError::Refused(format!("the backup's schema cannot be migrated: {e}")))
 }
 
 /// The copy's key check values, each equal to the running key's for that version.
-pub(super) fn keys(
-    conn: &mut SqliteConnection,
-    running: &KeyRing,
-) -> Result<Vec<KeyCheck>, BackupError> {
+pub(super) fn keys(conn: &mut Conn, running: &KeyRing) -> Result<Vec<KeyCheck>, BackupError> {
     let recorded = key_check::all(conn).map_err(|_| {
         BackupError::Refused("the backup has no key check values: it is not a medvault one".into())
     })?;
@@ -221,7 +218,7 @@ pub(super) enum Shape {
 
 /// [`check_copy`] on a copy [`open_copy`] has opened; it only reads.
 pub(super) fn check_open_copy(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     running: &KeyRing,
     depth: Depth,
     shape: Shape,

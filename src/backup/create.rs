@@ -159,16 +159,21 @@ fn write_copy(app: &Services, partial: &Path) -> Result<fs::File, BackupError> {
         });
         let mut step_began = Instant::now();
         // A failed send means the syncer stopped on an error, which its join reports.
-        let copied = copy_pages(app.db.file(), partial, PAGES_PER_STEP, || {
-            let _ = steps_done.send(());
-            let pause =
-                pause_after_step(step_began.elapsed(), app.db.connections_in_use_by_others());
-            if !pause.is_zero() {
-                std::thread::sleep(pause);
-            }
-            step_began = Instant::now();
-            Ok(())
-        });
+        let copied = copy_pages(
+            app.db.sqlite_file().ok_or(BackupError::NotSqlite)?,
+            partial,
+            PAGES_PER_STEP,
+            || {
+                let _ = steps_done.send(());
+                let pause =
+                    pause_after_step(step_began.elapsed(), app.db.connections_in_use_by_others());
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
+                step_began = Instant::now();
+                Ok(())
+            },
+        );
         drop(steps_done);
         let synced = syncer
             .join()

@@ -91,6 +91,12 @@ pub enum BackupError {
     /// Another backup or restore is under way in this server.
     #[error("another backup or restore is under way; try again when it has finished")]
     Busy,
+    /// The database is PostgreSQL, which these backups (copies of the SQLite file) cannot hold.
+    #[error(
+        "medvault's own backups copy the embedded SQLite file; this server runs on PostgreSQL, \
+         whose backups are made with PostgreSQL's tools (pg_dump, pgBackRest): see README"
+    )]
+    NotSqlite,
 }
 
 impl BackupError {

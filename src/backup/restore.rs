@@ -30,7 +30,11 @@ pub fn restore_backup(app: &Services, name: &str, author: &str) -> Result<Restor
                 .into(),
         ));
     };
-    let live = app.db.file().to_path_buf();
+    let live = app
+        .db
+        .sqlite_file()
+        .ok_or(BackupError::NotSqlite)?
+        .to_path_buf();
     let dir = live
         .parent()
         .map(|p| p.to_path_buf())

@@ -1,5 +1,6 @@
-//! The database: a pool of SQLite connections with the pragmas medvault relies on, embedded
-//! migrations, and [`Db::run`] to use a connection on a blocking thread.
+//! The database: a pool of connections to the embedded SQLite file or to PostgreSQL (chosen by
+//! [`Location`]), embedded migrations for each, and [`Db::run`] to use a connection on a
+//! blocking thread. SQL that only one of them accepts is in [`dialect`].
 //!
 //! The pool sits behind a gate so that a restore can swap the whole database file while the
 //! server runs: every connection handed out counts as a reader, and every request in flight
@@ -9,6 +10,7 @@
 //! back, swaps, and opens a new pool. A request therefore sees the old database or the new one
 //! for its whole life, never a mix, and waits a moment at most.
 
+pub mod dialect;
 pub mod models;
 pub mod schema;
 pub mod shape;
@@ -19,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
-use diesel::{connection::SimpleConnection, RunQueryDsl, SqliteConnection};
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
+use diesel::{connection::SimpleConnection, Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
 /// Why the database could not answer: a query failed, or no connection could be had (closed
 /// for a restore that took too long, the pool exhausted, the blocking task lost).
@@ -33,9 +35,60 @@ pub enum DbError {
     Unavailable(String),
 }
 
-/// The connection type every model method takes, so that PostgreSQL can join through Diesel's
-/// `MultiConnection` without touching the models.
-pub type Conn = SqliteConnection;
+/// The connection every model method takes: the same query code runs on either database.
+/// Where the two need different SQL, [`dialect`] matches on the variant.
+#[derive(diesel::MultiConnection)]
+pub enum Conn {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Where the database is: the embedded file (the default), or a PostgreSQL server.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    SqliteFile(PathBuf),
+    /// A `postgres://` URL; it may hold a password, so it is never printed whole.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::SqliteFile(file) => write!(f, "SqliteFile({})", file.display()),
+            Location::Postgres(url) => write!(f, "Postgres({})", redacted(url)),
+        }
+    }
+}
+
+/// The file's path, or the URL without its password: for messages to the operator.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::SqliteFile(file) => write!(f, "{}", file.display()),
+            Location::Postgres(url) => write!(f, "{}", redacted(url)),
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a URL)".into();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            let password = if credentials.contains(':') {
+                ":***"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{password}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
 
 /// Loads the row a query finds, if any, for queries that find at most one (a key) or few rows
 /// in the order wanted. Unlike Diesel's `first`, it sends no `LIMIT ?`: SQLite re-prepares a
@@ -54,9 +107,10 @@ where
     }
 }
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
-type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
+type ConnPool = Pool<Manager>;
 
 /// Connections in the pool, and requests that may use the database at once (see [`Db::run`]).
 const POOL_SIZE: usize = 8;
@@ -67,22 +121,54 @@ const WAIT_FOR_SWAP: Duration = Duration::from_secs(30);
 /// than [`WAIT_FOR_SWAP`], so that a thread waiting on a second connection is never stuck).
 const WAIT_FOR_READERS: Duration = Duration::from_secs(15);
 
-#[derive(Debug)]
-struct SqlitePragmas;
+/// Opens connections of the backend [`Location`] names. Diesel's own manager would try each
+/// backend in turn with the same string, and SQLite takes any string as a file name: a
+/// PostgreSQL server that is down would leave a file called `postgres:` behind.
+struct Manager {
+    location: Location,
+}
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        // busy_timeout first, so that writers queue instead of failing; foreign keys are off in
-        // SQLite unless asked for. (WAL is set once in `Db::open`: it stays with the file.)
-        conn.batch_execute(
-            "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(diesel::r2d2::Error::QueryError)
+impl ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Conn, Self::Error> {
+        match &self.location {
+            Location::SqliteFile(file) => {
+                let url = file.to_str().ok_or_else(|| {
+                    diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(
+                        "the database path is not UTF-8".into(),
+                    ))
+                })?;
+                let mut conn = SqliteConnection::establish(url)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                // busy_timeout first, so that writers queue instead of failing; foreign keys
+                // are off in SQLite unless asked for. (WAL is set once in `open_pool`: it
+                // stays with the file.)
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
+                     PRAGMA foreign_keys = ON;",
+                )
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(Conn::Sqlite(conn))
+            }
+            Location::Postgres(url) => PgConnection::establish(url)
+                .map(Conn::Postgres)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        std::thread::panicking() || conn.is_broken()
     }
 }
 
 struct GateState {
-    pool: Option<SqlitePool>,
+    pool: Option<ConnPool>,
     /// Connections handed out and not yet returned.
     active: usize,
     /// Requests in flight that started before a swap began.
@@ -93,7 +179,7 @@ struct GateState {
 }
 
 struct Gate {
-    file: PathBuf,
+    location: Location,
     state: Mutex<GateState>,
     changed: Condvar,
 }
@@ -123,20 +209,20 @@ pub struct Db {
 
 /// A pooled connection that keeps the database from being swapped while it lives.
 pub struct DbConn {
-    conn: Option<PooledConnection<ConnectionManager<SqliteConnection>>>,
+    conn: Option<PooledConnection<Manager>>,
     gate: Arc<Gate>,
 }
 
 impl Deref for DbConn {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         // Always `Some` until drop.
         self.conn.as_deref().unwrap_or_else(|| unreachable!())
     }
 }
 
 impl DerefMut for DbConn {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
+    fn deref_mut(&mut self) -> &mut Conn {
         self.conn.as_deref_mut().unwrap_or_else(|| unreachable!())
     }
 }
@@ -167,46 +253,72 @@ impl Drop for DbConn {
     }
 }
 
-fn build_pool(file: &Path) -> Result<SqlitePool, String> {
-    let url = file
-        .to_str()
-        .ok_or_else(|| format!("database path {} is not UTF-8", file.display()))?;
+fn build_pool(location: &Location) -> Result<ConnPool, String> {
     Pool::builder()
         .max_size(POOL_SIZE as u32)
         .min_idle(Some(1))
         .connection_timeout(Duration::from_secs(10))
-        .connection_customizer(Box::new(SqlitePragmas))
-        .build(ConnectionManager::<SqliteConnection>::new(url))
-        .map_err(|e| format!("cannot open the database {}: {e}", file.display()))
+        .build(Manager {
+            location: location.clone(),
+        })
+        .map_err(|e| format!("cannot open {}: {e}", describe(location)))
 }
 
-/// Opens `file` and brings its schema up to date; returns the migrations it applied.
-fn open_pool(file: &Path) -> Result<(SqlitePool, Vec<String>), String> {
-    let pool = build_pool(file)?;
+/// The database as an operator would name it in a message.
+fn describe(location: &Location) -> String {
+    match location {
+        Location::SqliteFile(file) => format!("the database {}", file.display()),
+        Location::Postgres(url) => format!("the PostgreSQL database {}", redacted(url)),
+    }
+}
+
+/// Opens the database and brings its schema up to date; returns the migrations it applied and
+/// the opening lock, held on a connection of its own until dropped.
+fn open_pool(location: &Location) -> Result<(ConnPool, Vec<String>, OpeningLock), String> {
+    // The lock's connection is its own, outside the pool: closing it ends the session and
+    // releases the lock whatever happens.
+    let mut own = Manager {
+        location: location.clone(),
+    }
+    .connect()
+    .map_err(|e| format!("cannot open {}: {e}", describe(location)))?;
+    dialect::begin_opening(&mut own)
+        .map_err(|e| format!("cannot open {}: {e}", describe(location)))?;
+    let opening = OpeningLock { conn: Some(own) };
+    let pool = build_pool(location)?;
     let mut conn = pool
         .get()
-        .map_err(|e| format!("cannot open the database {}: {e}", file.display()))?;
-    // WAL lets readers go on while one writer writes.
-    conn.batch_execute("PRAGMA journal_mode = WAL;")
-        .map_err(|e| format!("cannot switch {} to WAL: {e}", file.display()))?;
-    let applied = conn
-        .run_pending_migrations(MIGRATIONS)
-        .map_err(|e| format!("cannot migrate the database {}: {e}", file.display()))?
-        .into_iter()
-        .map(|v| v.to_string())
-        .collect();
+        .map_err(|e| format!("cannot open {}: {e}", describe(location)))?;
+    let applied = dialect::migrate(&mut conn)
+        .map_err(|e| format!("cannot migrate {}: {e}", describe(location)))?;
     drop(conn);
-    Ok((pool, applied))
+    Ok((pool, applied, opening))
+}
+
+/// Held by a server from the moment it opens the database until its start-up writes are done
+/// (see [`dialect::begin_opening`]): other servers opening the same database wait meanwhile.
+pub struct OpeningLock {
+    conn: Option<Conn>,
+}
+
+impl Drop for OpeningLock {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            // Closing the connection would release it too; unlocking first is quicker to see.
+            let _ = dialect::end_opening(&mut conn);
+        }
+    }
 }
 
 impl Db {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
-    pub fn open(file: &Path) -> Result<Db, String> {
-        let (pool, applied_at_open) = open_pool(file)?;
-        Ok(Db {
+    /// Opens (creating the SQLite file if needed) the database and brings its schema up to
+    /// date. Other servers cannot open the same database while the lock returned is held.
+    pub fn open(location: &Location) -> Result<(Db, OpeningLock), String> {
+        let (pool, applied_at_open, opening) = open_pool(location)?;
+        let db = Db {
             applied_at_open: Arc::new(applied_at_open),
             gate: Arc::new(Gate {
-                file: file.to_path_buf(),
+                location: location.clone(),
                 state: Mutex::new(GateState {
                     pool: Some(pool),
                     active: 0,
@@ -216,7 +328,8 @@ impl Db {
                 changed: Condvar::new(),
             }),
             permits: Arc::new(rocket::tokio::sync::Semaphore::new(POOL_SIZE)),
-        })
+        };
+        Ok((db, opening))
     }
 
     /// Whether migration `version` was applied when this process opened the database.
@@ -224,9 +337,17 @@ impl Db {
         self.applied_at_open.iter().any(|v| v == version)
     }
 
-    /// The live database file.
-    pub fn file(&self) -> &Path {
-        &self.gate.file
+    /// Where the database is.
+    pub fn location(&self) -> &Location {
+        &self.gate.location
+    }
+
+    /// The live database file, when the database is the embedded SQLite one.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        match &self.gate.location {
+            Location::SqliteFile(file) => Some(file),
+            Location::Postgres(_) => None,
+        }
     }
 
     /// Connections handed out to other threads than this one: a sign of traffic, read by
@@ -321,6 +442,11 @@ impl Db {
         &self,
         swap: impl FnOnce(&Path) -> Result<(), String>,
     ) -> Result<(), String> {
+        let Location::SqliteFile(file) = &self.gate.location else {
+            return Err(
+                "only the embedded SQLite database is restored by replacing its file".into(),
+            );
+        };
         if HELD.with(|h| h.get() > 0) {
             return Err("a restore cannot run while its thread holds a connection".into());
         }
@@ -348,10 +474,9 @@ impl Db {
         let old = state.pool.take();
         drop(state);
 
-        let swapped =
-            checkpoint_and_close(old, &self.gate.file).and_then(|()| swap(&self.gate.file));
+        let swapped = checkpoint_and_close(old, file).and_then(|()| swap(file));
         // Whatever happened, open what is now at the live path: the new file, or the old one.
-        let reopened = open_pool(&self.gate.file).map(|(pool, _)| pool);
+        let reopened = open_pool(&self.gate.location).map(|(pool, _, _)| pool);
         let mut state = self.gate.lock();
         let result = match reopened {
             Ok(pool) => {
@@ -379,7 +504,7 @@ struct CheckpointOutcome {
 
 /// Moves every WAL frame into the main file and closes every connection, so that the main file
 /// alone holds the whole database and can be renamed over.
-fn checkpoint_and_close(pool: Option<SqlitePool>, file: &Path) -> Result<(), String> {
+fn checkpoint_and_close(pool: Option<ConnPool>, file: &Path) -> Result<(), String> {
     if let Some(pool) = pool {
         let mut conn = pool
             .get()
@@ -387,9 +512,11 @@ fn checkpoint_and_close(pool: Option<SqlitePool>, file: &Path) -> Result<(), Str
         // A reader in another process (`medvault backup`) can keep the checkpoint from moving
         // every frame into the main file; SQLite then answers busy rather than failing, and
         // removing the WAL below would lose those frames.
-        let outcome = diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .get_result::<CheckpointOutcome>(&mut *conn)
-            .map_err(|e| format!("cannot checkpoint the database: {e}"))?;
+        let outcome = diesel::RunQueryDsl::get_result::<CheckpointOutcome>(
+            diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)"),
+            &mut *conn,
+        )
+        .map_err(|e| format!("cannot checkpoint the database: {e}"))?;
         if outcome.busy != 0 {
             return Err(
                 "another process is reading the database (a backup from the command \
@@ -424,7 +551,7 @@ pub fn side_file(file: &Path, suffix: &str) -> PathBuf {
 mod tests {
     use super::*;
     use diesel::sql_types::Text;
-    use diesel::{Connection, QueryableByName};
+    use diesel::{QueryableByName, RunQueryDsl};
 
     #[derive(QueryableByName)]
     struct Marker {
@@ -451,7 +578,9 @@ mod tests {
     #[test]
     fn connections_of_other_threads_count_as_traffic_and_ones_own_do_not() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("live.sqlite")).expect("open");
+        let db = Db::open(&Location::SqliteFile(dir.path().join("live.sqlite")))
+            .expect("open")
+            .0;
         let own = db.conn().expect("connection");
         assert_eq!(db.connections_in_use_by_others(), 0);
         let (taken_tx, taken) = std::sync::mpsc::channel();
@@ -478,7 +607,7 @@ mod tests {
         let next = dir.path().join("next.sqlite");
         file_with_marker(&live, "old");
         file_with_marker(&next, "new");
-        let db = Db::open(&live).unwrap();
+        let db = Db::open(&Location::SqliteFile(live.clone())).unwrap().0;
 
         // A request in flight reads once...
         let pin = db.try_pin().expect("no swap yet");
@@ -512,7 +641,7 @@ mod tests {
         let next = dir.path().join("next.sqlite");
         file_with_marker(&live, "old");
         file_with_marker(&next, "new");
-        let db = Db::open(&live).unwrap();
+        let db = Db::open(&Location::SqliteFile(live.clone())).unwrap().0;
         // Another process's connection (as `medvault backup` has) reads under a snapshot...
         let outsider = rusqlite::Connection::open(&live).unwrap();
         outsider.execute_batch("BEGIN").unwrap();

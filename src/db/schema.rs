@@ -49,7 +49,7 @@ diesel::table! {
 
 diesel::table! {
     root_key_checks (version) {
-        version -> Integer,
+        version -> BigInt,
         check_value -> Text,
         created_at -> BigInt,
         retired -> Bool,
@@ -239,7 +239,7 @@ diesel::allow_tables_to_appear_in_same_query!(users, sessions, care_assignments,
 
 diesel::table! {
     state_seal (id) {
-        id -> Integer,
+        id -> BigInt,
         snapshot -> Text,
         mac -> Text,
         sealed_at -> BigInt,

@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text};
 use diesel_migrations::MigrationHarness;
 
-use super::{Conn, MIGRATIONS};
+use super::{Conn, SQLITE_MIGRATIONS};
 
 /// One object of the schema as `sqlite_master` records it.
 #[derive(QueryableByName, Clone, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub fn objects(conn: &mut Conn) -> QueryResult<Vec<SchemaObject>> {
 /// The versions of this build's migrations, oldest first.
 pub fn known_versions() -> Vec<String> {
     let mut versions: Vec<String> =
-        MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
+        MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
             .ok()
             .into_iter()
             .flatten()
@@ -77,7 +77,7 @@ pub fn reference(version: &str) -> Result<Vec<SchemaObject>, String> {
         .map_err(|e| format!("scratch database: {e}"))?;
     loop {
         let applied = scratch
-            .run_next_migration(MIGRATIONS)
+            .run_next_migration(SQLITE_MIGRATIONS)
             .map_err(|e| format!("cannot build the reference schema: {e}"))?;
         if applied.to_string() == version {
             break;
@@ -142,7 +142,7 @@ mod tests {
 
     fn migrated() -> Conn {
         let mut conn = Conn::establish(":memory:").unwrap();
-        conn.run_pending_migrations(MIGRATIONS).unwrap();
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
         conn
     }
 

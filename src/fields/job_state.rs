@@ -72,8 +72,8 @@ pub fn retired_versions(conn: &mut Conn) -> QueryResult<std::collections::HashSe
     Ok(root_key_checks::table
         .filter(root_key_checks::retired.eq(true))
         .select(root_key_checks::version)
-        .load::<i32>(conn)?
+        .load::<i64>(conn)?
         .into_iter()
-        .map(|v| v as u32)
+        .filter_map(|v| u32::try_from(v).ok())
         .collect())
 }

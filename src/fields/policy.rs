@@ -45,30 +45,33 @@ impl Policy {
     pub fn insert_defaults(now: i64, conn: &mut Conn) -> QueryResult<HashSet<(String, String)>> {
         let mut added = HashSet::new();
         for table in TABLES {
-            diesel::insert_into(encryption_policies::table)
-                .values((
-                    encryption_policies::table_name.eq(table.name),
-                    encryption_policies::cipher.eq(Suite::DEFAULT.cipher.key()),
-                    encryption_policies::hash.eq(Suite::DEFAULT.hash.key()),
-                    encryption_policies::updated_at.eq(now),
-                ))
-                .on_conflict(encryption_policies::table_name)
-                .do_nothing()
-                .execute(conn)?;
+            crate::per_backend!(conn, |inner| diesel::insert_into(
+                encryption_policies::table
+            )
+            .values((
+                encryption_policies::table_name.eq(table.name),
+                encryption_policies::cipher.eq(Suite::DEFAULT.cipher.key()),
+                encryption_policies::hash.eq(Suite::DEFAULT.hash.key()),
+                encryption_policies::updated_at.eq(now),
+            ))
+            .on_conflict(encryption_policies::table_name)
+            .do_nothing()
+            .execute(inner))?;
         }
         for (table, column) in registry::encryptable_columns() {
-            let inserted = diesel::insert_into(encrypted_columns::table)
-                .values((
-                    encrypted_columns::table_name.eq(table.name),
-                    encrypted_columns::column_name.eq(column.name),
-                    encrypted_columns::encrypted.eq(column.encrypted_by_default),
-                ))
-                .on_conflict((
-                    encrypted_columns::table_name,
-                    encrypted_columns::column_name,
-                ))
-                .do_nothing()
-                .execute(conn)?;
+            let inserted =
+                crate::per_backend!(conn, |inner| diesel::insert_into(encrypted_columns::table)
+                    .values((
+                        encrypted_columns::table_name.eq(table.name),
+                        encrypted_columns::column_name.eq(column.name),
+                        encrypted_columns::encrypted.eq(column.encrypted_by_default),
+                    ))
+                    .on_conflict((
+                        encrypted_columns::table_name,
+                        encrypted_columns::column_name,
+                    ))
+                    .do_nothing()
+                    .execute(inner))?;
             if inserted > 0 {
                 added.insert((table.name.to_string(), column.name.to_string()));
             }
@@ -128,24 +131,26 @@ impl Policy {
     pub fn save(&self, now: i64, conn: &mut Conn) -> QueryResult<()> {
         for table in TABLES {
             let suite = self.suite_for(table.name);
-            diesel::insert_into(encryption_policies::table)
-                .values((
-                    encryption_policies::table_name.eq(table.name),
-                    encryption_policies::cipher.eq(suite.cipher.key()),
-                    encryption_policies::hash.eq(suite.hash.key()),
-                    encryption_policies::updated_at.eq(now),
-                ))
-                .on_conflict(encryption_policies::table_name)
-                .do_update()
-                .set((
-                    encryption_policies::cipher.eq(excluded(encryption_policies::cipher)),
-                    encryption_policies::hash.eq(excluded(encryption_policies::hash)),
-                    encryption_policies::updated_at.eq(excluded(encryption_policies::updated_at)),
-                ))
-                .execute(conn)?;
+            crate::per_backend!(conn, |inner| diesel::insert_into(
+                encryption_policies::table
+            )
+            .values((
+                encryption_policies::table_name.eq(table.name),
+                encryption_policies::cipher.eq(suite.cipher.key()),
+                encryption_policies::hash.eq(suite.hash.key()),
+                encryption_policies::updated_at.eq(now),
+            ))
+            .on_conflict(encryption_policies::table_name)
+            .do_update()
+            .set((
+                encryption_policies::cipher.eq(excluded(encryption_policies::cipher)),
+                encryption_policies::hash.eq(excluded(encryption_policies::hash)),
+                encryption_policies::updated_at.eq(excluded(encryption_policies::updated_at)),
+            ))
+            .execute(inner))?;
         }
         for (table, column) in registry::encryptable_columns() {
-            diesel::insert_into(encrypted_columns::table)
+            crate::per_backend!(conn, |inner| diesel::insert_into(encrypted_columns::table)
                 .values((
                     encrypted_columns::table_name.eq(table.name),
                     encrypted_columns::column_name.eq(column.name),
@@ -157,7 +162,7 @@ impl Policy {
                 ))
                 .do_update()
                 .set(encrypted_columns::encrypted.eq(excluded(encrypted_columns::encrypted)))
-                .execute(conn)?;
+                .execute(inner))?;
         }
         Setting::set(
             BLIND_INDEX_BITS_SETTING,

@@ -333,7 +333,7 @@ pub fn is_encryptable(table: &str, column: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Conn, MIGRATIONS};
+    use crate::db::{Conn, SQLITE_MIGRATIONS};
     use diesel::prelude::*;
     use diesel::sql_types::Text;
     use diesel_migrations::MigrationHarness;
@@ -349,7 +349,7 @@ mod tests {
     #[test]
     fn each_table_lists_exactly_the_columns_the_migrations_create() {
         let mut conn = Conn::establish(":memory:").unwrap();
-        conn.run_pending_migrations(MIGRATIONS).unwrap();
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
         for table in TABLES {
             let mut actual: Vec<String> = diesel::sql_query(format!(
                 "SELECT name FROM pragma_table_info('{}')",

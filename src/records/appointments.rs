@@ -79,7 +79,7 @@ pub fn book(
         created_at: now,
         updated_at: now,
     };
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         if AppointmentRow::doctor_is_booked(doctor_id, booking.starts_at, "", conn)? {
             return Ok(Err(DOCTOR_TAKEN));
         }
@@ -193,7 +193,7 @@ pub fn change(
     change: Change,
     by: Requester,
 ) -> diesel::QueryResult<Option<Result<(), ChangeRefusal>>> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let Some(row) = AppointmentRow::find(patient_id, appointment_id, conn)? else {
             return Ok(None);
         };

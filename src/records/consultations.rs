@@ -114,7 +114,7 @@ pub fn add(
         updated_at: now,
     };
     consultation.seal_into(app, &mut row)?;
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         ConsultationRow::insert(&row, conn)?;
         super::changed(
             app,
@@ -137,7 +137,7 @@ pub fn edit(
     id: &str,
     consultation: &Consultation,
 ) -> Result<Option<()>, StoreError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let Some(mut row) = ConsultationRow::find(patient_id, id, conn)? else {
             return Ok(None);
         };

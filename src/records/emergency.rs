@@ -42,7 +42,7 @@ pub fn grant(
         .fields
         .row("emergency_grants", RowId(&id), patient)
         .seal("reason", reason)?;
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         EmergencyGrant::insert(
             &EmergencyGrant {
                 id: id.clone(),

@@ -138,7 +138,7 @@ pub fn upload(
     };
     let storage = app.config.storage_dir();
     write_sealed(&storage, &id, &sealed_file)?;
-    let saved = conn.immediate_transaction(|conn| {
+    let saved = conn.write_transaction(|conn| {
         MedicalFileRow::insert(&row, conn)?;
         super::audit(
             app,

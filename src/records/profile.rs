@@ -176,7 +176,7 @@ pub fn save(
     patient_id: &str,
     profile: &Profile,
 ) -> Result<Result<(), FieldProblem>, StoreError> {
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let current = PatientRow::find(patient_id, conn)?;
         let row = match profile.sealed_over(app, patient_id, current)? {
             Ok(row) => row,
@@ -210,7 +210,7 @@ pub fn register(
 ) -> Result<Result<String, FieldProblem>, StoreError> {
     let id = random_id(app.id_length());
     let now = app.now();
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let row = match new.profile.sealed_over(app, &id, None)? {
             Ok(row) => row,
             Err(problem) => return Ok(Err(problem)),

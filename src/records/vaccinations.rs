@@ -115,7 +115,7 @@ pub fn record(
         given_by: sealed.seal("given_by", &dose.given_by)?,
         created_at: app.now(),
     };
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         let recorded = VaccinationRow::for_patient(patient_id, conn)?;
         let Some(doses) = doses_of(app, &dose.vaccine, &recorded) else {
             return Ok(Err(DoseRefusal::RecordUnreadable));

@@ -73,14 +73,19 @@ fn load_batch(
     limit: i64,
     conn: &mut Conn,
 ) -> QueryResult<Vec<StoredValue>> {
+    // Ids compared byte by byte on both backends, so that the cursor walks the same order
+    // whatever collation a PostgreSQL database was created with.
     diesel::sql_query(format!(
         "SELECT {row} AS row_id, {owner} AS owner_id, {col} AS value, {index} AS index_value \
-         FROM {table} WHERE {row} > ? ORDER BY {row} LIMIT ?",
+         FROM {table} WHERE {row}{bytes} > {p1} ORDER BY {row}{bytes} LIMIT {p2}",
         row = table.row_column,
         owner = table.owner_column,
         col = column.name,
         index = column.blind_index.unwrap_or("''"),
         table = table.name,
+        bytes = conn.bytewise_collation(),
+        p1 = conn.placeholder(1),
+        p2 = conn.placeholder(2),
     ))
     .bind::<Text, _>(after_row)
     .bind::<BigInt, _>(limit)
@@ -95,10 +100,12 @@ fn write_value(
     conn: &mut Conn,
 ) -> QueryResult<usize> {
     diesel::sql_query(format!(
-        "UPDATE {table} SET {col} = ? WHERE {row} = ?",
+        "UPDATE {table} SET {col} = {p1} WHERE {row} = {p2}",
         table = table.name,
         col = column.name,
         row = table.row_column,
+        p1 = conn.placeholder(1),
+        p2 = conn.placeholder(2),
     ))
     .bind::<Text, _>(value)
     .bind::<Text, _>(row_id)
@@ -113,9 +120,11 @@ fn write_index(
     conn: &mut Conn,
 ) -> QueryResult<usize> {
     diesel::sql_query(format!(
-        "UPDATE {table} SET {index_column} = ? WHERE {row} = ?",
+        "UPDATE {table} SET {index_column} = {p1} WHERE {row} = {p2}",
         table = table.name,
         row = table.row_column,
+        p1 = conn.placeholder(1),
+        p2 = conn.placeholder(2),
     ))
     .bind::<Text, _>(index)
     .bind::<Text, _>(row_id)
@@ -231,7 +240,7 @@ pub enum Step {
 pub fn run_batch(app: &Services, batch_size: i64) -> Result<Step, JobError> {
     let mut conn = app.db.conn()?;
     let columns = encryptable_columns();
-    let step = conn.immediate_transaction(|conn| -> Result<Step, JobError> {
+    let step = conn.write_transaction(|conn| -> Result<Step, JobError> {
         let Some(mut job) = Job::running(conn)? else {
             return Ok(Step::Idle);
         };
@@ -317,7 +326,7 @@ fn finish(app: &Services, job: &mut Job, conn: &mut Conn) -> Result<(), JobError
             reencryption_jobs::finished_at.eq(Some(now)),
         ))
         .execute(conn)?;
-    let current = app.fields.crypto().current_key_version() as i32;
+    let current = i64::from(app.fields.crypto().current_key_version());
     let mut detail = format!(
         "{} value(s) rewritten, {} unreadable",
         job.rewritten, job.unreadable

@@ -97,7 +97,7 @@ pub fn rotate_root_key(
     app.fields.set_keys(ring);
     let mut conn = app.db.conn()?;
     let now = app.now();
-    conn.immediate_transaction(|conn| {
+    conn.write_transaction(|conn| {
         key_check::insert(version as i32, &check_value, now, conn)?;
         app.audit.append(
             conn,

@@ -62,7 +62,7 @@ pub fn create_user(
     let mut conn = app.db.conn()?;
     let now = app.now();
     let id = random_id(app.id_length());
-    let created = conn.immediate_transaction(|conn| {
+    let created = conn.write_transaction(|conn| {
         if User::find_by_username(&username, conn)?.is_some() {
             return Ok(false);
         }

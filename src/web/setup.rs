@@ -107,7 +107,7 @@ async fn setup(
                 .hash(&password)
                 .map_err(|e| AppError::internal("hash", e))?;
             let now = app.now();
-            conn.immediate_transaction(|conn| {
+            conn.write_transaction(|conn| {
                 // Someone may have created an admin from the command line meanwhile.
                 if User::exists_active_admin(conn)? {
                     return Ok(false);

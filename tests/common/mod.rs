@@ -372,13 +372,53 @@ pub fn between(text: &str, start: &str, end: &str) -> String {
     text[from..to].to_string()
 }
 
-/// The configuration the tests start medvault with on `home`: the test clock, and the host name
-/// the browsers send.
+/// The configuration the tests start medvault with on `home`: the test clock, the host name
+/// the browsers send, and the database the run is for (see [`database_for`]).
 pub fn config_for(home: &std::path::Path, clock: Clock) -> Config {
-    let mut config = Config::for_home(home);
+    let mut config = home_config(home);
     config.clock = clock;
     config.hosts = vec![HOST.into()];
     config
+}
+
+/// `Config::for_home` on the database the run is for.
+pub fn home_config(home: &std::path::Path) -> Config {
+    let mut config = Config::for_home(home);
+    config.database_url = database_for(home);
+    config
+}
+
+/// The environment variable that runs the tests on PostgreSQL: a URL of a role that may
+/// create databases (`.ci/postgres start` prints one).
+pub const POSTGRES_FOR_TESTS: &str = "MEDVAULT_TEST_DATABASE_URL";
+
+/// Unset `MEDVAULT_TEST_DATABASE_URL`: `None`, the home's own SQLite file. Set: a database of
+/// the home's own on that server, named after the home and created at its first use, so that
+/// tests stay apart and in parallel and a restart of the same home finds its data again.
+pub fn database_for(home: &std::path::Path) -> Option<medvault::config::DatabaseUrl> {
+    let server = std::env::var(POSTGRES_FOR_TESTS).ok()?;
+    Some(medvault::config::DatabaseUrl::new(postgres_database(
+        &server,
+        &home.to_string_lossy(),
+    )))
+}
+
+/// A database named after `key` on the server of `server_url`, created if it is not there;
+/// returns its URL.
+pub fn postgres_database(server_url: &str, key: &str) -> String {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let name: String = format!("mvt_{}", hex::encode(&digest[..10]));
+    let mut admin = PgConnection::establish(server_url)
+        .unwrap_or_else(|e| panic!("{POSTGRES_FOR_TESTS} does not reach PostgreSQL: {e}"));
+    // CREATE DATABASE has no IF NOT EXISTS; a home's database is made once, by its first start.
+    let _ = diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin);
+    let base = server_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .expect("a URL ending in /database");
+    format!("{base}/{name}")
 }
 
 /// The text between `start` and the next `end` after it, if both are there.

@@ -214,7 +214,7 @@ fn a_route_without_a_page_guard_is_refused_by_the_backstop() {
     }
 
     let home = tempfile::tempdir().unwrap();
-    let rocket = medvault::build_rocket(medvault::Config::for_home(home.path()))
+    let rocket = medvault::build_rocket(home_config(home.path()))
         .unwrap()
         .mount("/", routes![forgotten_guard]);
     let client = rocket::local::blocking::Client::untracked(rocket).unwrap();

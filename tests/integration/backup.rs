@@ -249,7 +249,7 @@ fn a_restore_while_other_threads_read_and_write_gives_them_no_error_and_no_mixed
                     "{names:?}"
                 );
                 // Writers write two settings in one transaction; both or neither are seen.
-                conn.immediate_transaction(|conn| {
+                conn.write_transaction(|conn| {
                     let value = format!("{worker}-{rounds}");
                     medvault::db::models::Setting::set(&format!("test.a{worker}"), &value, conn)?;
                     medvault::db::models::Setting::set(&format!("test.b{worker}"), &value, conn)
@@ -356,7 +356,7 @@ fn a_crash_in_the_middle_of_a_restore_or_backup_leaves_the_live_database_whole()
     } = app;
     drop(client);
     // The next start cleans up and serves the same data.
-    let mut config = medvault::Config::for_home(dir.path());
+    let mut config = home_config(dir.path());
     config.clock = clock;
     let reopened = medvault::App::open(config).expect("starts again");
     backup::remove_leftovers(&reopened);

@@ -632,7 +632,7 @@ fn a_job_stopped_after_one_batch_resumes_after_a_restart_and_finishes() {
         let mut admin = app.signed_in(Level::Admin, "admin");
         let a = app.app();
         let mut conn = a.db.conn().expect("conn");
-        conn.immediate_transaction(|conn| {
+        conn.write_transaction(|conn| {
             for i in 0..BULK {
                 let id = medvault::crypto::random_id(16);
                 let username = format!("bulk{i:04}");

@@ -25,6 +25,8 @@ mod csrf;
 mod encryption;
 mod headers;
 mod metrics;
+#[cfg(postgres_tests)]
+mod postgres;
 mod records;
 mod records_attacks;
 mod sessions;

@@ -260,6 +260,8 @@ fn edit_database(home: &Path, sql: &str) {
     use diesel::Connection;
     let db = home.join("database/medvault.sqlite");
     let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    // The stopped server's last threads may still be closing their connections.
+    conn.batch_execute("PRAGMA busy_timeout = 5000;").unwrap();
     conn.batch_execute(sql).unwrap();
 }
 
@@ -416,4 +418,53 @@ fn folders_made_loose_by_hand_are_narrowed_at_the_next_start() {
     assert_eq!(mode("database"), 0o700);
     assert_eq!(mode("storage"), 0o700);
     assert_eq!(mode("database/medvault.sqlite"), 0o600);
+}
+
+#[test]
+fn a_database_url_that_is_not_postgresql_stops_the_start_and_says_what_to_set() {
+    let home = tempfile::tempdir().expect("temp dir");
+    for (url, says) in [
+        (
+            "mysql://medvault:pw@db.example.org/medvault",
+            "must be a postgres:// URL",
+        ),
+        ("medvault.sqlite", "is not a URL"),
+        ("postgres:///medvault", "names no server"),
+    ] {
+        let Err(err) = start(home.path(), |c| {
+            c.database_url = Some(medvault::config::DatabaseUrl::new(url))
+        }) else {
+            panic!("{url} was accepted");
+        };
+        assert!(err.contains(says), "{url}: {err}");
+        assert!(
+            !err.contains("pw@"),
+            "the password stays out of the message: {err}"
+        );
+    }
+    assert!(
+        !home.path().join("database/medvault.sqlite").exists(),
+        "no SQLite file is made instead"
+    );
+}
+
+#[test]
+fn an_unreachable_postgresql_server_stops_the_start_naming_it_without_its_password() {
+    let home = tempfile::tempdir().expect("temp dir");
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let err = start(home.path(), |c| {
+        c.database_url = Some(medvault::config::DatabaseUrl::new(
+            "postgres://medvault:s3cret-pw@127.0.0.1:1/medvault",
+        ))
+    })
+    .expect_err("nothing listens on port 1");
+    assert!(
+        err.contains("postgres://medvault:***@127.0.0.1:1/medvault"),
+        "names the server: {err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "never the password: {err}");
+    assert!(
+        !home.path().join("database/medvault.sqlite").exists(),
+        "no SQLite file is made instead"
+    );
 }

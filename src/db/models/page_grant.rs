@@ -30,11 +30,11 @@ impl PageGrant {
             })
             .collect();
         for row in rows {
-            diesel::insert_into(page_access::table)
+            crate::per_backend!(conn, |inner| diesel::insert_into(page_access::table)
                 .values(&row)
                 .on_conflict((page_access::level, page_access::page))
                 .do_nothing()
-                .execute(conn)?;
+                .execute(inner))?;
         }
         Ok(())
     }
@@ -56,7 +56,7 @@ impl PageGrant {
         for page in Page::grantable() {
             for level in Level::SIGNED_IN {
                 let allowed = page.is_pinned(level) || granted.contains(&(level, page));
-                diesel::insert_into(page_access::table)
+                crate::per_backend!(conn, |inner| diesel::insert_into(page_access::table)
                     .values(&PageGrant {
                         level: level.as_str().to_string(),
                         page: page.key().to_string(),
@@ -65,7 +65,7 @@ impl PageGrant {
                     .on_conflict((page_access::level, page_access::page))
                     .do_update()
                     .set(page_access::allowed.eq(excluded(page_access::allowed)))
-                    .execute(conn)?;
+                    .execute(inner))?;
             }
         }
         Ok(())

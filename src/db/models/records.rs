@@ -205,7 +205,7 @@ impl PatientRow {
 
     /// Inserts the profile, or replaces every column but its creation.
     pub fn save(row: &PatientRow, conn: &mut Conn) -> QueryResult<()> {
-        diesel::insert_into(patients::table)
+        crate::per_backend!(conn, |inner| diesel::insert_into(patients::table)
             .values(row)
             .on_conflict(patients::user_id)
             .do_update()
@@ -226,8 +226,8 @@ impl PatientRow {
                 patients::allergies.eq(&row.allergies),
                 patients::updated_at.eq(row.updated_at),
             ))
-            .execute(conn)
-            .map(|_| ())
+            .execute(inner))
+        .map(|_| ())
     }
 }
 
@@ -246,7 +246,7 @@ impl CareTeam {
         now: i64,
         conn: &mut Conn,
     ) -> QueryResult<bool> {
-        diesel::insert_into(care_assignments::table)
+        crate::per_backend!(conn, |inner| diesel::insert_into(care_assignments::table)
             .values((
                 care_assignments::doctor_id.eq(doctor.as_str()),
                 care_assignments::patient_id.eq(patient.as_str()),
@@ -254,8 +254,8 @@ impl CareTeam {
                 care_assignments::created_at.eq(now),
             ))
             .on_conflict_do_nothing()
-            .execute(conn)
-            .map(|n| n > 0)
+            .execute(inner))
+        .map(|n| n > 0)
     }
 
     pub fn unassign(

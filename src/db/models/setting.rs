@@ -32,12 +32,12 @@ impl Setting {
     }
 
     pub fn set(name: &str, value: &str, conn: &mut Conn) -> QueryResult<()> {
-        diesel::insert_into(settings::table)
+        crate::per_backend!(conn, |inner| diesel::insert_into(settings::table)
             .values((settings::name.eq(name), settings::value.eq(value)))
             .on_conflict(settings::name)
             .do_update()
             .set(settings::value.eq(excluded(settings::value)))
-            .execute(conn)
-            .map(|_| ())
+            .execute(inner))
+        .map(|_| ())
     }
 }

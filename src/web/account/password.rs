@@ -127,7 +127,7 @@ async fn change_password(
                 .hash(&new)
                 .map_err(|e| AppError::internal("hash", e))?;
             let now = app.now();
-            conn.immediate_transaction(|conn| {
+            conn.write_transaction(|conn| {
                 User::set_password(&user.id, &hash, false, now, conn)?;
                 let ended = SessionRow::delete_all_for_user(&user.id, conn)?;
                 app.audit.append(

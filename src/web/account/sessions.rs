@@ -89,7 +89,7 @@ async fn revoke_session(
     let (actor, user_id, target) = (who.actor(), who.user.id.clone(), id.to_string());
     let ended = app
         .blocking(move |app, conn| {
-            Ok(conn.immediate_transaction(|conn| {
+            Ok(conn.write_transaction(|conn| {
                 let ended = SessionRow::delete_for_user(&target, &user_id, conn)?;
                 if ended > 0 {
                     app.audit.append(

@@ -119,7 +119,7 @@ async fn confirm(
                 .iter()
                 .map(|c| (random_id(16), recovery_code_digest(&key, &user_id, c)))
                 .collect();
-            conn.immediate_transaction(|conn| {
+            conn.write_transaction(|conn| {
                 TwoFactor::enable(&user_id, conn)?;
                 TwoFactor::use_step(&user_id, step, conn)?;
                 RecoveryCode::replace_all(&user_id, &digests, conn)?;
@@ -197,7 +197,7 @@ async fn disable(
                 )?;
                 return Ok(false);
             }
-            conn.immediate_transaction(|conn| {
+            conn.write_transaction(|conn| {
                 TwoFactor::remove(&user.id, conn)?;
                 // Whoever turned it off may not be the owner: the owner's other browsers end.
                 let ended = SessionRow::delete_others_of_user(&user.id, &this_session, conn)?;

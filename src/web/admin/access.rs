@@ -119,7 +119,7 @@ async fn save(
         .join("; ");
     let (actor, to_save) = (who.actor(), granted.clone());
     app.blocking(move |app, conn| {
-        Ok(conn.immediate_transaction(|conn| {
+        Ok(conn.write_transaction(|conn| {
             PageGrant::save_grid(&to_save, conn)?;
             app.state_seal.reseal(app.now(), conn)?;
             app.audit.append(

@@ -68,6 +68,7 @@ async fn refusal(app: &App, actor: &Actor, what: &str, name: &str, err: BackupEr
         BackupError::UnknownName(_) => (Status::NotFound, err.to_string()),
         BackupError::Refused(m) => (Status::UnprocessableEntity, format!("Refused: {m}.")),
         BackupError::Busy => (Status::Conflict, format!("Not now: {err}.")),
+        BackupError::NotSqlite => (Status::Conflict, format!("Not on this server: {err}.")),
         BackupError::Failed(m) => {
             tracing::error!(action = what, error = %m, "backup action failed");
             (
@@ -384,7 +385,7 @@ async fn save_schedule(
     };
     let (work_app, actor) = (app.inner().clone(), who.actor());
     app.blocking(move |_, conn| {
-        Ok(conn.immediate_transaction(|conn| {
+        Ok(conn.write_transaction(|conn| {
             schedule.save(conn)?;
             work_app.state_seal.reseal(work_app.now(), conn)?;
             work_app.audit.append(

@@ -118,7 +118,7 @@ async fn change_care_team(
     let (doctor_id, patient_id) = (f.doctor_id.clone(), f.patient_id.clone());
     let outcome = app
         .blocking(move |app, conn| {
-            conn.immediate_transaction(|conn| {
+            conn.write_transaction(|conn| {
                 let doctor = User::find(&doctor_id, conn)?.filter(|u| u.level() == Level::Doctor);
                 let patient = records::find_patient(&patient_id, conn)?;
                 let (Some(doctor), Some(patient)) = (doctor, patient) else {

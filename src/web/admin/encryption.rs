@@ -314,7 +314,7 @@ async fn save(
     let actor = who.actor();
     let saved = app
         .blocking(move |app, conn| {
-            conn.immediate_transaction(|conn| {
+            conn.write_transaction(|conn| {
                 let now = app.now();
                 policy.save(now, conn)?;
                 Setting::set(policy::ID_LENGTH_SETTING, &id_length.to_string(), conn)?;

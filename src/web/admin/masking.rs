@@ -104,7 +104,7 @@ async fn save_masking(
     }
     let actor = who.actor();
     app.blocking(move |app, conn| {
-        conn.immediate_transaction(|conn| {
+        conn.write_transaction(|conn| {
             let summary: Vec<String> = rows
                 .iter()
                 .filter(|(_, _, m)| m != "full")

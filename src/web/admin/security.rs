@@ -85,7 +85,7 @@ async fn save(
     let required_text = required_names.join(",");
     let actor = who.actor();
     app.blocking(move |app, conn| {
-        Ok(conn.immediate_transaction(|conn| {
+        Ok(conn.write_transaction(|conn| {
             Setting::set(Setting::BIND_SESSION_IP, &bind_ip.to_string(), conn)?;
             Setting::set(Setting::BIND_SESSION_USER_AGENT, &bind_ua.to_string(), conn)?;
             Setting::set(Setting::REQUIRE_TWO_FACTOR, &required_text, conn)?;
@@ -190,7 +190,7 @@ async fn save_brute_force(
     let actor = who.actor();
     let detail = json.clone();
     app.blocking(move |app, conn| {
-        Ok(conn.immediate_transaction(|conn| {
+        Ok(conn.write_transaction(|conn| {
             Setting::set(Setting::BRUTE_FORCE_POLICY, &json, conn)?;
             app.state_seal.reseal(app.now(), conn)?;
             app.audit.append(

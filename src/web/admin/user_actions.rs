@@ -51,7 +51,7 @@ where
     let (actor, who_id) = (who.actor(), who.user.id.clone());
     let outcome = app
         .blocking(move |app, conn| {
-            conn.immediate_transaction(|conn| change(app, &actor, &target, &who_id, conn))
+            conn.write_transaction(|conn| change(app, &actor, &target, &who_id, conn))
         })
         .await;
     match outcome {
@@ -132,7 +132,7 @@ async fn reset_password(
             .passwords
             .hash(&secret)
             .map_err(|e| AppError::internal("hash", e))?;
-        Ok(conn.immediate_transaction(|conn| {
+        Ok(conn.write_transaction(|conn| {
             User::set_password(&user.id, &hash, true, app.now(), conn)?;
             let ended = SessionRow::delete_all_for_user(&user.id, conn)?;
             audit(
@@ -239,7 +239,7 @@ async fn delete(
     let who_id = who.user.id.clone();
     let outcome = app
         .blocking(move |app, conn| {
-            conn.immediate_transaction(|conn| {
+            conn.write_transaction(|conn| {
                 if user.id == who_id {
                     return Err(AppError::Conflict(
                         "You cannot delete your own account.".into(),

@@ -198,7 +198,7 @@ async fn create(
                 .hash(&secret)
                 .map_err(|e| AppError::internal("hash", e))?;
             let now = app.now();
-            conn.immediate_transaction(|conn| {
+            conn.write_transaction(|conn| {
                 if User::find_by_username(&name, conn)?.is_some() {
                     return Ok(None);
                 }
@@ -362,7 +362,7 @@ async fn update(
             let [full_name, email, email_index] =
                 app.fields
                     .seal_account(&user.id, &identity.full_name, &identity.email)?;
-            conn.immediate_transaction(|conn| {
+            conn.write_transaction(|conn| {
                 let removes_admin = user.level() == Level::Admin && level != Level::Admin;
                 if removes_admin && user.id == who_id {
                     return Err(AppError::Conflict(

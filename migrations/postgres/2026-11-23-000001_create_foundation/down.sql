@@ -1,0 +1,10 @@
+DROP TRIGGER audit_events_no_truncate ON audit_events;
+DROP TRIGGER audit_events_no_delete ON audit_events;
+DROP TRIGGER audit_events_no_update ON audit_events;
+DROP FUNCTION audit_events_append_only();
+DROP TABLE audit_events;
+DROP TABLE root_key_checks;
+DROP TABLE settings;
+DROP TABLE page_access;
+DROP TABLE sessions;
+DROP TABLE users;

@@ -1,0 +1,9 @@
+DROP INDEX audit_events_target;
+DROP TABLE field_visibility;
+DROP TABLE appointments;
+DROP TABLE vaccinations;
+DROP TABLE medical_files;
+DROP TABLE consultations;
+DROP TABLE emergency_grants;
+DROP TABLE care_assignments;
+DROP TABLE patients;

@@ -1,0 +1,175 @@
+//! What only a PostgreSQL server can show (compiled in when `MEDVAULT_TEST_DATABASE_URL` is set,
+//! see build.rs): the two backends' migrations give the same columns, and servers that start
+//! together on one database migrate it once.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use diesel::prelude::*;
+use diesel::sql_types::{Integer, Text};
+use diesel_migrations::MigrationHarness;
+use medvault::db::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+
+/// A fresh database of the test's own on the tests' server.
+fn fresh_database(purpose: &str) -> String {
+    let server = std::env::var(POSTGRES_FOR_TESTS).expect("compiled in only when it is set");
+    let unique = tempfile::tempdir().expect("temp dir");
+    postgres_database(&server, &format!("{purpose}:{}", unique.path().display()))
+}
+
+/// A column as both catalogues can describe it: name, type, whether it may be NULL.
+#[derive(Debug, PartialEq, Eq)]
+struct Column {
+    name: String,
+    sql_type: String,
+    nullable: bool,
+}
+
+#[derive(QueryableByName)]
+struct SqliteColumn {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    declared: String,
+    #[diesel(sql_type = Integer)]
+    notnull: i32,
+    #[diesel(sql_type = Integer)]
+    pk: i32,
+}
+
+#[derive(QueryableByName)]
+struct PostgresColumn {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Text)]
+    data_type: String,
+    #[diesel(sql_type = Text)]
+    is_nullable: String,
+}
+
+type Tables = BTreeMap<String, Vec<Column>>;
+
+/// Diesel's own bookkeeping table differs by design (a VARCHAR and a timestamp type each).
+const NOT_MEDVAULTS: &str = "__diesel_schema_migrations";
+
+fn sqlite_tables() -> Tables {
+    let mut conn = SqliteConnection::establish(":memory:").expect("in-memory SQLite");
+    conn.run_pending_migrations(SQLITE_MIGRATIONS)
+        .expect("SQLite migrations");
+    let rows: Vec<SqliteColumn> = diesel::sql_query(
+        "SELECT m.name AS table_name, c.name AS name, c.type AS declared, c.\"notnull\" AS \"notnull\", c.pk AS pk \
+         FROM sqlite_master m, pragma_table_info(m.name) c \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, c.cid",
+    )
+    .load(&mut conn)
+    .expect("SQLite columns");
+    let mut tables = Tables::new();
+    for row in rows.into_iter().filter(|r| r.table_name != NOT_MEDVAULTS) {
+        tables.entry(row.table_name).or_default().push(Column {
+            name: row.name,
+            // SQLite keeps the type as declared; PostgreSQL names the same types in lower case.
+            // An INTEGER PRIMARY KEY is SQLite's 64-bit row id, whatever it is declared as.
+            sql_type: if row.declared == "INTEGER" && row.pk == 1 {
+                "bigint".into()
+            } else {
+                row.declared.to_lowercase()
+            },
+            nullable: row.notnull == 0,
+        });
+    }
+    tables
+}
+
+fn postgres_tables(url: &str) -> Tables {
+    let mut conn = PgConnection::establish(url).expect("PostgreSQL");
+    conn.run_pending_migrations(POSTGRES_MIGRATIONS)
+        .expect("PostgreSQL migrations");
+    let rows: Vec<PostgresColumn> = diesel::sql_query(
+        "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text \
+         FROM information_schema.columns WHERE table_schema = 'public' \
+         ORDER BY table_name, ordinal_position",
+    )
+    .load(&mut conn)
+    .expect("PostgreSQL columns");
+    let mut tables = Tables::new();
+    for row in rows.into_iter().filter(|r| r.table_name != NOT_MEDVAULTS) {
+        tables.entry(row.table_name).or_default().push(Column {
+            name: row.column_name,
+            sql_type: row.data_type,
+            nullable: row.is_nullable == "YES",
+        });
+    }
+    tables
+}
+
+#[test]
+fn the_postgres_and_sqlite_migrations_give_the_same_tables_column_by_column() {
+    let sqlite = sqlite_tables();
+    let postgres = postgres_tables(&fresh_database("schema"));
+    assert!(sqlite.len() >= 20, "medvault's tables: {:?}", sqlite.keys());
+    assert_eq!(
+        sqlite.keys().collect::<Vec<_>>(),
+        postgres.keys().collect::<Vec<_>>(),
+        "the same tables"
+    );
+    for (table, columns) in &sqlite {
+        // Names, order, nullability and width (BIGINT for every timestamp and id, INTEGER only
+        // where the Diesel schema says Integer): a drift in either set of migrations shows here.
+        assert_eq!(columns, &postgres[table], "the columns of {table}");
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[test]
+fn three_servers_starting_together_on_one_new_database_migrate_it_once() {
+    let url = fresh_database("three-starts");
+    let homes: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("temp dir"))
+        .collect();
+    // One root key for all three, as servers of one installation share it.
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
+    let barrier = std::sync::Barrier::new(3);
+    let started: Vec<Result<(), String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = homes
+            .iter()
+            .map(|home| {
+                let (url, key, barrier) = (url.clone(), key.clone(), &barrier);
+                scope.spawn(move || {
+                    let mut config = medvault::Config::for_home(home.path());
+                    config.database_url = Some(medvault::config::DatabaseUrl::new(url));
+                    config.master_key = Some(key.as_str().into());
+                    barrier.wait();
+                    medvault::App::open(config)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
+    });
+    for result in &started {
+        assert!(result.is_ok(), "every server starts: {started:?}");
+    }
+    let mut conn = PgConnection::establish(&url).expect("PostgreSQL");
+    let applied: Count = diesel::sql_query("SELECT COUNT(*) AS n FROM __diesel_schema_migrations")
+        .get_result(&mut conn)
+        .expect("count");
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .expect("migrations folder")
+        .count();
+    assert_eq!(applied.n as usize, migrations, "each migration once");
+}
