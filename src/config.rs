@@ -57,6 +57,11 @@ impl DatabaseUrl {
         DatabaseUrl(url.into())
     }
 
+    /// The URL with its password, for the connection only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.0;
         let Some((scheme, rest)) = url.split_once("://") else {

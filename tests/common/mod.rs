@@ -98,14 +98,13 @@ impl TestApp {
         browser
     }
 
-    /// Runs SQL straight on the database file, as someone holding the file would.
+    /// Runs SQL straight on the database, as someone holding the file (or the database
+    /// server's credentials) would.
     pub fn raw_sql(&self, sql: &str) {
         use diesel::connection::SimpleConnection;
-        use diesel::Connection;
-        let path = self.home.path().join("database/medvault.sqlite");
-        let mut conn = diesel::SqliteConnection::establish(path.to_str().expect("utf-8 path"))
-            .expect("open database");
-        conn.batch_execute(sql).expect("raw sql");
+        database_conn(self.home.path())
+            .batch_execute(sql)
+            .expect("raw sql");
     }
 
     pub fn audit_actions(&self) -> Vec<String> {
@@ -386,6 +385,83 @@ pub fn home_config(home: &std::path::Path) -> Config {
     let mut config = Config::for_home(home);
     config.database_url = database_for(home);
     config
+}
+
+/// A connection of its own to the database of `home`, outside any server: the SQLite file,
+/// or the home's database on the tests' PostgreSQL server. SQLite waits for the lock a
+/// stopping server's last threads may still hold.
+pub fn database_conn(home: &std::path::Path) -> medvault::db::Conn {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    match database_for(home) {
+        Some(url) => medvault::db::Conn::Postgres(
+            diesel::PgConnection::establish(url.expose()).expect("open the home's database"),
+        ),
+        None => {
+            let path = home.join("database/medvault.sqlite");
+            let mut conn = diesel::SqliteConnection::establish(path.to_str().expect("utf-8 path"))
+                .expect("open database");
+            conn.batch_execute("PRAGMA busy_timeout = 5000;")
+                .expect("busy timeout");
+            medvault::db::Conn::Sqlite(conn)
+        }
+    }
+}
+
+/// The environment that points a `medvault` command at the database of `home`.
+pub fn database_env(home: &std::path::Path) -> Vec<(&'static str, String)> {
+    database_for(home)
+        .map(|url| vec![("MEDVAULT_DATABASE_URL", url.expose().to_string())])
+        .unwrap_or_default()
+}
+
+/// Everything the database of `home` holds, as bytes someone who has it could read: the
+/// SQLite folder's files (database, WAL, shared memory), or on PostgreSQL a plain `pg_dump` of
+/// the home's database (its tables' contents as the server stores them).
+pub fn database_bytes(home: &std::path::Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    match database_for(home) {
+        Some(url) => {
+            let dump = std::process::Command::new(pg_tool("pg_dump"))
+                .arg("--no-owner")
+                .arg(url.expose())
+                .output()
+                .expect("pg_dump runs");
+            assert!(
+                dump.status.success(),
+                "pg_dump: {}",
+                String::from_utf8_lossy(&dump.stderr)
+            );
+            bytes.extend(dump.stdout);
+        }
+        None => {
+            for entry in std::fs::read_dir(home.join("database")).expect("database dir") {
+                let path = entry.expect("entry").path();
+                if path.is_file() {
+                    bytes.extend(std::fs::read(&path).expect("read"));
+                }
+            }
+        }
+    }
+    bytes
+}
+
+/// A PostgreSQL client program: Debian's newest under /usr/lib/postgresql, else from PATH.
+pub fn pg_tool(name: &str) -> std::path::PathBuf {
+    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.is_file())
+        .collect();
+    versions.sort();
+    versions.pop().unwrap_or_else(|| name.into())
+}
+
+/// Whether this run is on PostgreSQL (`MEDVAULT_TEST_DATABASE_URL`).
+pub fn on_postgres() -> bool {
+    std::env::var_os(POSTGRES_FOR_TESTS).is_some()
 }
 
 /// The environment variable that runs the tests on PostgreSQL: a URL of a role that may

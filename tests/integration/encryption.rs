@@ -56,10 +56,9 @@ fn admin_creates_named(
         .to_string()
 }
 
-/// Opens the database file as someone holding it would.
-fn file_conn(app: &TestApp) -> SqliteConnection {
-    let path = app.home.path().join("database/medvault.sqlite");
-    SqliteConnection::establish(path.to_str().expect("utf-8 path")).expect("open database")
+/// Opens the database as someone holding the file (or the server's credentials) would.
+fn file_conn(app: &TestApp) -> medvault::db::Conn {
+    database_conn(app.home.path())
 }
 
 #[derive(QueryableByName, Debug, Clone)]
@@ -93,7 +92,7 @@ fn stored(app: &TestApp, id: &str) -> StoredRow {
 /// Writes `value` into `column` of the account `id`, straight into the file.
 fn write_column(app: &TestApp, id: &str, column: &str, value: &str) {
     assert!(["full_name", "email"].contains(&column));
-    let changed = diesel::sql_query(format!("UPDATE users SET {column} = ? WHERE id = ?"))
+    let changed = diesel::sql_query(format!("UPDATE users SET {column} = $1 WHERE id = $2"))
         .bind::<Text, _>(value)
         .bind::<Text, _>(id)
         .execute(&mut file_conn(app))
@@ -223,14 +222,9 @@ fn names_and_emails_are_sealed_in_the_file_and_shown_to_the_admin() {
     }
     assert!(!row.full_name.contains(ALICE.1) && !row.email.contains(ALICE.2));
 
-    // Nothing in the database folder (file, WAL, shared memory) holds either in clear.
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(app.home.path().join("database")).expect("database dir") {
-        let path = entry.expect("entry").path();
-        if path.is_file() {
-            bytes.extend(std::fs::read(&path).expect("read"));
-        }
-    }
+    // Nothing in the database (the SQLite file, WAL and shared memory, or a dump of the
+    // PostgreSQL database) holds either in clear.
+    let bytes = database_bytes(app.home.path());
     assert!(bytes.len() > 4096, "the database was read");
     for secret in [ALICE.1, ALICE.2, BOB.1, BOB.2, "Quixotica", "zq.brown"] {
         assert!(
