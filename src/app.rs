@@ -95,15 +95,12 @@ impl App {
         // database open it one at a time.
         let (db, _opening) = Db::open(&location).map_err(StartupError)?;
         let mut conn = db.conn().map_err(|e| StartupError(e.to_string()))?;
-        // The exact-shape check reads SQLite's own catalogue: a file anyone may have edited.
-        if let Location::SqliteFile(file) = &location {
-            if let Err(difference) = crate::db::shape::require_current(&mut conn) {
-                opening.refuse(format!(
-                    "the database {} is not medvault's: {difference}. It was changed outside \
-                     medvault; restore a backup (`medvault restore NAME` checks it first).",
-                    file.display()
-                ))?;
-            }
+        // A trigger, rule or function of anyone else's would run with the server's rights.
+        if let Err(difference) = crate::db::shape::require_current(&mut conn) {
+            opening.refuse(format!(
+                "the database {location} is not medvault's: {difference}. It was changed \
+                 outside medvault; restore a backup (`medvault restore NAME` checks it first)."
+            ))?;
         }
         let recorded = key_check::all(&mut conn).map_err(db_error)?;
 

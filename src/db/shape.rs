@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text};
 use diesel_migrations::MigrationHarness;
 
-use super::{Conn, SQLITE_MIGRATIONS};
+use super::{Conn, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
 /// One object of the schema as `sqlite_master` records it.
 #[derive(QueryableByName, Clone, Debug, PartialEq, Eq)]
@@ -70,8 +70,9 @@ pub fn reference(version: &str) -> Result<Vec<SchemaObject>, String> {
             "its schema version {version} is not one of medvault's migrations"
         ));
     }
-    let mut scratch =
-        Conn::establish(":memory:").map_err(|e| format!("cannot open a scratch database: {e}"))?;
+    let mut scratch = diesel::SqliteConnection::establish(":memory:")
+        .map(Conn::Sqlite)
+        .map_err(|e| format!("cannot open a scratch database: {e}"))?;
     scratch
         .batch_execute("PRAGMA foreign_keys = ON;")
         .map_err(|e| format!("scratch database: {e}"))?;
@@ -128,12 +129,125 @@ pub fn require_exact(conn: &mut Conn, version: &str) -> Result<(), String> {
 }
 
 /// [`require_exact`] at the newest version this build knows: for the live database, after its
-/// migrations ran.
+/// migrations ran. On PostgreSQL, against the schema the migrations build in a scratch schema
+/// of the same database.
 pub fn require_current(conn: &mut Conn) -> Result<(), String> {
+    if matches!(conn, Conn::Postgres(_)) {
+        return require_current_postgres(conn);
+    }
     let latest = known_versions()
         .pop()
         .ok_or_else(|| "this build has no migrations".to_string())?;
     require_exact(conn, &latest)
+}
+
+/// The scratch schema the reference is built in, inside a transaction that is always rolled
+/// back: nobody else sees it and it leaves nothing behind.
+const POSTGRES_REFERENCE: &str = "medvault_reference";
+
+/// Every object PostgreSQL keeps for schema `$1` that could run or be read as medvault's:
+/// tables and views, columns with their types and defaults, indexes, constraints, triggers
+/// (TRUNCATE ones too), functions, rules and row security policies. Definitions are as the
+/// server prints them, schema names removed by [`postgres_objects`].
+const POSTGRES_CATALOGUE: &str = "\
+SELECT 'table' AS kind, c.relname::text AS name, c.relname::text AS \"table\", \
+       c.relkind::text || CASE WHEN c.relrowsecurity THEN ' row security' ELSE '' END AS sql \
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+  WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S') \
+UNION ALL \
+SELECT 'column', c.relname || '.' || a.attname, c.relname::text, \
+       format_type(a.atttypid, a.atttypmod) \
+       || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END \
+       || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '') \
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+  JOIN pg_namespace n ON n.oid = c.relnamespace \
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+  WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'f', 'p') \
+    AND a.attnum > 0 AND NOT a.attisdropped \
+UNION ALL \
+SELECT 'index', ci.relname::text, ct.relname::text, pg_get_indexdef(i.indexrelid) \
+  FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid \
+  JOIN pg_class ct ON ct.oid = i.indrelid JOIN pg_namespace n ON n.oid = ct.relnamespace \
+  WHERE n.nspname = $1 \
+UNION ALL \
+SELECT 'constraint', con.conname::text, c.relname::text, pg_get_constraintdef(con.oid) \
+  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 \
+UNION ALL \
+SELECT 'trigger', t.tgname::text, c.relname::text, pg_get_triggerdef(t.oid) \
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND NOT t.tgisinternal \
+UNION ALL \
+SELECT 'function', p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', \
+       p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', \
+       pg_get_functiondef(p.oid) \
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 \
+UNION ALL \
+SELECT 'rule', r.rulename::text, c.relname::text, pg_get_ruledef(r.oid) \
+  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class \
+  JOIN pg_namespace n ON n.oid = c.relnamespace \
+  WHERE n.nspname = $1 AND r.rulename <> '_RETURN' \
+UNION ALL \
+SELECT 'policy', pol.polname::text, c.relname::text, \
+       pol.polcmd::text || ' ' || coalesce(pg_get_expr(pol.polqual, pol.polrelid), '') \
+       || ' ' || coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), '') \
+  FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid \
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 \
+ORDER BY 1, 2";
+
+/// The objects of PostgreSQL schema `schema`, with the schema's name taken out of their
+/// definitions so that the live schema and the reference compare equal when they are.
+fn postgres_objects(conn: &mut Conn, schema: &str) -> QueryResult<Vec<SchemaObject>> {
+    let objects: Vec<SchemaObject> = diesel::sql_query(POSTGRES_CATALOGUE)
+        .bind::<Text, _>(schema)
+        .load(conn)?;
+    let (quoted, bare) = (format!("\"{schema}\"."), format!("{schema}."));
+    Ok(objects
+        .into_iter()
+        .map(|mut object| {
+            object.sql = object
+                .sql
+                .map(|sql| sql.replace(&quoted, "").replace(&bare, ""));
+            object
+        })
+        .collect())
+}
+
+#[derive(QueryableByName)]
+struct CurrentSchema {
+    #[diesel(sql_type = Text)]
+    schema: String,
+}
+
+/// [`require_current`] on PostgreSQL: the reference is what the migrations build in a scratch
+/// schema of this database, inside a transaction that is rolled back.
+fn require_current_postgres(conn: &mut Conn) -> Result<(), String> {
+    let mut compared: Result<Option<String>, String> = Err("the schema was not compared".into());
+    let _rolled_back = conn.transaction::<(), diesel::result::Error, _>(|conn| {
+        compared = (|| {
+            let live = diesel::sql_query("SELECT current_schema()::text AS schema")
+                .get_result::<CurrentSchema>(conn)
+                .map_err(|e| format!("its schema cannot be read: {e}"))?
+                .schema;
+            conn.batch_execute(&format!(
+                "CREATE SCHEMA {POSTGRES_REFERENCE}; \
+                 SET LOCAL search_path TO {POSTGRES_REFERENCE}"
+            ))
+            .map_err(|e| format!("cannot build the reference schema: {e}"))?;
+            conn.run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map_err(|e| format!("cannot build the reference schema: {e}"))?;
+            let expected = postgres_objects(conn, POSTGRES_REFERENCE)
+                .map_err(|e| format!("reading the reference schema: {e}"))?;
+            let actual = postgres_objects(conn, &live)
+                .map_err(|e| format!("its schema cannot be read: {e}"))?;
+            Ok(first_difference(&expected, &actual))
+        })();
+        Err(diesel::result::Error::RollbackTransaction)
+    });
+    match compared? {
+        None => Ok(()),
+        Some(difference) => Err(difference),
+    }
 }
 
 #[cfg(test)]

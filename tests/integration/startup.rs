@@ -237,17 +237,17 @@ fn the_key_file_is_readable_by_its_owner_only() {
 fn a_trigger_planted_in_the_live_database_stops_the_start() {
     let home = tempfile::tempdir().unwrap();
     first_start(home.path(), |_| {});
-    let db = home.path().join("database/medvault.sqlite");
-    {
-        use diesel::connection::SimpleConnection;
-        use diesel::Connection;
-        let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
-        conn.batch_execute(
+    edit_database(
+        home.path(),
+        if on_postgres() {
+            // A function of medvault's own, run by a trigger that is not.
             "CREATE TRIGGER promote AFTER INSERT ON audit_events \
-             BEGIN UPDATE users SET level = 'admin'; END;",
-        )
-        .unwrap();
-    }
+             FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();"
+        } else {
+            "CREATE TRIGGER promote AFTER INSERT ON audit_events \
+             BEGIN UPDATE users SET level = 'admin'; END;"
+        },
+    );
     let Err(refused) = start(home.path(), |_| {}) else {
         panic!("the start is refused");
     };
@@ -256,6 +256,42 @@ fn a_trigger_planted_in_the_live_database_stops_the_start() {
         "{refused}"
     );
     assert!(refused.contains("medvault restore"), "{refused}");
+}
+
+#[test]
+fn a_function_rule_or_changed_default_planted_in_the_live_database_stops_the_start() {
+    let plants: &[(&str, &str)] = if on_postgres() {
+        &[
+            (
+                "CREATE FUNCTION promote() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN UPDATE users SET level = 'admin'; RETURN NEW; END $$;",
+                "it has a function `promote()`",
+            ),
+            (
+                "CREATE RULE keep_all AS ON DELETE TO sessions DO INSTEAD NOTHING;",
+                "it has a rule `keep_all` on `sessions`",
+            ),
+            (
+                "ALTER TABLE users ALTER COLUMN level SET DEFAULT 'admin';",
+                "its column `users.level` on `users` is not defined as medvault defines it",
+            ),
+        ]
+    } else {
+        &[(
+            "CREATE VIEW everyone AS SELECT username FROM users;",
+            "it has a view `everyone`",
+        )]
+    };
+    for (plant, says) in plants {
+        let home = tempfile::tempdir().unwrap();
+        first_start(home.path(), |_| {});
+        drop(start(home.path(), |_| {}).expect("a restart of an untouched database"));
+        edit_database(home.path(), plant);
+        let Err(refused) = start(home.path(), |_| {}) else {
+            panic!("the start went ahead after {plant}");
+        };
+        assert!(refused.contains(says), "{plant}: {refused}");
+    }
 }
 
 /// Runs `sql` on the database of a stopped server, as someone holding the file would.
