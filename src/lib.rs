@@ -91,7 +91,7 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
             loaded.store(&engines.tera);
         }))
         .attach(AdHoc::on_liftoff(
-            "TLS for cookies, re-encryption worker",
+            "TLS for cookies, re-encryption worker, settings follower",
             |rocket| {
                 Box::pin(async move {
                     if let Some(app) = rocket.state::<App>() {
@@ -99,6 +99,11 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
                             .store(rocket.config().tls_enabled(), Ordering::Relaxed);
                         if app.config.reencrypt_in_background {
                             reencryption::job::spawn_worker(app.services());
+                        }
+                        // Other servers may share a PostgreSQL database; one SQLite file has
+                        // one server (its home's lock).
+                        if app.db.sqlite_file().is_none() {
+                            services::spawn_state_follower(app.services());
                         }
                     }
                 })

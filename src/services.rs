@@ -145,6 +145,73 @@ impl Services {
     }
 }
 
+/// How often a server on a shared database looks whether another changed the admin's state.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Keeps the admin's state in memory the same as the database's when several servers share one
+/// PostgreSQL database: every [`FOLLOW_INTERVAL`] it reads the seal's MAC (one small query),
+/// and when another server's change moved it, loads the state again, believed only if its
+/// seal holds, as at start. A version checked this way, rather than `LISTEN/NOTIFY`, needs no
+/// connection held open per server and cannot miss a change made while it was reconnecting:
+/// the MAC it compares is the state itself. Stops once the services are gone.
+pub fn spawn_state_follower(app: Arc<Services>) {
+    let services = Arc::downgrade(&app);
+    let mut seen = app
+        .db
+        .conn()
+        .ok()
+        .and_then(|mut conn| StateSeal::current_mac(&mut conn).ok().flatten());
+    drop(app);
+    let spawned = std::thread::Builder::new()
+        .name("state-follower".into())
+        .spawn(move || loop {
+            std::thread::sleep(FOLLOW_INTERVAL);
+            let Some(app) = services.upgrade() else {
+                break;
+            };
+            if let Err(e) = follow(&app, &mut seen) {
+                tracing::warn!(error = %e, "cannot look for another server's settings changes");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start following other servers' settings changes");
+    }
+}
+
+/// One look: reloads the admin's state if its seal's MAC is not `seen` any more.
+fn follow(app: &Services, seen: &mut Option<String>) -> Result<(), DbError> {
+    let mut conn = app.db.conn()?;
+    let found = conn.snapshot_transaction(|conn| -> Result<_, DbError> {
+        let mac = StateSeal::current_mac(conn)?;
+        if mac == *seen {
+            return Ok(None);
+        }
+        let stored = match app.state_seal.verify(conn)? {
+            Ok(()) => Some(StoredState::load(&app.config, conn)?),
+            Err(tampered) => {
+                tracing::error!(
+                    %tampered,
+                    "the admin's state in the database fails its seal: kept the state in force"
+                );
+                None
+            }
+        };
+        Ok(Some((mac, stored)))
+    })?;
+    drop(conn);
+    if let Some((mac, stored)) = found {
+        *seen = mac;
+        if let Some(stored) = stored {
+            let has_job = stored.migration.is_some();
+            app.put_in_force(stored);
+            if has_job {
+                app.job_signal.notify();
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Settings an admin switches at `/admin/security`, kept in memory so that no request pays a
 /// query for them; saved to the database by the page that changes them.
 #[derive(Default)]

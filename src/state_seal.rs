@@ -78,6 +78,12 @@ impl StateSeal {
         .map(|_| ())
     }
 
+    /// The seal's MAC as stored: it changes with every change to the admin's state, so a
+    /// server that sees another than the one it loaded knows another server changed it.
+    pub fn current_mac(conn: &mut Conn) -> QueryResult<Option<String>> {
+        state_seal::table.select(state_seal::mac).load_one(conn)
+    }
+
     /// Whether a seal exists at all (a database from before seals has none).
     pub fn exists(conn: &mut Conn) -> QueryResult<bool> {
         let id: Option<i64> = state_seal::table.select(state_seal::id).load_one(conn)?;

@@ -72,6 +72,28 @@ impl Conn {
         }
     }
 
+    /// A read-only transaction whose reads all see one moment of the database: a deferred
+    /// transaction on SQLite (in WAL, its snapshot is taken at its first read), REPEATABLE READ
+    /// on PostgreSQL, where each statement would otherwise see the latest commit.
+    pub fn snapshot_transaction<T, E, F>(&mut self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        match self {
+            Conn::Sqlite(inner) => AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN")?,
+            Conn::Postgres(inner) => AnsiTransactionManager::begin_transaction_sql(
+                inner,
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            )?,
+        }
+        let result = work(self);
+        // Nothing was written: ending it either way is the same, and rollback cannot fail
+        // on a write that did not happen.
+        <Conn as Connection>::TransactionManager::rollback_transaction(self)?;
+        result
+    }
+
     /// `$n` on PostgreSQL, `?` on SQLite: the n-th (from 1) bound value of a hand-written query.
     pub fn placeholder(&self, n: usize) -> String {
         match self {

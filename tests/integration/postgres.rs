@@ -1,6 +1,6 @@
 //! What only a PostgreSQL server can show (compiled in when `MEDVAULT_TEST_DATABASE_URL` is set,
-//! see build.rs): the two backends' migrations give the same columns, and servers that start
-//! together on one database migrate it once.
+//! see build.rs): the two backends' migrations give the same columns, servers that start
+//! together on one database migrate it once, and what one server saves the other puts in force.
 
 use crate::common;
 
@@ -10,7 +10,9 @@ use common::*;
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
 use diesel_migrations::MigrationHarness;
+use medvault::access::Level;
 use medvault::db::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+use rocket::http::Status;
 
 /// A fresh database of the test's own on the tests' server.
 fn fresh_database(purpose: &str) -> String {
@@ -172,4 +174,51 @@ fn three_servers_starting_together_on_one_new_database_migrate_it_once() {
         .expect("migrations folder")
         .count();
     assert_eq!(applied.n as usize, migrations, "each migration once");
+}
+
+/// Two servers of one installation (one root key) on one new database.
+fn two_servers() -> (TestApp, TestApp) {
+    let url = fresh_database("two-servers");
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [9u8; 32]);
+    let server = || {
+        TestApp::with_config(|c| {
+            c.database_url = Some(medvault::config::DatabaseUrl::new(url.clone()));
+            c.master_key = Some(key.as_str().into());
+        })
+    };
+    (server(), server())
+}
+
+#[test]
+fn page_access_saved_on_one_server_is_in_force_on_the_other_within_moments() {
+    let (one, two) = two_servers();
+    let mut admin = one.signed_in(Level::Admin, "admin");
+    let mut patient = two.signed_in(Level::Patient, "pat");
+    patient.get("/admin/audit").assert_status(Status::Forbidden);
+    admin
+        .post(
+            "/admin/access",
+            &[
+                ("grant", "patient:AdminAudit"),
+                ("grant", "admin:AdminUsers"),
+            ],
+        )
+        .assert_redirect("/admin/access");
+    // The other server follows every half second; a few seconds is room for a busy machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = patient.get("/admin/audit").status;
+        if status == Status::Ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other server still answers {status} with the old page access"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // And a withdrawal the same way: sessions were withdrawn from patients in that save.
+    patient
+        .get("/account/sessions")
+        .assert_status(Status::Forbidden);
 }
