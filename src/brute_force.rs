@@ -1,12 +1,20 @@
-//! Anti brute force, in memory and bounded: per-account lockout with a lock time that doubles,
-//! per-address token buckets for sign-in, second factor and setup, an optional progressive
-//! delay, and an application-wide rate limit per client address.
+//! Anti brute force: per-account lockout with a lock time that doubles, per-address token
+//! buckets for sign-in, second factor and setup, an optional progressive delay, and an
+//! application-wide rate limit per client address.
+//!
+//! An account's failures and locks are an [`AccountRecord`] in the database, so that every
+//! server on it counts them together (`auth::lockout` loads and saves them); the rules here
+//! decide on a record. What stays in memory, bounded, is per server: the attempts being checked
+//! right now, and the per-address buckets (a flood from one address is held off by each server,
+//! and in front of several by the load balancer's own limit).
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::db::models::AccountRecord;
 
 /// What an admin sets at `/admin/security`. Every method can be switched on and off.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,15 +148,6 @@ impl Bucket {
     }
 }
 
-#[derive(Clone, Debug, Default)]
-struct AccountState {
-    failures: Vec<i64>,
-    locked_until: i64,
-    locks: u32,
-    /// Attempts begun and not yet ended: each may still fail and count.
-    in_flight: u32,
-}
-
 /// Why an attempt on an account was not let through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttemptRefused {
@@ -162,7 +161,8 @@ pub enum AttemptRefused {
 /// An attempt on an account (a password or code about to be checked), held while it is
 /// checked. Attempts in flight count toward the lockout together with the failures, so that
 /// concurrent guesses cannot all be checked against the same count: with a limit of five, no
-/// more than five are ever checked before the lock.
+/// more than five are ever checked on one server before the lock (with several servers, five
+/// on each at the same moment at most; one after the other, five in all).
 pub struct Attempt<'g> {
     guard: &'g BruteForceGuard,
     account: String,
@@ -189,8 +189,8 @@ impl Drop for Attempt<'_> {
                 .accounts
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if let Some(state) = accounts.get_mut(&self.account) {
-                state.in_flight = state.in_flight.saturating_sub(1);
+            if let Some(in_flight) = accounts.get_mut(&self.account) {
+                *in_flight = in_flight.saturating_sub(1);
             }
         }
     }
@@ -208,7 +208,8 @@ pub const TRACKED_ENTRIES: usize = 20_000;
 
 pub struct BruteForceGuard {
     policy: RwLock<BruteForcePolicy>,
-    accounts: Mutex<BoundedMap<String, AccountState>>,
+    /// Attempts on each account begun on this server and not yet ended: each may still fail.
+    accounts: Mutex<BoundedMap<String, u32>>,
     auth_buckets: Mutex<BoundedMap<String, Bucket>>,
     request_buckets: Mutex<BoundedMap<String, Bucket>>,
 }
@@ -234,22 +235,18 @@ impl BruteForceGuard {
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
     }
 
-    /// Until when `account` is locked, if it is.
-    pub fn locked_until(&self, account: &str, now: i64) -> Option<i64> {
+    /// Until when the account of `record` is locked, if it is.
+    pub fn locked_until(&self, record: &AccountRecord, now: i64) -> Option<i64> {
         if !self.policy().lockout_enabled {
             return None;
         }
-        let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        accounts
-            .get(&account.to_string())
-            .map(|s| s.locked_until)
-            .filter(|until| *until > now)
+        Some(record.locked_until).filter(|until| *until > now)
     }
 
-    /// Begins an attempt on `account`: refused while it is locked, or while the attempts being
-    /// checked already fill what is left before the lock. Hold it until the attempt's failure
-    /// (or success) is recorded.
-    pub fn begin_attempt(&self, account: &str, now: i64) -> Attempt<'_> {
+    /// Begins an attempt on `account`, whose record is `record`: refused while it is locked, or
+    /// while the attempts being checked already fill what is left before the lock. Hold it
+    /// until the attempt's failure (or success) is recorded.
+    pub fn begin_attempt(&self, account: &str, record: &AccountRecord, now: i64) -> Attempt<'_> {
         let policy = self.policy();
         let mut attempt = Attempt {
             guard: self,
@@ -260,22 +257,15 @@ impl BruteForceGuard {
         if !policy.lockout_enabled {
             return attempt;
         }
+        let failures = self.failures(record, now) as u32;
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        let window = policy.lockout_window_seconds;
-        let state = accounts.entry(account.to_string(), now, AccountState::default, |s| {
-            s.in_flight == 0 && s.locked_until <= now && s.failures.iter().all(|t| now - t > window)
-        });
-        let failures = state
-            .failures
-            .iter()
-            .filter(|t| now - **t <= window)
-            .count() as u32;
-        attempt.refused = if state.locked_until > now {
-            Some(AttemptRefused::Locked(state.locked_until))
-        } else if failures + state.in_flight >= policy.lockout_failures.max(1) {
+        let in_flight = accounts.entry(account.to_string(), now, || 0, |n| *n == 0);
+        attempt.refused = if record.locked_until > now {
+            Some(AttemptRefused::Locked(record.locked_until))
+        } else if failures + *in_flight >= policy.lockout_failures.max(1) {
             Some(AttemptRefused::Busy)
         } else {
-            state.in_flight += 1;
+            *in_flight += 1;
             attempt.counted = true;
             None
         };
@@ -283,61 +273,52 @@ impl BruteForceGuard {
         attempt
     }
 
-    /// Counts a failed password, code or recovery code against `account`.
-    pub fn record_failure(&self, account: &str, now: i64) -> FailureOutcome {
+    /// Counts a failed password, code or recovery code in `record`; the caller saves it.
+    pub fn count_failure(&self, record: &mut AccountRecord, now: i64) -> FailureOutcome {
         let policy = self.policy();
         if !policy.lockout_enabled {
             return FailureOutcome::Counted;
         }
-        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        let window = policy.lockout_window_seconds;
-        let state = accounts.entry(account.to_string(), now, AccountState::default, |s| {
-            s.locked_until <= now && s.failures.iter().all(|t| now - t > window)
-        });
         // While locked, nothing counts: an attacker hammering a locked account must not push
         // its lock further out (the attempts are refused before any password is checked).
-        if state.locked_until > now {
-            return FailureOutcome::LockedUntil(state.locked_until);
+        if record.locked_until > now {
+            return FailureOutcome::LockedUntil(record.locked_until);
         }
-        state.failures.retain(|t| now - t <= window);
-        state.failures.push(now);
-        if state.failures.len() as u32 >= policy.lockout_failures.max(1) {
-            let factor = 1i64 << state.locks.min(16);
+        let window = policy.lockout_window_seconds;
+        record.failures.retain(|t| now - t <= window);
+        record.failures.push(now);
+        if record.failures.len() as u32 >= policy.lockout_failures.max(1) {
+            let factor = 1i64 << record.locks.min(16);
             let lock = policy
                 .lockout_seconds
                 .saturating_mul(factor)
                 .min(policy.lockout_max_seconds.max(policy.lockout_seconds));
-            state.locked_until = now + lock;
-            state.locks += 1;
-            state.failures.clear();
-            return FailureOutcome::LockedUntil(state.locked_until);
+            record.locked_until = now + lock;
+            record.locks = record.locks.saturating_add(1);
+            record.failures.clear();
+            return FailureOutcome::LockedUntil(record.locked_until);
         }
         FailureOutcome::Counted
     }
 
-    /// How many failures `account` has in the window: the progressive delay grows with it.
-    pub fn failures(&self, account: &str, now: i64) -> usize {
+    /// How many failures `record` has in the window: the progressive delay grows with it.
+    pub fn failures(&self, record: &AccountRecord, now: i64) -> usize {
         let window = self.policy().lockout_window_seconds;
-        let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        accounts
-            .get(&account.to_string())
-            .map(|s| s.failures.iter().filter(|t| now - **t <= window).count())
-            .unwrap_or(0)
+        record
+            .failures
+            .iter()
+            .filter(|t| now - **t <= window)
+            .count()
     }
 
-    /// A success forgets the account's failures and the doubling of its locks: the owner got
-    /// in, so the next lock starts from the first length again.
-    pub fn record_success(&self, account: &str) {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        accounts.remove(&account.to_string());
-    }
-
-    /// An admin's unlock: forgets everything about the account. Returns whether it was locked.
-    pub fn unlock(&self, account: &str, now: i64) -> bool {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        accounts
-            .remove(&account.to_string())
-            .is_some_and(|s| s.locked_until > now)
+    /// How long a record says anything after its last change: its failures' window or its
+    /// longest lock, whichever is longer. Older rows are pruned.
+    pub fn record_lifetime(&self) -> i64 {
+        let policy = self.policy();
+        policy
+            .lockout_window_seconds
+            .max(policy.lockout_max_seconds)
+            .max(policy.lockout_seconds)
     }
 
     /// Takes a sign-in attempt from `address`'s bucket; the seconds to wait when it is empty.
@@ -434,26 +415,30 @@ mod tests {
     #[test]
     fn five_failures_lock_and_each_lock_lasts_twice_as_long() {
         let g = guard();
+        let mut doc = AccountRecord::default();
         let mut now = 1_000_000;
         for _ in 0..4 {
-            assert_eq!(g.record_failure("doc", now), FailureOutcome::Counted);
+            assert_eq!(g.count_failure(&mut doc, now), FailureOutcome::Counted);
         }
         assert_eq!(
-            g.record_failure("doc", now),
+            g.count_failure(&mut doc, now),
             FailureOutcome::LockedUntil(now + 300)
         );
-        assert!(g.locked_until("doc", now + 299).is_some());
-        assert!(g.locked_until("doc", now + 300).is_none());
+        assert!(g.locked_until(&doc, now + 299).is_some());
+        assert!(g.locked_until(&doc, now + 300).is_none());
+        // Nothing counts while locked.
+        assert_eq!(
+            g.count_failure(&mut doc, now + 10),
+            FailureOutcome::LockedUntil(now + 300)
+        );
         now += 301;
         for _ in 0..4 {
-            g.record_failure("doc", now);
+            g.count_failure(&mut doc, now);
         }
         assert_eq!(
-            g.record_failure("doc", now),
+            g.count_failure(&mut doc, now),
             FailureOutcome::LockedUntil(now + 600)
         );
-        assert!(g.unlock("doc", now));
-        assert!(g.locked_until("doc", now).is_none());
     }
 
     #[test]
@@ -461,53 +446,64 @@ mod tests {
         let g = guard();
         let limit = g.policy().lockout_failures as usize;
         // Four wrong passwords already: one attempt may be checked, the others wait.
+        let mut ana = AccountRecord::default();
         for _ in 0..limit - 1 {
-            assert_eq!(g.record_failure("ana", 0), FailureOutcome::Counted);
+            assert_eq!(g.count_failure(&mut ana, 0), FailureOutcome::Counted);
         }
-        let first = g.begin_attempt("ana", 1);
+        let first = g.begin_attempt("ana", &ana, 1);
         assert_eq!(first.refused(), None);
-        let second = g.begin_attempt("ana", 1);
+        let second = g.begin_attempt("ana", &ana, 1);
         assert_eq!(second.refused(), Some(AttemptRefused::Busy));
         drop(second);
         // The first fails and locks; a busy refusal counted nothing.
         assert!(matches!(
-            g.record_failure("ana", 1),
+            g.count_failure(&mut ana, 1),
             FailureOutcome::LockedUntil(_)
         ));
         drop(first);
         assert!(matches!(
-            g.begin_attempt("ana", 2).refused(),
+            g.begin_attempt("ana", &ana, 2).refused(),
             Some(AttemptRefused::Locked(_))
         ));
 
         // From nothing, six guesses at once: five are checked, the sixth is refused.
         let fresh = guard();
+        let mut bo = AccountRecord::default();
         let attempts: Vec<_> = (0..limit + 1)
-            .map(|_| fresh.begin_attempt("bo", 0))
+            .map(|_| fresh.begin_attempt("bo", &bo, 0))
             .collect();
         let checked = attempts.iter().filter(|a| !a.is_refused()).count();
         assert_eq!(checked, limit);
         for _ in 0..checked {
-            fresh.record_failure("bo", 0);
+            fresh.count_failure(&mut bo, 0);
         }
         drop(attempts);
-        assert!(fresh.locked_until("bo", 0).is_some());
+        assert!(fresh.locked_until(&bo, 0).is_some());
         // An attempt that ends without a failure gives its place back.
         let other = guard();
-        drop(other.begin_attempt("cy", 0));
-        let all: Vec<_> = (0..limit).map(|_| other.begin_attempt("cy", 0)).collect();
+        let cy = AccountRecord::default();
+        drop(other.begin_attempt("cy", &cy, 0));
+        let all: Vec<_> = (0..limit)
+            .map(|_| other.begin_attempt("cy", &cy, 0))
+            .collect();
         assert!(all.iter().all(|a| !a.is_refused()));
     }
 
     #[test]
     fn failures_outside_the_window_do_not_count() {
         let g = guard();
+        let mut doc = AccountRecord::default();
         for i in 0..10 {
             assert_eq!(
-                g.record_failure("doc", i * 16 * 60),
+                g.count_failure(&mut doc, i * 16 * 60),
                 FailureOutcome::Counted
             );
         }
+        assert_eq!(
+            doc.failures.len(),
+            1,
+            "the old ones are dropped from the record"
+        );
     }
 
     #[test]
@@ -534,7 +530,7 @@ mod tests {
             let address = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
             let _ = g.take_auth_attempt(&address, 0);
             let _ = g.take_request(&address, 0);
-            g.record_failure(&format!("user{i}"), 0);
+            drop(g.begin_attempt(&format!("user{i}"), &AccountRecord::default(), 0));
         }
         let (accounts, auth, requests) = g.tracked();
         assert!(accounts <= TRACKED_ENTRIES, "{accounts}");

@@ -3,6 +3,7 @@
 pub mod client;
 mod csrf;
 mod guard;
+pub mod lockout;
 pub mod refusal;
 mod session;
 
@@ -14,26 +15,4 @@ pub use session::{
     SESSION_COOKIE,
 };
 
-/// Counts a wrong password or code against `account` and, when that locks it, writes the lock
-/// to the audit trail (named after `actor`), in the caller's transaction if it has one.
-pub fn count_failure(
-    app: &crate::app::App,
-    conn: &mut crate::db::Conn,
-    actor: &crate::audit::Actor,
-    account: &str,
-    now: i64,
-) -> diesel::QueryResult<()> {
-    use crate::audit::{action, Entry, Outcome};
-    if let crate::brute_force::FailureOutcome::LockedUntil(until) =
-        app.brute_force.record_failure(account, now)
-    {
-        app.audit.append(
-            conn,
-            now,
-            &Entry::new(actor, action::ACCOUNT_LOCKED, Outcome::Denied)
-                .target(format!("user {}", actor.name))
-                .detail(format!("locked for {} s", until - now)),
-        )?;
-    }
-    Ok(())
-}
+pub use lockout::count_failure;

@@ -94,6 +94,27 @@ impl Conn {
         result
     }
 
+    /// [`Conn::write_transaction`], or, when a transaction is already open on this
+    /// connection, `work` inside it holding the write lock: on PostgreSQL the writer lock is
+    /// taken there (once per transaction, it is held to its end); on SQLite the open
+    /// transaction is one of medvault's write transactions, which hold the lock already.
+    pub fn write_transaction_or_join<T, E, F>(&mut self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        let open = <Conn as Connection>::TransactionManager::transaction_manager_status_mut(self)
+            .transaction_depth()?
+            .is_some();
+        if !open {
+            return self.write_transaction(work);
+        }
+        if let Conn::Postgres(inner) = self {
+            inner.batch_execute(&format!("SELECT pg_advisory_xact_lock({WRITER_LOCK})"))?;
+        }
+        work(self)
+    }
+
     /// `$n` on PostgreSQL, `?` on SQLite: the n-th (from 1) bound value of a hand-written query.
     pub fn placeholder(&self, n: usize) -> String {
         match self {

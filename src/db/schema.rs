@@ -245,3 +245,13 @@ diesel::table! {
         sealed_at -> BigInt,
     }
 }
+
+diesel::table! {
+    account_lockouts (account) {
+        account -> Text,
+        failures -> Text,
+        locked_until -> BigInt,
+        locks -> BigInt,
+        updated_at -> BigInt,
+    }
+}

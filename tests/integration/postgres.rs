@@ -222,3 +222,32 @@ fn page_access_saved_on_one_server_is_in_force_on_the_other_within_moments() {
         .get("/account/sessions")
         .assert_status(Status::Forbidden);
 }
+
+#[test]
+fn five_wrong_passwords_spread_over_two_servers_lock_the_account_on_both() {
+    let (one, two) = two_servers();
+    one.create_user(Level::Doctor, "dr.spread");
+    for server in [&one, &two, &one, &two, &one] {
+        server
+            .browser()
+            .login("dr.spread", "not the password")
+            .assert_status(Status::Unauthorized);
+    }
+    // Locked everywhere: the right password is refused on both, as any wrong one is.
+    for server in [&one, &two] {
+        server
+            .browser()
+            .login("dr.spread", PASSWORD)
+            .assert_status(Status::Unauthorized);
+    }
+    // The fifth failure, on either server, is the one that locked it (with counts per server,
+    // neither would have reached five).
+    let actions = one.audit_actions();
+    let failures_before_lock = actions
+        .iter()
+        .take_while(|a| *a != "account.locked")
+        .filter(|a| *a == "login.failure")
+        .count();
+    assert!(actions.iter().any(|a| a == "account.locked"), "{actions:?}");
+    assert_eq!(failures_before_lock, 5, "{actions:?}");
+}

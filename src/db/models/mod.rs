@@ -1,5 +1,6 @@
 //! One file per entity: the struct, plain methods, then queries taking the connection last.
 
+pub mod account_lockout;
 pub mod audit_event;
 pub mod key_check;
 pub mod page_grant;
@@ -9,6 +10,7 @@ pub mod setting;
 pub mod two_factor;
 pub mod user;
 
+pub use account_lockout::AccountRecord;
 pub use audit_event::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use page_grant::PageGrant;
 pub use session::{NewSession, SessionRow, STAGE_FULL, STAGE_SECOND_FACTOR};

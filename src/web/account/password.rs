@@ -82,7 +82,16 @@ async fn change_password(
             &format!("Too many attempts from your address. Wait {wait} seconds and try again."),
         )));
     }
-    if let Some(until) = app.brute_force.locked_until(&who.user.username, now) {
+    let username = who.user.username.clone();
+    let locked = app
+        .blocking(move |app, conn| {
+            Ok(crate::auth::lockout::locked_until(
+                app, &username, now, conn,
+            )?)
+        })
+        .await
+        .map_err(Rejected::from)?;
+    if let Some(until) = locked {
         view = view.error(
             "current_password",
             format!(
@@ -101,7 +110,7 @@ async fn change_password(
     let result = app
         .blocking(move |app, conn| {
             // Held until a wrong password is counted (see login).
-            let attempt = app.brute_force.begin_attempt(&user.username, now);
+            let attempt = crate::auth::lockout::begin_attempt(app, &user.username, now, conn)?;
             if attempt.is_refused() {
                 return Ok(Some(
                     "Too many attempts at once. Wait a moment and try again.",
@@ -118,7 +127,7 @@ async fn change_password(
                 crate::auth::count_failure(app, conn, &actor, &user.username, now)?;
                 return Ok(Some("This is not your current password."));
             }
-            app.brute_force.record_success(&user.username);
+            crate::auth::lockout::forget(app, &user.username, now, conn)?;
             if !valid {
                 return Ok(None);
             }

@@ -188,7 +188,7 @@ async fn disable(
             let password_ok = app.passwords.verify(&password, &user.password_hash);
             let code_ok = check_second_factor(app, &user.id, &code, conn)?.is_some();
             if !(password_ok && code_ok) {
-                app.brute_force.record_failure(&user.username, app.now());
+                crate::auth::count_failure(app, conn, &actor, &user.username, app.now())?;
                 app.audit.append(
                     conn,
                     app.now(),

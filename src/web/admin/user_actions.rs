@@ -212,7 +212,7 @@ async fn unlock(
     _form: CsrfForm<'_, ButtonForm>,
 ) -> Result<Flash<Redirect>, AppError> {
     change_user(&who, app, id, |app, actor, user, _, conn| {
-        let was_locked = app.brute_force.unlock(&user.username, app.now());
+        let was_locked = crate::auth::lockout::forget(app, &user.username, app.now(), conn)?;
         audit(
             app,
             conn,

@@ -249,17 +249,22 @@ pub(crate) async fn load_user(app: &App, id: &str) -> Result<User, AppError> {
         .await
 }
 
+/// Whether `username` is locked out now, for the page that offers to unlock it.
+async fn account_locked(app: &App, username: &str) -> Result<bool, AppError> {
+    let username = username.to_string();
+    app.blocking(move |app, conn| {
+        Ok(crate::auth::lockout::locked_until(app, &username, app.now(), conn)?.is_some())
+    })
+    .await
+}
+
 fn edit_template(
-    app: &App,
     layout: Layout,
     user: &User,
     sessions: i64,
+    locked: bool,
     form: FormView,
 ) -> Template {
-    let locked = app
-        .brute_force
-        .locked_until(&user.username, app.now())
-        .is_some();
     Template::render(
         "admin/user_edit",
         context! { layout, user, sessions, form, locked, levels: Level::SIGNED_IN },
@@ -293,7 +298,8 @@ pub(crate) async fn edit_page(
              not shown. Saving the form writes fresh values.",
         );
     }
-    Ok(edit_template(app, layout, &user, sessions, form))
+    let locked = account_locked(app, &user.username).await?;
+    Ok(edit_template(layout, &user, sessions, locked, form))
 }
 
 /// Records that a stored value failed its integrity check when it was about to be shown.
@@ -343,13 +349,14 @@ async fn update(
     let identity = match check_identity(&form) {
         Ok(ok) => ok,
         Err(view) => {
+            let locked = account_locked(app, &target.username).await?;
             return Err(Rejected::form(edit_template(
-                app,
                 Layout::for_user(app, &who, None),
                 &target,
                 0,
+                locked,
                 view,
-            )))
+            )));
         }
     };
     let (username, level) = (identity.username.clone(), identity.level);
@@ -403,11 +410,12 @@ async fn update(
                 .value("username", &username)
                 .value("level", level.as_str())
                 .error("username", "This username is taken.");
+            let locked = account_locked(app, &target.username).await?;
             Err(Rejected::form(edit_template(
-                app,
                 Layout::for_user(app, &who, None),
                 &target,
                 0,
+                locked,
                 view,
             )))
         }

@@ -122,7 +122,7 @@ async fn login(
             // A locked account still pays for the hash: its answer must not stand out.
             // Held until this attempt's failure is counted: concurrent guesses cannot all be
             // checked against the same count of failures.
-            let attempt = app.brute_force.begin_attempt(&username, now);
+            let attempt = crate::auth::lockout::begin_attempt(app, &username, now, conn)?;
             let locked = attempt.is_refused();
             let verified = match &user {
                 Some(u) => app.passwords.verify(&password, &u.password_hash),
@@ -146,7 +146,7 @@ async fn login(
                     // Failures are forgiven only once the whole sign-in succeeds: a correct
                     // password must not wipe the count of wrong second-factor codes.
                     if !user.two_factor_enabled {
-                        app.brute_force.record_success(&username);
+                        crate::auth::lockout::forget(app, &username, now, conn)?;
                     }
                     let stage = if user.two_factor_enabled {
                         STAGE_SECOND_FACTOR
@@ -166,7 +166,7 @@ async fn login(
                     } else {
                         after_sign_in(&user)
                     };
-                    Ok(Some((token, next)))
+                    Ok(Ok((token, next)))
                 }
                 other => {
                     let actor = Actor {
@@ -187,22 +187,22 @@ async fn login(
                     if attempt.refused() != Some(AttemptRefused::Busy) {
                         crate::auth::count_failure(app, conn, &actor, &username, now)?;
                     }
-                    Ok(None)
+                    drop(attempt);
+                    Ok(Err(crate::auth::lockout::delay_ms(
+                        app, &username, now, conn,
+                    )?))
                 }
             }
         })
         .await;
     match outcome {
-        Ok(Some((token, next))) => {
+        Ok(Ok((token, next))) => {
             set_session_cookie(cookies, token, app.secure_cookies());
             Ok(Redirect::to(next))
         }
         // The same page and status whether the username exists, is locked, or the password is
         // wrong.
-        Ok(None) => {
-            let delay = app
-                .brute_force
-                .delay_ms(app.brute_force.failures(&typed, now));
+        Ok(Err(delay)) => {
             if delay > 0 {
                 rocket::tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
             }

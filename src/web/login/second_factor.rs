@@ -203,7 +203,7 @@ async fn submit_code(
             let now = app.now();
             // A locked account's codes are not even tried: no step or recovery code is spent.
             // Held until this code's failure is counted (see login).
-            let attempt = app.brute_force.begin_attempt(&user.username, now);
+            let attempt = crate::auth::lockout::begin_attempt(app, &user.username, now, conn)?;
             let locked = attempt.is_refused();
             let factor = if locked {
                 None
@@ -219,7 +219,7 @@ async fn submit_code(
                             &Entry::new(&actor, action::RECOVERY_CODE_USED, Outcome::Success),
                         )?;
                     }
-                    app.brute_force.record_success(&user.username);
+                    crate::auth::lockout::forget(app, &user.username, now, conn)?;
                     // A fresh token for the full session; the half one ends.
                     SessionRow::delete(&row.id, conn)?;
                     let token = start_session(app, &user, &client2, None, STAGE_FULL, conn)?;
