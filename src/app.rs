@@ -167,6 +167,15 @@ impl App {
         );
         let services = Services::new(config, db, keys, passwords, audit, state_seal, fields);
         services.put_in_force(stored);
+        // The state just loaded and sealed is what other servers' changes are compared with.
+        let mut conn = services
+            .db
+            .conn()
+            .map_err(|e| StartupError(e.to_string()))?;
+        services
+            .mark_state_seen(&mut conn)
+            .map_err(|e| StartupError(e.to_string()))?;
+        drop(conn);
         let app = App(Arc::new(AppInner {
             services: Arc::new(services),
             sessions,

@@ -47,6 +47,9 @@ pub struct Services {
     id_length: AtomicUsize,
     /// How profile fields are shown per level.
     masking: RwLock<Arc<Visibility>>,
+    /// The seal's MAC when the state in force was last compared with the database's (see
+    /// [`Services::catch_up`]); `None` until then.
+    state_seen: Mutex<Option<String>>,
 }
 
 impl Services {
@@ -79,6 +82,7 @@ impl Services {
             brute_force: BruteForceGuard::new(BruteForcePolicy::default(), TRACKED_ENTRIES),
             id_length: AtomicUsize::new(0),
             masking: RwLock::new(Arc::new(Visibility::default())),
+            state_seen: Mutex::new(None),
         }
     }
 
@@ -111,6 +115,7 @@ impl Services {
     pub fn reload_from_database(&self) -> Result<(), DbError> {
         let mut conn = self.db.conn()?;
         let stored = StoredState::load(&self.config, &mut conn)?;
+        self.mark_state_seen(&mut conn)?;
         drop(conn);
         let has_job = stored.migration.is_some();
         self.put_in_force(stored);
@@ -120,8 +125,64 @@ impl Services {
         Ok(())
     }
 
-    /// Makes `stored` the state every request sees.
+    /// Puts the admin's state of the database in force if another server changed it since it
+    /// was last compared: its seal's MAC is the version (it changes with every change to that
+    /// state). Believed only if the seal holds. Run in a transaction of the caller's, so that
+    /// what it loads is one moment's state; inside a write transaction nothing can change it
+    /// until that commits. A database only this server uses needs none of this.
+    pub fn catch_up(&self, conn: &mut Conn) -> Result<(), DbError> {
+        if self.db.sqlite_file().is_some() {
+            return Ok(());
+        }
+        let mac = StateSeal::current_mac(conn)?;
+        let mut seen = self.state_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if mac == *seen {
+            return Ok(());
+        }
+        match self.state_seal.verify(conn)? {
+            Ok(()) => {
+                let stored = StoredState::load(&self.config, conn)?;
+                let has_job = stored.migration.is_some();
+                // The setup link is this server's own: an admin made elsewhere ends it, and
+                // a reload never makes a new one (only a start or a restore does).
+                let admin_exists = stored.admin_exists;
+                self.apply(stored);
+                if admin_exists {
+                    self.setup.clear();
+                }
+                if has_job {
+                    self.job_signal.notify();
+                }
+            }
+            Err(tampered) => tracing::error!(
+                %tampered,
+                "the admin's state in the database fails its seal: kept the state in force"
+            ),
+        }
+        *seen = mac;
+        Ok(())
+    }
+
+    /// Remembers the database's state as the one in force (at start, after a restore).
+    pub fn mark_state_seen(&self, conn: &mut Conn) -> Result<(), DbError> {
+        let mac = StateSeal::current_mac(conn)?;
+        *self.state_seen.lock().unwrap_or_else(|e| e.into_inner()) = mac;
+        Ok(())
+    }
+
+    /// Makes `stored` the state every request sees, and offers a setup link if no admin
+    /// exists yet (at start and after a restore).
     pub fn put_in_force(&self, stored: StoredState) {
+        let admin_exists = stored.admin_exists;
+        self.apply(stored);
+        if admin_exists {
+            self.setup.clear();
+        } else if self.setup.current().is_none() {
+            self.setup.restore(random_token());
+        }
+    }
+
+    fn apply(&self, stored: StoredState) {
         self.access.replace(stored.granted);
         self.security
             .bind_ip
@@ -137,11 +198,6 @@ impl Services {
         self.fields.set_migration(stored.migration);
         self.set_masking(stored.masking);
         self.id_length.store(stored.id_length, Ordering::Relaxed);
-        if stored.admin_exists {
-            self.setup.clear();
-        } else if self.setup.current().is_none() {
-            self.setup.restore(random_token());
-        }
     }
 }
 
@@ -156,11 +212,6 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
 /// the MAC it compares is the state itself. Stops once the services are gone.
 pub fn spawn_state_follower(app: Arc<Services>) {
     let services = Arc::downgrade(&app);
-    let mut seen = app
-        .db
-        .conn()
-        .ok()
-        .and_then(|mut conn| StateSeal::current_mac(&mut conn).ok().flatten());
     drop(app);
     let spawned = std::thread::Builder::new()
         .name("state-follower".into())
@@ -169,47 +220,17 @@ pub fn spawn_state_follower(app: Arc<Services>) {
             let Some(app) = services.upgrade() else {
                 break;
             };
-            if let Err(e) = follow(&app, &mut seen) {
+            let looked = app
+                .db
+                .conn()
+                .and_then(|mut conn| conn.snapshot_transaction(|conn| app.catch_up(conn)));
+            if let Err(e) = looked {
                 tracing::warn!(error = %e, "cannot look for another server's settings changes");
             }
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start following other servers' settings changes");
     }
-}
-
-/// One look: reloads the admin's state if its seal's MAC is not `seen` any more.
-fn follow(app: &Services, seen: &mut Option<String>) -> Result<(), DbError> {
-    let mut conn = app.db.conn()?;
-    let found = conn.snapshot_transaction(|conn| -> Result<_, DbError> {
-        let mac = StateSeal::current_mac(conn)?;
-        if mac == *seen {
-            return Ok(None);
-        }
-        let stored = match app.state_seal.verify(conn)? {
-            Ok(()) => Some(StoredState::load(&app.config, conn)?),
-            Err(tampered) => {
-                tracing::error!(
-                    %tampered,
-                    "the admin's state in the database fails its seal: kept the state in force"
-                );
-                None
-            }
-        };
-        Ok(Some((mac, stored)))
-    })?;
-    drop(conn);
-    if let Some((mac, stored)) = found {
-        *seen = mac;
-        if let Some(stored) = stored {
-            let has_job = stored.migration.is_some();
-            app.put_in_force(stored);
-            if has_job {
-                app.job_signal.notify();
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Settings an admin switches at `/admin/security`, kept in memory so that no request pays a

@@ -241,6 +241,10 @@ pub fn run_batch(app: &Services, batch_size: i64) -> Result<Step, JobError> {
     let mut conn = app.db.conn()?;
     let columns = encryptable_columns();
     let step = conn.write_transaction(|conn| -> Result<Step, JobError> {
+        // The policy, retired keys and tolerated columns below are this server's copy: made
+        // the database's before a value is rewritten, or a change another server made a moment
+        // ago would be missed, and values sealed under the policy it replaced.
+        app.catch_up(conn)?;
         let Some(mut job) = Job::running(conn)? else {
             return Ok(Step::Idle);
         };
