@@ -66,20 +66,22 @@ pub fn book(
 ) -> Result<Result<String, &'static str>, StoreError> {
     let now = app.now();
     let id = random_id(app.id_length());
-    let row = AppointmentRow {
-        id: id.clone(),
-        patient_id: patient_id.to_string(),
-        doctor_id: doctor_id.to_string(),
-        starts_at: booking.starts_at,
-        reason: app
-            .fields
-            .row("appointments", RowId(&id), PatientId(patient_id))
-            .seal("reason", &booking.reason)?,
-        status: AppointmentStatus::Booked.as_str().into(),
-        created_at: now,
-        updated_at: now,
-    };
     conn.write_transaction(|conn| {
+        // Sealed under the lock, after catching up: the policy is the database's.
+        app.catch_up(conn)?;
+        let row = AppointmentRow {
+            id: id.clone(),
+            patient_id: patient_id.to_string(),
+            doctor_id: doctor_id.to_string(),
+            starts_at: booking.starts_at,
+            reason: app
+                .fields
+                .row("appointments", RowId(&id), PatientId(patient_id))
+                .seal("reason", &booking.reason)?,
+            status: AppointmentStatus::Booked.as_str().into(),
+            created_at: now,
+            updated_at: now,
+        };
         if AppointmentRow::doctor_is_booked(doctor_id, booking.starts_at, "", conn)? {
             return Ok(Err(DOCTOR_TAKEN));
         }

@@ -113,8 +113,9 @@ pub fn add(
         created_at: now,
         updated_at: now,
     };
-    consultation.seal_into(app, &mut row)?;
     conn.write_transaction(|conn| {
+        app.catch_up(conn)?;
+        consultation.seal_into(app, &mut row)?;
         ConsultationRow::insert(&row, conn)?;
         super::changed(
             app,
@@ -138,6 +139,7 @@ pub fn edit(
     consultation: &Consultation,
 ) -> Result<Option<()>, StoreError> {
     conn.write_transaction(|conn| {
+        app.catch_up(conn)?;
         let Some(mut row) = ConsultationRow::find(patient_id, id, conn)? else {
             return Ok(None);
         };

@@ -38,11 +38,13 @@ pub fn grant(
 ) -> Result<String, StoreError> {
     let now = app.now();
     let id = random_id(app.id_length());
-    let sealed = app
-        .fields
-        .row("emergency_grants", RowId(&id), patient)
-        .seal("reason", reason)?;
     conn.write_transaction(|conn| {
+        // Sealed under the lock, after catching up: the policy is the database's.
+        app.catch_up(conn)?;
+        let sealed = app
+            .fields
+            .row("emergency_grants", RowId(&id), patient)
+            .seal("reason", reason)?;
         EmergencyGrant::insert(
             &EmergencyGrant {
                 id: id.clone(),

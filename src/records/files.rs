@@ -119,26 +119,30 @@ pub fn upload(
     let id = random_id(app.id_length());
     let key = FileKey::generate();
     let sealed_file = seal_file(&key, &id, &upload.content);
-    let sealed = app
-        .fields
-        .row("medical_files", RowId(&id), PatientId(patient_id));
-    let row = MedicalFileRow {
-        id: id.clone(),
-        patient_id: patient_id.to_string(),
-        uploaded_by: uploaded_by.to_string(),
-        category: sealed.seal("category", &upload.category)?,
-        description: sealed.seal("description", &upload.description)?,
-        taken_on: sealed.seal("taken_on", &upload.taken_on)?,
-        file_name: sealed.seal("file_name", &upload.typed_name)?,
-        content_type: upload.file_type.content_type().to_string(),
-        size_bytes: upload.content.len() as i64,
-        sha256: sealed.seal("sha256", &sha256_hex(&upload.content))?,
-        file_key: sealed.seal("file_key", &key.to_text())?,
-        created_at: app.now(),
-    };
+    let digest = sha256_hex(&upload.content);
     let storage = app.config.storage_dir();
     write_sealed(&storage, &id, &sealed_file)?;
-    let saved = conn.write_transaction(|conn| {
+    let saved = conn.write_transaction(|conn| -> Result<(), StoreError> {
+        // The row's values are sealed under the lock, after catching up: the policy is the
+        // database's. (The file itself is sealed with its own key, whatever the policy.)
+        app.catch_up(conn)?;
+        let sealed = app
+            .fields
+            .row("medical_files", RowId(&id), PatientId(patient_id));
+        let row = MedicalFileRow {
+            id: id.clone(),
+            patient_id: patient_id.to_string(),
+            uploaded_by: uploaded_by.to_string(),
+            category: sealed.seal("category", &upload.category)?,
+            description: sealed.seal("description", &upload.description)?,
+            taken_on: sealed.seal("taken_on", &upload.taken_on)?,
+            file_name: sealed.seal("file_name", &upload.typed_name)?,
+            content_type: upload.file_type.content_type().to_string(),
+            size_bytes: upload.content.len() as i64,
+            sha256: sealed.seal("sha256", &digest)?,
+            file_key: sealed.seal("file_key", &key.to_text())?,
+            created_at: app.now(),
+        };
         MedicalFileRow::insert(&row, conn)?;
         super::audit(
             app,
@@ -147,12 +151,13 @@ pub fn upload(
             action::FILE_UPLOADED,
             patient_id,
             format!("file {id}, {} bytes, {}", row.size_bytes, row.content_type),
-        )
+        )?;
+        Ok(())
     });
     if let Err(e) = saved {
         // No row points at the file: take it away again.
         remove_sealed(&storage, &id);
-        return Err(StoreError::from(e).into());
+        return Err(e.into());
     }
     Ok(id)
 }

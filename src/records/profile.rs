@@ -177,6 +177,7 @@ pub fn save(
     profile: &Profile,
 ) -> Result<Result<(), FieldProblem>, StoreError> {
     conn.write_transaction(|conn| {
+        app.catch_up(conn)?;
         let current = PatientRow::find(patient_id, conn)?;
         let row = match profile.sealed_over(app, patient_id, current)? {
             Ok(row) => row,
@@ -211,6 +212,7 @@ pub fn register(
     let id = random_id(app.id_length());
     let now = app.now();
     conn.write_transaction(|conn| {
+        app.catch_up(conn)?;
         let row = match new.profile.sealed_over(app, &id, None)? {
             Ok(row) => row,
             Err(problem) => return Ok(Err(problem)),

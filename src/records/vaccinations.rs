@@ -101,21 +101,23 @@ pub fn record(
     dose: &Dose,
 ) -> Result<Result<String, DoseRefusal>, StoreError> {
     let id = random_id(app.id_length());
-    let sealed = app
-        .fields
-        .row("vaccinations", RowId(&id), PatientId(patient_id));
-    let row = VaccinationRow {
-        id: id.clone(),
-        patient_id: patient_id.to_string(),
-        recorded_by: recorded_by.to_string(),
-        vaccine: sealed.seal("vaccine", &dose.vaccine)?,
-        dose_number: sealed.seal("dose_number", &dose.number.to_string())?,
-        given_on: sealed.seal("given_on", &dose.given_on)?,
-        lot: sealed.seal("lot", &dose.lot)?,
-        given_by: sealed.seal("given_by", &dose.given_by)?,
-        created_at: app.now(),
-    };
     conn.write_transaction(|conn| {
+        // Sealed under the lock, after catching up: the policy is the database's.
+        app.catch_up(conn)?;
+        let sealed = app
+            .fields
+            .row("vaccinations", RowId(&id), PatientId(patient_id));
+        let row = VaccinationRow {
+            id: id.clone(),
+            patient_id: patient_id.to_string(),
+            recorded_by: recorded_by.to_string(),
+            vaccine: sealed.seal("vaccine", &dose.vaccine)?,
+            dose_number: sealed.seal("dose_number", &dose.number.to_string())?,
+            given_on: sealed.seal("given_on", &dose.given_on)?,
+            lot: sealed.seal("lot", &dose.lot)?,
+            given_by: sealed.seal("given_by", &dose.given_by)?,
+            created_at: app.now(),
+        };
         let recorded = VaccinationRow::for_patient(patient_id, conn)?;
         let Some(doses) = doses_of(app, &dose.vaccine, &recorded) else {
             return Ok(Err(DoseRefusal::RecordUnreadable));

@@ -110,6 +110,9 @@ pub fn insert_account(
     (full_name, email): (&str, &str),
     conn: &mut Conn,
 ) -> Result<(), StoreError> {
+    // Called inside a write transaction: the policy the values are sealed under is made the
+    // database's first (another server may have changed it a moment ago).
+    app.catch_up(conn)?;
     User::insert(new, conn)?;
     let [full_name, email, email_index] = app.fields.seal_account(new.id, full_name, email)?;
     User::set_personal(new.id, &full_name, &email, &email_index, conn)?;

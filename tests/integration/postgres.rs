@@ -251,3 +251,67 @@ fn five_wrong_passwords_spread_over_two_servers_lock_the_account_on_both() {
     assert!(actions.iter().any(|a| a == "account.locked"), "{actions:?}");
     assert_eq!(failures_before_lock, 5, "{actions:?}");
 }
+
+#[derive(QueryableByName)]
+struct StoredName {
+    #[diesel(sql_type = Text)]
+    full_name: String,
+}
+
+#[test]
+fn a_value_written_on_one_server_right_after_a_policy_change_on_the_other_is_sealed_the_new_way() {
+    let (one, two) = two_servers();
+    let mut admin_one = one.signed_in(Level::Admin, "admin");
+    let mut admin_two = two.browser();
+    admin_two
+        .login("admin", PASSWORD)
+        .assert_redirect("/dashboard");
+    admin_two.get("/admin/users/new").assert_status(Status::Ok);
+
+    // ChaCha20-Poly1305 / SHA3-256 for the accounts' names, saved on the first server...
+    let others: Vec<String> = medvault::fields::registry::encryptable_columns()
+        .iter()
+        .filter(|(t, c)| t.name != "users" && !c.always_encrypted)
+        .map(|(t, c)| format!("{}.{}", t.name, c.name))
+        .collect();
+    let mut form = vec![
+        ("cipher[users]", "chacha20-poly1305"),
+        ("hash[users]", "sha3-256"),
+        ("encrypt", "users.full_name"),
+        ("id_length", "16"),
+        ("blind_index_bits", "64"),
+    ];
+    form.extend(others.iter().map(|c| ("encrypt", c.as_str())));
+    admin_one.get("/admin/encryption").assert_status(Status::Ok);
+    admin_one
+        .post("/admin/encryption", &form)
+        .assert_redirect("/admin/encryption");
+    // ...and at once, before the second server's next look at the settings, an account with a
+    // name is made there.
+    let page = admin_two.post(
+        "/admin/users",
+        &[
+            ("username", "pat.race"),
+            ("level", "patient"),
+            ("full_name", "Quentin Racewell"),
+            ("email", ""),
+        ],
+    );
+    page.assert_status(Status::Ok);
+    let mut conn = two.app().db.conn().expect("connection");
+    let stored: StoredName =
+        diesel::sql_query("SELECT full_name FROM users WHERE username = 'pat.race'")
+            .get_result(&mut *conn)
+            .expect("the new account");
+    let sealed = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        stored.full_name.strip_prefix("mv1:").expect("sealed"),
+    )
+    .expect("base64");
+    // Header: format 1, cipher 4 (ChaCha20-Poly1305), hash 8 (SHA3-256).
+    assert_eq!(
+        (sealed[0], sealed[1], sealed[2]),
+        (1, 4, 8),
+        "sealed under the policy in the database, not the one the second server had in memory"
+    );
+}

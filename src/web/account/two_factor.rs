@@ -64,17 +64,20 @@ async fn start(
         ));
     }
     let secret = new_totp_secret();
-    let sealed = app
-        .fields
-        .seal(&secret_field(&who.user.id), &hex::encode(&secret))?;
     let user_id = who.user.id.clone();
+    let secret_hex = hex::encode(&secret);
     app.blocking(move |app, conn| {
-        Ok(TwoFactor::begin_enrolment(
-            &user_id,
-            &sealed,
-            app.now(),
-            conn,
-        )?)
+        conn.write_transaction(|conn| {
+            // Sealed under the lock, after catching up: the policy is the database's.
+            app.catch_up(conn)?;
+            let sealed = app.fields.seal(&secret_field(&user_id), &secret_hex)?;
+            Ok(TwoFactor::begin_enrolment(
+                &user_id,
+                &sealed,
+                app.now(),
+                conn,
+            )?)
+        })
     })
     .await?;
     Ok(enrol_template(app, &who, &secret, FormView::default()))

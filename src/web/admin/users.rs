@@ -366,10 +366,12 @@ async fn update(
     let outcome = app
         .blocking(move |app, conn| {
             let username = new_name;
-            let [full_name, email, email_index] =
-                app.fields
-                    .seal_account(&user.id, &identity.full_name, &identity.email)?;
             conn.write_transaction(|conn| {
+                // Sealed under the lock, after catching up: the policy is the database's.
+                app.catch_up(conn)?;
+                let [full_name, email, email_index] =
+                    app.fields
+                        .seal_account(&user.id, &identity.full_name, &identity.email)?;
                 let removes_admin = user.level() == Level::Admin && level != Level::Admin;
                 if removes_admin && user.id == who_id {
                     return Err(AppError::Conflict(
