@@ -208,13 +208,13 @@ pub fn change(
                 if AppointmentRow::doctor_is_booked(&row.doctor_id, at, &row.id, conn)? {
                     return Ok(Some(Err(ChangeRefusal::DoctorTaken)));
                 }
-                AppointmentRow::set_time(&row.id, at, now, conn)?;
+                AppointmentRow::set_time(&row, at, now, conn)?;
             }
             Change::Cancel => {
-                AppointmentRow::set_status(&row.id, AppointmentStatus::Cancelled, now, conn)?
+                AppointmentRow::set_status(&row, AppointmentStatus::Cancelled, now, conn)?
             }
             Change::Complete => {
-                AppointmentRow::set_status(&row.id, AppointmentStatus::Done, now, conn)?
+                AppointmentRow::set_status(&row, AppointmentStatus::Done, now, conn)?
             }
         }
         let what = match by {

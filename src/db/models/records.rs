@@ -659,30 +659,45 @@ impl AppointmentRow {
             .load_one(conn)
     }
 
-    pub fn set_time(id: &str, starts_at: i64, now: i64, conn: &mut Conn) -> QueryResult<()> {
-        diesel::update(appointments::table.find(id))
-            .set((
-                appointments::starts_at.eq(starts_at),
-                appointments::status.eq(AppointmentStatus::Changed.as_str()),
-                appointments::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .map(|_| ())
+    /// Moves the patient's appointment `row.id`. (Filtered by the patient too, like every
+    /// query of the record: a database sharded by patient finds it on one shard.)
+    pub fn set_time(
+        row: &AppointmentRow,
+        starts_at: i64,
+        now: i64,
+        conn: &mut Conn,
+    ) -> QueryResult<()> {
+        diesel::update(
+            appointments::table
+                .find(&row.id)
+                .filter(appointments::patient_id.eq(&row.patient_id)),
+        )
+        .set((
+            appointments::starts_at.eq(starts_at),
+            appointments::status.eq(AppointmentStatus::Changed.as_str()),
+            appointments::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .map(|_| ())
     }
 
     pub fn set_status(
-        id: &str,
+        row: &AppointmentRow,
         status: AppointmentStatus,
         now: i64,
         conn: &mut Conn,
     ) -> QueryResult<()> {
-        diesel::update(appointments::table.find(id))
-            .set((
-                appointments::status.eq(status.as_str()),
-                appointments::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .map(|_| ())
+        diesel::update(
+            appointments::table
+                .find(&row.id)
+                .filter(appointments::patient_id.eq(&row.patient_id)),
+        )
+        .set((
+            appointments::status.eq(status.as_str()),
+            appointments::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .map(|_| ())
     }
 
     pub fn for_patient(patient_id: &str, conn: &mut Conn) -> QueryResult<Vec<AppointmentRow>> {
