@@ -14,7 +14,15 @@ use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::db::models::AccountRecord;
+/// What the database holds of one account: the times of the failures still counted, until
+/// when it is locked (0: never was), and how many locks it has had since it last signed in
+/// (each lasts twice the one before). Read and written by `db::models::account_lockout`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub failures: Vec<i64>,
+    pub locked_until: i64,
+    pub locks: u32,
+}
 
 /// What an admin sets at `/admin/security`. Every method can be switched on and off.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

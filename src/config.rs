@@ -8,7 +8,53 @@ use rocket::figment::{providers::Env, Figment};
 use serde::Deserialize;
 
 use crate::clock::Clock;
-use crate::db::{redacted, Location};
+
+/// Where the database is: the embedded file (the default), or a PostgreSQL server.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    SqliteFile(PathBuf),
+    /// A `postgres://` URL; it may hold a password, so it is never printed whole.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::SqliteFile(file) => write!(f, "SqliteFile({})", file.display()),
+            Location::Postgres(url) => write!(f, "Postgres({})", redacted(url)),
+        }
+    }
+}
+
+/// The file's path, or the URL without its password: for messages to the operator.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::SqliteFile(file) => write!(f, "{}", file.display()),
+            Location::Postgres(url) => write!(f, "{}", redacted(url)),
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a URL)".into();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            let password = if credentials.contains(':') {
+                ":***"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{password}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
 
 /// Root key text given in the configuration: wiped from memory when dropped, and never printed
 /// (the configuration is `Debug`, and a start that fails may log it).

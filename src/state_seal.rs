@@ -60,7 +60,7 @@ impl StateSeal {
     pub fn reseal(&self, now: i64, conn: &mut Conn) -> QueryResult<()> {
         let snapshot = encode(&snapshot(conn)?);
         let mac = self.mac(&snapshot);
-        crate::per_backend!(conn, |inner| diesel::insert_into(state_seal::table)
+        crate::db::per_backend!(conn, |inner| diesel::insert_into(state_seal::table)
             .values((
                 state_seal::id.eq(1),
                 state_seal::snapshot.eq(&snapshot),

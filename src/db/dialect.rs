@@ -27,7 +27,6 @@ const OLDEST_POSTGRES: i32 = 150_000;
 /// Runs the same code for whichever backend `conn` is, with `$inner` bound to the backend's
 /// own connection: for statements Diesel builds for each backend but not through
 /// [`Conn`] (an `ON CONFLICT` upsert).
-#[macro_export]
 macro_rules! per_backend {
     ($conn:expr, |$inner:ident| $body:expr) => {
         match $conn {
@@ -36,6 +35,8 @@ macro_rules! per_backend {
         }
     };
 }
+// Named by its module (`crate::db::per_backend!`), not exported from the crate's root.
+pub(crate) use per_backend;
 
 impl Conn {
     /// A transaction that holds the database's write lock from its first statement, so that

@@ -45,7 +45,7 @@ impl Policy {
     pub fn insert_defaults(now: i64, conn: &mut Conn) -> QueryResult<HashSet<(String, String)>> {
         let mut added = HashSet::new();
         for table in TABLES {
-            crate::per_backend!(conn, |inner| diesel::insert_into(
+            crate::db::per_backend!(conn, |inner| diesel::insert_into(
                 encryption_policies::table
             )
             .values((
@@ -59,19 +59,20 @@ impl Policy {
             .execute(inner))?;
         }
         for (table, column) in registry::encryptable_columns() {
-            let inserted =
-                crate::per_backend!(conn, |inner| diesel::insert_into(encrypted_columns::table)
-                    .values((
-                        encrypted_columns::table_name.eq(table.name),
-                        encrypted_columns::column_name.eq(column.name),
-                        encrypted_columns::encrypted.eq(column.encrypted_by_default),
-                    ))
-                    .on_conflict((
-                        encrypted_columns::table_name,
-                        encrypted_columns::column_name,
-                    ))
-                    .do_nothing()
-                    .execute(inner))?;
+            let inserted = crate::db::per_backend!(conn, |inner| diesel::insert_into(
+                encrypted_columns::table
+            )
+            .values((
+                encrypted_columns::table_name.eq(table.name),
+                encrypted_columns::column_name.eq(column.name),
+                encrypted_columns::encrypted.eq(column.encrypted_by_default),
+            ))
+            .on_conflict((
+                encrypted_columns::table_name,
+                encrypted_columns::column_name,
+            ))
+            .do_nothing()
+            .execute(inner))?;
             if inserted > 0 {
                 added.insert((table.name.to_string(), column.name.to_string()));
             }
@@ -131,7 +132,7 @@ impl Policy {
     pub fn save(&self, now: i64, conn: &mut Conn) -> QueryResult<()> {
         for table in TABLES {
             let suite = self.suite_for(table.name);
-            crate::per_backend!(conn, |inner| diesel::insert_into(
+            crate::db::per_backend!(conn, |inner| diesel::insert_into(
                 encryption_policies::table
             )
             .values((
@@ -150,7 +151,7 @@ impl Policy {
             .execute(inner))?;
         }
         for (table, column) in registry::encryptable_columns() {
-            crate::per_backend!(conn, |inner| diesel::insert_into(encrypted_columns::table)
+            crate::db::per_backend!(conn, |inner| diesel::insert_into(encrypted_columns::table)
                 .values((
                     encrypted_columns::table_name.eq(table.name),
                     encrypted_columns::column_name.eq(column.name),

@@ -6,15 +6,7 @@ use diesel::prelude::*;
 use crate::db::schema::account_lockouts;
 use crate::db::{Conn, LoadOne};
 
-/// What the database holds of one account's failures: the times of those still counted, until
-/// when it is locked (0: never was), and how many locks it has had since it last signed in (each
-/// lasts twice the one before).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AccountRecord {
-    pub failures: Vec<i64>,
-    pub locked_until: i64,
-    pub locks: u32,
-}
+pub use crate::brute_force::AccountRecord;
 
 impl AccountRecord {
     /// The account's record; an account without a row has no failures.
@@ -53,7 +45,7 @@ impl AccountRecord {
             account_lockouts::locks.eq(i64::from(self.locks)),
             account_lockouts::updated_at.eq(now),
         );
-        crate::per_backend!(conn, |inner| diesel::insert_into(account_lockouts::table)
+        crate::db::per_backend!(conn, |inner| diesel::insert_into(account_lockouts::table)
             .values(row)
             .on_conflict(account_lockouts::account)
             .do_update()

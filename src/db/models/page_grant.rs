@@ -30,7 +30,7 @@ impl PageGrant {
             })
             .collect();
         for row in rows {
-            crate::per_backend!(conn, |inner| diesel::insert_into(page_access::table)
+            crate::db::per_backend!(conn, |inner| diesel::insert_into(page_access::table)
                 .values(&row)
                 .on_conflict((page_access::level, page_access::page))
                 .do_nothing()
@@ -56,7 +56,7 @@ impl PageGrant {
         for page in Page::grantable() {
             for level in Level::SIGNED_IN {
                 let allowed = page.is_pinned(level) || granted.contains(&(level, page));
-                crate::per_backend!(conn, |inner| diesel::insert_into(page_access::table)
+                crate::db::per_backend!(conn, |inner| diesel::insert_into(page_access::table)
                     .values(&PageGrant {
                         level: level.as_str().to_string(),
                         page: page.key().to_string(),

@@ -205,7 +205,7 @@ impl PatientRow {
 
     /// Inserts the profile, or replaces every column but its creation.
     pub fn save(row: &PatientRow, conn: &mut Conn) -> QueryResult<()> {
-        crate::per_backend!(conn, |inner| diesel::insert_into(patients::table)
+        crate::db::per_backend!(conn, |inner| diesel::insert_into(patients::table)
             .values(row)
             .on_conflict(patients::user_id)
             .do_update()
@@ -246,7 +246,7 @@ impl CareTeam {
         now: i64,
         conn: &mut Conn,
     ) -> QueryResult<bool> {
-        crate::per_backend!(conn, |inner| diesel::insert_into(care_assignments::table)
+        crate::db::per_backend!(conn, |inner| diesel::insert_into(care_assignments::table)
             .values((
                 care_assignments::doctor_id.eq(doctor.as_str()),
                 care_assignments::patient_id.eq(patient.as_str()),

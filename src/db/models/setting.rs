@@ -32,7 +32,7 @@ impl Setting {
     }
 
     pub fn set(name: &str, value: &str, conn: &mut Conn) -> QueryResult<()> {
-        crate::per_backend!(conn, |inner| diesel::insert_into(settings::table)
+        crate::db::per_backend!(conn, |inner| diesel::insert_into(settings::table)
             .values((settings::name.eq(name), settings::value.eq(value)))
             .on_conflict(settings::name)
             .do_update()
