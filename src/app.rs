@@ -9,7 +9,7 @@ use crate::audit::{action, Actor, AuditLog, Entry, Outcome};
 use crate::config::Config;
 use crate::crypto::SessionKeys;
 use crate::crypto::{constant_time_eq, KeyRing, PasswordHasher, Purpose, RootKeys};
-use crate::db::models::{key_check, PageGrant};
+use crate::db::models::{key_check, JobLease, PageGrant};
 use crate::db::{Db, Location};
 use crate::fields::Policy;
 use crate::private_files::{self, KeyFileWrite};
@@ -134,6 +134,11 @@ impl App {
         }
 
         PageGrant::insert_missing_defaults(&mut conn).map_err(db_error)?;
+        // A SQLite file has one server (its home's lock): a job lease in it is a stopped
+        // server's, which this one takes over at once rather than when the lease runs out.
+        if db.sqlite_file().is_some() {
+            JobLease::clear_all(&mut conn).map_err(db_error)?;
+        }
         let newly_encryptable = Policy::insert_defaults(now, &mut conn).map_err(db_error)?;
         let stored = StoredState::load(&config, &mut conn).map_err(db_error)?;
         let fields = stored.field_encryption(keys.clone());

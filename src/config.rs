@@ -174,6 +174,13 @@ pub struct Config {
     pub template_dir: Option<PathBuf>,
     /// Whether a background thread runs re-encryption jobs (tests drive them by hand).
     pub reencrypt_in_background: bool,
+    /// Seconds a server's lease on a background job (re-encryption, the backup schedule) lasts
+    /// without renewal: how soon another server sharing the database takes over a job whose
+    /// server died.
+    pub job_lease_seconds: i64,
+    /// Milliseconds the re-encryption job rests between batches, leaving the database's
+    /// writer lock to the pages while a large job runs.
+    pub reencryption_pause_ms: u64,
     /// A token that lets a scraper read `/metrics` from off the machine (`Bearer` header).
     pub metrics_token: Option<String>,
     /// The largest scan or medical file accepted, in bytes.
@@ -202,6 +209,8 @@ impl Default for Config {
             id_length: 16,
             template_dir: None,
             reencrypt_in_background: true,
+            job_lease_seconds: 15,
+            reencryption_pause_ms: 0,
             metrics_token: None,
             max_upload_bytes: 20 * 1024 * 1024,
             file_link_lifetime: 5 * 60,
@@ -270,6 +279,16 @@ impl Config {
         if !(60..=24 * 3600).contains(&self.emergency_access_lifetime) {
             return Err(ConfigError(
                 "emergency_access_lifetime must be between 60 and 86400 seconds".into(),
+            ));
+        }
+        if !(2..=600).contains(&self.job_lease_seconds) {
+            return Err(ConfigError(
+                "job_lease_seconds must be between 2 and 600".into(),
+            ));
+        }
+        if self.reencryption_pause_ms > 60_000 {
+            return Err(ConfigError(
+                "reencryption_pause_ms must be at most 60000 (one minute)".into(),
             ));
         }
         for origin in &self.allowed_origins {

@@ -113,6 +113,8 @@ fn serve(config: Config) -> ExitCode {
         Ok(rocket) => rocket,
         Err(e) => return fail(e),
     };
+    // Kept past the launch, which consumes the server, to give its leases up at the end.
+    let services = rocket.state::<App>().map(|app| app.services());
     if let Some(app) = rocket.state::<App>() {
         backup::remove_leftovers(app);
         // Only the server runs the schedule: tests build the server without this thread and
@@ -120,7 +122,11 @@ fn serve(config: Config) -> ExitCode {
         backup::schedule::spawn_worker(app.services());
         backup::requests::spawn_worker(app.services());
     }
-    match rocket::execute(rocket.launch()) {
+    let served = rocket::execute(rocket.launch());
+    if let Some(services) = services {
+        services.release_leases();
+    }
+    match served {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }

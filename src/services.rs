@@ -13,8 +13,8 @@ use crate::audit::AuditLog;
 use crate::brute_force::{BruteForceGuard, BruteForcePolicy, TRACKED_ENTRIES};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::crypto::{constant_time_eq, random_token, KeyRing, PasswordHasher};
-use crate::db::models::{PageGrant, Setting, User};
+use crate::crypto::{constant_time_eq, random_id, random_token, KeyRing, PasswordHasher};
+use crate::db::models::{JobLease, PageGrant, Setting, User};
 use crate::db::{Conn, Db, DbError};
 use crate::fields::job_state;
 use crate::fields::{policy, Fields, Policy};
@@ -31,6 +31,9 @@ pub struct Services {
     pub state_seal: StateSeal,
     pub clock: Clock,
     pub fields: Fields,
+    /// This server among those sharing the database (host, process, a random part): how a
+    /// job lease names its holder, and what an operator reads to find it.
+    pub instance: String,
     /// Shared with the re-encryption worker, which waits on it without keeping the services alive.
     pub job_signal: Arc<JobSignal>,
     /// Held by a root-key rotation from reading the key file to its last database write.
@@ -73,6 +76,7 @@ impl Services {
             audit,
             state_seal,
             fields,
+            instance: instance_name(),
             job_signal: Arc::default(),
             rotation: Mutex::new(()),
             backup_work: BackupWork::default(),
@@ -84,6 +88,62 @@ impl Services {
             masking: RwLock::new(Arc::new(Visibility::default())),
             state_seen: Mutex::new(None),
         }
+    }
+
+    /// How long a job lease lasts without renewal, in milliseconds.
+    pub fn lease_ttl_ms(&self) -> i64 {
+        self.config.job_lease_seconds * 1000
+    }
+
+    /// Gives up every job lease this server holds: at a shutdown, so that another server takes
+    /// its jobs over at once instead of when the leases run out (an upgrade, a restart).
+    pub fn release_leases(&self) {
+        let released = self
+            .db
+            .conn()
+            .and_then(|mut conn| Ok(JobLease::release_all_of(&self.instance, &mut conn)?));
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "cannot give up this server's job leases; they run out by themselves");
+        }
+    }
+
+    /// Runs `work` while this server holds the job lease `name`, renewed every third of a
+    /// lease from a thread of its own for as long as `work` takes, then given up; `None`,
+    /// without running it, while another server holds the lease. For work done outside a
+    /// transaction (a backup); the re-encryption job renews its lease inside each batch.
+    pub fn while_holding<T>(
+        &self,
+        name: &str,
+        work: impl FnOnce() -> T,
+    ) -> Result<Option<T>, DbError> {
+        let ttl = self.lease_ttl_ms();
+        if !JobLease::take(name, &self.instance, ttl, &mut *self.db.conn()?)? {
+            return Ok(None);
+        }
+        let finished = JobSignal::default();
+        let outcome = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let every = Duration::from_millis((ttl / 3) as u64);
+                while !finished.wait_for(every) {
+                    let renewed = self.db.conn().and_then(|mut conn| {
+                        Ok(JobLease::take(name, &self.instance, ttl, &mut conn)?)
+                    });
+                    match renewed {
+                        Ok(true) => {}
+                        Ok(false) => tracing::error!(
+                            lease = name,
+                            "another server took this server's job lease; it was not renewed in time"
+                        ),
+                        Err(e) => tracing::warn!(lease = name, error = %e, "cannot renew a job lease"),
+                    }
+                }
+            });
+            let outcome = work();
+            finished.notify();
+            outcome
+        });
+        JobLease::release(name, &self.instance, &mut *self.db.conn()?)?;
+        Ok(Some(outcome))
     }
 
     pub fn now(&self) -> i64 {
@@ -199,6 +259,24 @@ impl Services {
         self.set_masking(stored.masking);
         self.id_length.store(stored.id_length, Ordering::Relaxed);
     }
+}
+
+impl Drop for Services {
+    /// A server shut down (or a test's, restarted) leaves no lease behind.
+    fn drop(&mut self) {
+        self.release_leases();
+    }
+}
+
+/// `host:pid:random`. The random part tells apart two processes that got the same pid (a
+/// restarted container).
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}:{}:{}", std::process::id(), random_id(8))
 }
 
 /// How often a server on a shared database looks whether another changed the admin's state.
@@ -321,12 +399,17 @@ impl JobSignal {
 
     /// Waits until notified or `timeout` passes.
     pub fn wait(&self, timeout: Duration) {
+        self.wait_for(timeout);
+    }
+
+    /// [`JobSignal::wait`], saying whether it was notified.
+    pub fn wait_for(&self, timeout: Duration) -> bool {
         let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let (mut pending, _) = self
             .wake
             .wait_timeout_while(pending, timeout, |p| !*p)
             .unwrap_or_else(|e| e.into_inner());
-        *pending = false;
+        std::mem::replace(&mut *pending, false)
     }
 }
 

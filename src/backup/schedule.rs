@@ -15,6 +15,8 @@ pub const INTERVAL_SETTING: &str = "backup.interval_hours";
 pub const KEEP_SETTING: &str = "backup.keep";
 pub const DEFAULT_INTERVAL_HOURS: i64 = 24;
 pub const DEFAULT_KEEP: i64 = 14;
+/// The job lease under which one server at a time looks at the schedule and makes the backup.
+pub const LEASE: &str = "backup-schedule";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Schedule {
@@ -51,8 +53,15 @@ pub struct ScheduleRun {
 }
 
 /// Makes a backup if the newest is at least one interval old (or there is none), then deletes
-/// the oldest beyond the number to keep.
+/// the oldest beyond the number to keep: on the one server that holds the schedule's lease
+/// (nothing, on the others).
 pub fn run_due_backups(app: &Services) -> Result<ScheduleRun, BackupError> {
+    app.while_holding(LEASE, || run_due_backups_holding_lease(app))
+        .map_err(|e| BackupError::failed("cannot take the backup schedule's lease", e))?
+        .unwrap_or_else(|| Ok(ScheduleRun::default()))
+}
+
+fn run_due_backups_holding_lease(app: &Services) -> Result<ScheduleRun, BackupError> {
     let schedule = {
         let mut conn = app
             .db

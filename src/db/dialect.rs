@@ -1,6 +1,6 @@
 //! What SQLite and PostgreSQL do differently, in one place: how a write transaction takes the
 //! database's write lock, how migrations run once when several servers start together, how a
-//! query with bound values is spelled, and [`per_backend!`] for the statements Diesel builds
+//! query with bound values is spelled, what the database's clock reads, and [`per_backend!`] for the statements Diesel builds
 //! for each backend but not for both at once (`ON CONFLICT`).
 //!
 //! Every write transaction on PostgreSQL takes one transaction-level advisory lock. That is
@@ -121,6 +121,16 @@ impl Conn {
         match self {
             Conn::Sqlite(_) => "?".into(),
             Conn::Postgres(_) => format!("${n}"),
+        }
+    }
+
+    /// The database's own clock in Unix milliseconds, as an SQL expression: what job leases
+    /// expire by, so that servers whose clocks disagree still agree on when one ran out.
+    /// `clock_timestamp()` rather than `now()`, which stands still for a whole transaction.
+    pub fn database_clock_ms(&self) -> &'static str {
+        match self {
+            Conn::Sqlite(_) => "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+            Conn::Postgres(_) => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
         }
     }
 

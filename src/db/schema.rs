@@ -255,3 +255,11 @@ diesel::table! {
         updated_at -> BigInt,
     }
 }
+
+diesel::table! {
+    job_leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at_ms -> BigInt,
+    }
+}

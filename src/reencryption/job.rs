@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::audit::{action, Actor, Entry, Outcome};
 use crate::crypto::FieldRef;
+use crate::db::models::JobLease;
 use crate::db::schema::{reencryption_jobs, root_key_checks};
 use crate::db::Conn;
 use crate::db::DbError;
@@ -21,6 +22,11 @@ use crate::fields::SealError;
 use crate::services::Services;
 
 pub const BATCH_SIZE: i64 = 500;
+
+/// The lease a server holds while it runs the job ([`JobLease`]): servers sharing a database
+/// run it one at a time, and another takes it over where the cursor stands when its holder
+/// dies.
+pub const LEASE: &str = "reencryption";
 
 /// Why a batch of the job could not run; the batch's transaction is rolled back and the job
 /// resumes where its cursor stands.
@@ -234,6 +240,8 @@ pub enum Step {
     Progressed,
     /// The job has just finished.
     Finished,
+    /// Another server holds the job's lease and runs it.
+    HeldElsewhere,
 }
 
 /// Rewrites one batch of the running job in one transaction, cursor included.
@@ -248,6 +256,13 @@ pub fn run_batch(app: &Services, batch_size: i64) -> Result<Step, JobError> {
         let Some(mut job) = Job::running(conn)? else {
             return Ok(Step::Idle);
         };
+        // Taken or renewed in the batch's own transaction: a server whose lease ran out while
+        // it was stalled cannot write a batch after another took the job over, because the
+        // other took it in a transaction of its own that this one's writer lock kept waiting,
+        // and read the cursor this one committed.
+        if !JobLease::take(LEASE, &app.instance, app.lease_ttl_ms(), conn)? {
+            return Ok(Step::HeldElsewhere);
+        }
         let Some((table, column)) = columns.get(job.column_index as usize).copied() else {
             finish(app, &mut job, conn)?;
             return Ok(Step::Finished);
@@ -366,17 +381,25 @@ fn finish(app: &Services, job: &mut Job, conn: &mut Conn) -> Result<(), JobError
             .detail(detail),
     )?;
     job.state = "done".into();
+    JobLease::release(LEASE, &app.instance, conn)?;
     app.state_seal.reseal(now, conn)?;
     Ok(())
 }
 
-/// Runs batches until the job ends or `max_batches` have run; returns how many ran.
+/// Runs batches until the job ends, another server holds it, or `max_batches` have run;
+/// returns how many ran. Rests `reencryption_pause_ms` between batches.
 pub fn run(app: &Services, max_batches: Option<usize>) -> Result<usize, JobError> {
+    let pause = std::time::Duration::from_millis(app.config.reencryption_pause_ms);
     let mut ran = 0;
     while max_batches.is_none_or(|max| ran < max) {
         match run_batch(app, BATCH_SIZE)? {
-            Step::Idle => break,
-            Step::Progressed => ran += 1,
+            Step::Idle | Step::HeldElsewhere => break,
+            Step::Progressed => {
+                ran += 1;
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
+            }
             Step::Finished => {
                 ran += 1;
                 break;
@@ -386,11 +409,14 @@ pub fn run(app: &Services, max_batches: Option<usize>) -> Result<usize, JobError
     Ok(ran)
 }
 
-/// The background worker: runs whatever job is pending, then waits to be woken. It holds the
-/// services only while it runs a job, and stops once they are gone (a server that was shut
-/// down, or a test's), so that it never writes to a database nobody serves any more.
+/// The background worker: runs whatever job is pending, then waits to be woken, or for half a
+/// lease (at most five seconds) to look again whether a job another server held is free. It
+/// holds the services only while it runs a job, and stops once they are gone (a server that
+/// was shut down, or a test's), so that it never writes to a database nobody serves any more.
 pub fn spawn_worker(app: std::sync::Arc<Services>) {
     let signal = app.job_signal.clone();
+    let look_again =
+        std::time::Duration::from_millis((app.lease_ttl_ms() / 2).clamp(500, 5000) as u64);
     let services = std::sync::Arc::downgrade(&app);
     drop(app);
     let spawned = std::thread::Builder::new()
@@ -401,7 +427,7 @@ pub fn spawn_worker(app: std::sync::Arc<Services>) {
                     tracing::error!(error = %e, "re-encryption batch failed; retrying shortly");
                 }
                 drop(app);
-                signal.wait(std::time::Duration::from_secs(5));
+                signal.wait(look_again);
             }
         });
     if let Err(e) = spawned {

@@ -486,3 +486,28 @@ fn one_backup_or_restore_runs_at_a_time_and_the_others_are_told_so() {
         );
     }
 }
+
+#[test]
+fn the_backup_schedule_runs_only_on_the_server_holding_its_lease() {
+    use medvault::db::models::JobLease;
+    let app = TestApp::new();
+    let mut conn = app.app().db.conn().expect("conn");
+    let other = "elsewhere:4242:abcdefgh";
+    assert!(JobLease::take(backup::schedule::LEASE, other, 60_000, &mut conn).unwrap());
+    let run = backup::schedule::run_due_backups(app.app()).expect("run");
+    assert!(run.made.is_none(), "the other server makes the backup");
+    assert!(backup::list(app.app()).expect("list").is_empty());
+
+    assert!(JobLease::take(backup::schedule::LEASE, other, -1, &mut conn).unwrap());
+    let run = backup::schedule::run_due_backups(app.app()).expect("run");
+    assert!(
+        run.made.is_some(),
+        "the lease ran out: this server makes it"
+    );
+    assert!(
+        JobLease::holder(backup::schedule::LEASE, &mut conn)
+            .unwrap()
+            .is_none(),
+        "given up once the backup is made"
+    );
+}

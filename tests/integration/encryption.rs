@@ -109,7 +109,7 @@ fn sealed_bytes(stored: &str) -> Vec<u8> {
 }
 
 /// (cipher id, hash id, root key version) from a sealed value's header.
-fn header(stored: &str) -> (u8, u8, u32) {
+pub(crate) fn header(stored: &str) -> (u8, u8, u32) {
     let bytes = sealed_bytes(stored);
     assert_eq!(bytes[0], 1, "format version 1");
     (
@@ -139,7 +139,7 @@ fn running_job(app: &TestApp) -> Option<Job> {
 }
 
 /// The policy form as the page posts it.
-fn policy_form<'f>(
+pub(crate) fn policy_form<'f>(
     cipher: &'f str,
     hash: &'f str,
     encrypt: &[&'f str],
@@ -168,7 +168,7 @@ static OTHER_TABLES_ENCRYPTED: std::sync::LazyLock<Vec<String>> = std::sync::Laz
         .collect()
 });
 
-const DEFAULT_FORM: (&str, &str, &[&str], &str, &str) = (
+pub(crate) const DEFAULT_FORM: (&str, &str, &[&str], &str, &str) = (
     "aes-256-gcm",
     "sha-256",
     &["users.full_name", "users.email"],
@@ -176,7 +176,7 @@ const DEFAULT_FORM: (&str, &str, &[&str], &str, &str) = (
     "64",
 );
 
-fn save_policy(admin: &mut Browser<'_>, form: &[(&str, &str)]) -> Page {
+pub(crate) fn save_policy(admin: &mut Browser<'_>, form: &[(&str, &str)]) -> Page {
     admin.get("/admin/encryption").assert_status(Status::Ok);
     admin.post("/admin/encryption", form)
 }
@@ -1600,4 +1600,74 @@ fn a_key_file_changed_since_the_start_is_not_rotated() {
     );
     assert!(running_job(&app).is_none());
     assert_ne!(before, std::fs::read_to_string(&key_file).unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. One server at a time runs the job (the job lease)
+
+/// Another server's name, as a lease names its holder.
+const OTHER_SERVER: &str = "elsewhere:4242:abcdefgh";
+
+#[test]
+fn a_lease_is_refused_to_another_holder_until_it_runs_out_by_the_database_clock() {
+    use medvault::db::models::JobLease;
+    let app = manual_jobs();
+    let mut conn = app.app().db.conn().expect("conn");
+    assert!(JobLease::take("test", "one", 60_000, &mut conn).unwrap());
+    assert!(!JobLease::take("test", "two", 60_000, &mut conn).unwrap());
+    assert!(
+        JobLease::take("test", "one", 60_000, &mut conn).unwrap(),
+        "renewed"
+    );
+    let held = JobLease::holder("test", &mut conn).unwrap().expect("held");
+    assert_eq!(held.holder, "one");
+    assert!((50_000..=60_000).contains(&held.remaining_ms), "{held:?}");
+    // A release by someone who does not hold it changes nothing.
+    JobLease::release("test", "two", &mut conn).unwrap();
+    assert!(!JobLease::take("test", "two", 60_000, &mut conn).unwrap());
+    // Once it has run out, by the database's clock, the other takes it.
+    assert!(JobLease::take("test", "one", -1, &mut conn).unwrap());
+    assert!(JobLease::take("test", "two", 60_000, &mut conn).unwrap());
+    assert_eq!(
+        JobLease::holder("test", &mut conn).unwrap().unwrap().holder,
+        "two"
+    );
+    JobLease::release("test", "two", &mut conn).unwrap();
+    assert!(JobLease::holder("test", &mut conn).unwrap().is_none());
+}
+
+#[test]
+fn a_job_whose_lease_another_server_holds_is_left_to_it_until_the_lease_runs_out() {
+    use medvault::db::models::JobLease;
+    let (app, _alice, _bob) = two_patients();
+    let mut admin = sign_in_admin(&app);
+    let (_, _, e, i, b) = DEFAULT_FORM;
+    save_policy(
+        &mut admin,
+        &policy_form("xchacha20-poly1305", "sha-512", e, i, b),
+    )
+    .assert_redirect("/admin/encryption");
+    let mut conn = app.app().db.conn().expect("conn");
+    // The other server took the job a moment ago and is running it.
+    assert!(JobLease::take(job::LEASE, OTHER_SERVER, 60_000, &mut conn).unwrap());
+    assert_eq!(
+        job::run(app.app(), None).expect("runs"),
+        0,
+        "left to the holder"
+    );
+    let waiting = running_job(&app).expect("still running");
+    assert_eq!((waiting.rewritten, waiting.column_index), (0, 0));
+    assert!(stored_rows(&app)
+        .iter()
+        .all(|r| header(&r.full_name).0 != 5));
+
+    // The other server died: its lease runs out, and this one takes the job over and
+    // finishes it, giving the lease up at the end.
+    assert!(JobLease::take(job::LEASE, OTHER_SERVER, -1, &mut conn).unwrap());
+    assert!(job::run(app.app(), None).expect("runs") > 0);
+    assert!(running_job(&app).is_none());
+    assert!(stored_rows(&app)
+        .iter()
+        .all(|r| header(&r.full_name).0 == 5));
+    assert!(JobLease::holder(job::LEASE, &mut conn).unwrap().is_none());
 }

@@ -315,3 +315,213 @@ fn a_value_written_on_one_server_right_after_a_policy_change_on_the_other_is_sea
         "sealed under the policy in the database, not the one the second server had in memory"
     );
 }
+
+/// A `medvault` process serving on a loopback port of its own, on the shared database; killed
+/// with SIGKILL (what `kill -9` sends) when dropped, if it still runs.
+struct ServerProcess {
+    child: std::process::Child,
+    _home: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    fn start(url: &str, key: &str, env: &[(&str, &str)]) -> ServerProcess {
+        use std::io::{Read, Write};
+        let home = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::fs::File::create(home.path().join("server.log")).expect("log file");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_medvault"))
+            .env("MEDVAULT_HOME", home.path())
+            .env("MEDVAULT_DATABASE_URL", url)
+            .env("MEDVAULT_MASTER_KEY", key)
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .env("ROCKET_PORT", port.to_string())
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("medvault starts");
+        for _ in 0..400 {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log =
+                    std::fs::read_to_string(home.path().join("server.log")).unwrap_or_default();
+                panic!("the server stopped ({status}): {log}");
+            }
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = write!(stream, "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+                let mut reply = String::new();
+                let _ = stream.read_to_string(&mut reply);
+                if reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200") {
+                    return ServerProcess { child, _home: home };
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!("the server did not answer /health");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no shutdown, no lease given up, a batch in flight cut off.
+    fn kill_9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pid in a lease holder's name (`host:pid:random`).
+fn holder_pid(holder: &str) -> u32 {
+    holder
+        .split(':')
+        .nth(1)
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("a holder named host:pid:random, not {holder}"))
+}
+
+/// Polls `look` every 50 ms until it gives something, for at most `limit`.
+fn within<T>(limit: std::time::Duration, mut look: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(found) = look() {
+            return Some(found);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn a_reencryption_job_whose_server_is_killed_is_finished_by_another_from_its_cursor() {
+    use crate::encryption::{header, policy_form, save_policy, DEFAULT_FORM};
+    use medvault::db::models::JobLease;
+    use medvault::reencryption::job::{self, Job};
+    use std::time::Duration;
+
+    const LEASE_SECONDS: &str = "2";
+    let url = fresh_database("lease-takeover");
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [5u8; 32]);
+    // The admin's server runs no job itself: the two processes below compete for it.
+    let admin_server = TestApp::with_config(|c| {
+        c.database_url = Some(medvault::config::DatabaseUrl::new(url.clone()));
+        c.master_key = Some(key.as_str().into());
+        c.reencrypt_in_background = false;
+    });
+    let mut admin = admin_server.signed_in(Level::Admin, "admin");
+    for i in 0..6 {
+        admin_creates(&mut admin, &format!("patient{i}"), "patient");
+    }
+    // Rests between batches, so that the job lasts long enough to be cut off in the middle.
+    let env = [
+        ("MEDVAULT_JOB_LEASE_SECONDS", LEASE_SECONDS),
+        ("MEDVAULT_REENCRYPTION_PAUSE_MS", "150"),
+    ];
+    let mut servers = [
+        ServerProcess::start(&url, &key, &env),
+        ServerProcess::start(&url, &key, &env),
+    ];
+    let mut conn = PgConnection::establish(&url).expect("PostgreSQL");
+    let accounts: i64 = medvault::db::schema::users::table
+        .count()
+        .get_result(&mut conn)
+        .expect("count");
+
+    let (_, _, encrypt, id_length, bits) = DEFAULT_FORM;
+    save_policy(
+        &mut admin,
+        &policy_form("xchacha20-poly1305", "sha-512", encrypt, id_length, bits),
+    )
+    .assert_redirect("/admin/encryption");
+    let mut shared = medvault::db::Conn::Postgres(PgConnection::establish(&url).expect("PG"));
+    let first = within(Duration::from_secs(30), || {
+        let job = Job::running(&mut shared).expect("job")?;
+        let holder = JobLease::holder(job::LEASE, &mut shared).expect("lease")?;
+        (job.column_index >= 2).then_some((job, holder))
+    })
+    .expect("one of the servers took the job and got past its first columns");
+    let (stopped, holder) = first;
+    let victim = servers
+        .iter()
+        .position(|s| s.pid() == holder_pid(&holder.holder))
+        .expect("the holder is one of the two");
+    let survivor_pid = servers[1 - victim].pid();
+    servers[victim].kill_9();
+    let killed_at = std::time::Instant::now();
+
+    // The dead server's lease runs out (two seconds) and the other takes the job over.
+    let took_over = within(Duration::from_secs(20), || {
+        let held = JobLease::holder(job::LEASE, &mut shared).expect("lease");
+        let done = Job::running(&mut shared).expect("job").is_none();
+        match held {
+            Some(h) if holder_pid(&h.holder) == survivor_pid => Some(()),
+            _ if done => Some(()),
+            _ => None,
+        }
+    });
+    assert!(took_over.is_some(), "the other server took the lease over");
+    assert!(
+        killed_at.elapsed() >= Duration::from_millis(1000),
+        "not before the killed server's lease could have run out"
+    );
+    let finished = within(Duration::from_secs(60), || {
+        Job::running(&mut shared)
+            .expect("job")
+            .is_none()
+            .then_some(())
+    });
+    assert!(finished.is_some(), "the survivor finished the job");
+
+    // From the cursor, each value once: two per account, none unreadable, all under the new
+    // suite, and every one opens for the admin's server.
+    let done: (i64, i64) = medvault::db::schema::reencryption_jobs::table
+        .filter(medvault::db::schema::reencryption_jobs::id.eq(stopped.id))
+        .select((
+            medvault::db::schema::reencryption_jobs::rewritten,
+            medvault::db::schema::reencryption_jobs::unreadable,
+        ))
+        .get_result(&mut conn)
+        .expect("the job's row");
+    assert_eq!((done.0, done.1), (2 * accounts, 0), "each value once");
+    let stored: Vec<(String, String, String)> = medvault::db::schema::users::table
+        .select((
+            medvault::db::schema::users::id,
+            medvault::db::schema::users::full_name,
+            medvault::db::schema::users::email,
+        ))
+        .load(&mut conn)
+        .expect("users");
+    for (id, full_name, email) in &stored {
+        assert_eq!(header(full_name).0, 5, "xchacha20-poly1305");
+        assert_eq!(header(email).0, 5, "xchacha20-poly1305");
+        let field = |column| medvault::crypto::FieldRef {
+            table: "users",
+            column,
+            row_id: id,
+            owner_id: id,
+        };
+        let fields = &admin_server.app().fields;
+        fields.open(&field("full_name"), full_name).expect("opens");
+        fields.open(&field("email"), email).expect("opens");
+    }
+    let chain = admin_server
+        .app()
+        .audit
+        .verify(&mut shared)
+        .expect("verify");
+    assert!(chain.first_broken.is_none(), "the audit chain holds");
+    assert!(admin_server
+        .audit_actions()
+        .iter()
+        .any(|a| a == "encryption.job_finished"));
+}

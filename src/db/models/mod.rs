@@ -2,6 +2,7 @@
 
 pub mod account_lockout;
 pub mod audit_event;
+pub mod job_lease;
 pub mod key_check;
 pub mod page_grant;
 pub mod records;
@@ -12,6 +13,7 @@ pub mod user;
 
 pub use account_lockout::AccountRecord;
 pub use audit_event::{AuditEvent, AuditFilter, NewAuditEvent};
+pub use job_lease::{JobLease, LeaseHolder};
 pub use page_grant::PageGrant;
 pub use session::{NewSession, SessionRow, STAGE_FULL, STAGE_SECOND_FACTOR};
 pub use setting::Setting;

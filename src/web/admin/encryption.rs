@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::audit::{action, Entry, Outcome};
 use crate::auth::{Allowed, CsrfForm};
 use crate::crypto::{Cipher, HashAlg, Strength, Suite};
-use crate::db::models::{key_check, Setting};
+use crate::db::models::{key_check, JobLease, Setting};
 use crate::fields::registry::{self, TABLES};
 use crate::fields::{policy, Policy};
 use crate::reencryption::{job, rotation};
@@ -124,10 +124,14 @@ struct KeyVersion {
 }
 
 async fn page(app: &App, layout: Layout, status: Status) -> Result<(Status, Template), AppError> {
-    let (census, latest, versions) = app
+    let (census, latest, versions, runner) = app
         .blocking(move |app, conn| {
             let census = job::census(app, conn)?;
             let latest = job::Job::latest(conn)?;
+            // Which server runs the job, when several share the database.
+            let runner = JobLease::holder(job::LEASE, conn)?
+                .filter(|lease| lease.remaining_ms > 0)
+                .map(|lease| lease.holder);
             let current = app.fields.crypto().current_key_version() as i32;
             let versions: Vec<KeyVersion> = key_check::all_with_state(conn)?
                 .into_iter()
@@ -138,7 +142,7 @@ async fn page(app: &App, layout: Layout, status: Status) -> Result<(Status, Temp
                     current: version == current,
                 })
                 .collect();
-            Ok((census, latest, versions))
+            Ok((census, latest, versions, runner))
         })
         .await?;
     let policy = app.fields.policy();
@@ -159,6 +163,7 @@ async fn page(app: &App, layout: Layout, status: Status) -> Result<(Status, Temp
                 done: census.total - census.stale,
                 job: latest,
                 running,
+                runner,
                 versions,
                 id_length: app.id_length(),
                 blind_index_bits: policy.blind_index_bits,
