@@ -3,6 +3,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
+use rocket::http::Status;
 use rocket::request::Request;
 
 /// Why a guard refused a request, for the catcher that renders the refusal.
@@ -30,6 +31,9 @@ pub enum GuardError {
     Refused,
     #[error("{0}")]
     Malformed(&'static str),
+    /// The database is out of reach: a 503, not a fault of ours.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -93,12 +97,27 @@ pub fn route_of(req: &Request<'_>) -> String {
 
 impl From<crate::db::DbError> for GuardError {
     fn from(e: crate::db::DbError) -> Self {
-        GuardError::Internal(e.to_string())
+        if e.is_unavailable() {
+            GuardError::Unavailable(e.to_string())
+        } else {
+            GuardError::Internal(e.to_string())
+        }
     }
 }
 
 impl From<diesel::result::Error> for GuardError {
     fn from(e: diesel::result::Error) -> Self {
-        GuardError::Internal(format!("database: {e}"))
+        crate::db::DbError::Query(e).into()
+    }
+}
+
+impl GuardError {
+    /// The status a request refused with this error gets.
+    pub fn status(&self) -> Status {
+        match self {
+            GuardError::Unavailable(_) => Status::ServiceUnavailable,
+            GuardError::Malformed(_) => Status::BadRequest,
+            GuardError::Refused | GuardError::Internal(_) => Status::InternalServerError,
+        }
     }
 }

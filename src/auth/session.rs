@@ -53,19 +53,16 @@ impl<'r> FromRequest<'r> for &'r Viewer {
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, GuardError> {
         let viewer = req
             .local_cache_async(async {
-                match resolve(req).await {
-                    Ok(viewer) => Some(viewer),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot resolve the session");
-                        None
-                    }
-                }
+                resolve(req).await.map_err(|e| {
+                    tracing::error!(error = %e, "cannot resolve the session");
+                    e.status()
+                })
             })
             .await;
         match viewer {
-            Some(viewer) => Outcome::Success(viewer),
-            None => Outcome::Error((
-                rocket::http::Status::InternalServerError,
+            Ok(viewer) => Outcome::Success(viewer),
+            Err(status) => Outcome::Error((
+                *status,
                 GuardError::Internal("session lookup failed".into()),
             )),
         }

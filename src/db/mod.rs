@@ -35,6 +35,31 @@ pub enum DbError {
     Unavailable(String),
 }
 
+impl DbError {
+    /// Whether the database is out of reach (no connection, or the one in use was lost), as
+    /// opposed to a query it answered with an error: the first is a 503 that passes once the
+    /// database is back, the second a fault of ours.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Unavailable(_) => true,
+            DbError::Query(e) => lost_connection(e),
+        }
+    }
+}
+
+/// Whether a query failed because the connection to the database was lost (PostgreSQL went
+/// away, or restarted, while it was open).
+pub fn lost_connection(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        e,
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        ) | Error::BrokenTransactionManager
+    )
+}
+
 /// The connection every model method takes: the same query code runs on either database.
 /// Where the two need different SQL, [`dialect`] matches on the variant.
 #[derive(diesel::MultiConnection)]

@@ -21,6 +21,9 @@ pub enum AppError {
     Conflict(String),
     #[error("database: {0}")]
     Database(#[from] diesel::result::Error),
+    /// The database is out of reach; the request changed nothing.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -38,6 +41,8 @@ impl AppError {
             AppError::Forbidden => Status::Forbidden,
             AppError::BadRequest(_) => Status::BadRequest,
             AppError::Conflict(_) => Status::Conflict,
+            AppError::Unavailable(_) => Status::ServiceUnavailable,
+            AppError::Database(e) if crate::db::lost_connection(e) => Status::ServiceUnavailable,
             AppError::Database(_) | AppError::Internal(_) => Status::InternalServerError,
         }
     }
@@ -55,7 +60,9 @@ impl From<crate::db::DbError> for AppError {
     fn from(e: crate::db::DbError) -> Self {
         match e {
             crate::db::DbError::Query(e) => AppError::Database(e),
-            unavailable => AppError::internal("database", unavailable),
+            unavailable @ crate::db::DbError::Unavailable(_) => {
+                AppError::Unavailable(unavailable.to_string())
+            }
         }
     }
 }
@@ -171,6 +178,10 @@ pub(crate) fn default_message(status: Status) -> &'static str {
         422 => "Some of what you entered is not valid. Correct it and try again.",
         429 => "Too many requests. Wait a moment and try again.",
         500 => "Something went wrong on our side. It has been logged; please try again.",
+        503 => {
+            "The records database is not answering at the moment, so nothing was read or \
+                saved. Try again in a minute; if it goes on, tell your administrator."
+        }
         _ => "The request could not be completed.",
     }
 }

@@ -525,3 +525,135 @@ fn a_reencryption_job_whose_server_is_killed_is_finished_by_another_from_its_cur
         .iter()
         .any(|a| a == "encryption.job_finished"));
 }
+
+/// A TCP relay between medvault and the tests' PostgreSQL server that the test can cut and
+/// restore: what a database server going away and coming back looks like from medvault's side
+/// (connections reset, then refused), with the real server behind it.
+struct Relay {
+    port: u16,
+    upstream: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn to(upstream: std::net::SocketAddr) -> Relay {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut relay = Relay {
+            port,
+            upstream,
+            open: Default::default(),
+            streams: Default::default(),
+            acceptor: None,
+        };
+        relay.restore();
+        relay
+    }
+
+    /// Listens again on the same port and relays new connections.
+    fn restore(&mut self) {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("rebind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        self.open.store(true, Ordering::SeqCst);
+        let (open, streams, upstream) = (self.open.clone(), self.streams.clone(), self.upstream);
+        self.acceptor = Some(std::thread::spawn(move || {
+            while open.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let mut kept = streams.lock().unwrap();
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                kept.extend([client, server]);
+            }
+            // The listener closes here: new connections are refused.
+        }));
+    }
+
+    /// Resets every relayed connection and refuses new ones.
+    fn cut(&mut self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            acceptor.join().expect("acceptor stops");
+        }
+        for stream in self.streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+#[test]
+fn a_database_that_goes_away_gives_503_pages_and_the_server_recovers_when_it_returns() {
+    use std::time::Duration;
+    let url = fresh_database("outage");
+    let (base, database) = url.rsplit_once('/').expect("URL/database");
+    let authority = base.rsplit('@').next().expect("host:port");
+    let upstream: std::net::SocketAddr = authority.parse().expect("an address:port URL");
+    let mut relay = Relay::to(upstream);
+    let through_relay = format!(
+        "{}@127.0.0.1:{}/{database}",
+        base.rsplit_once('@').expect("credentials").0,
+        relay.port
+    );
+    let app = TestApp::with_config(|c| {
+        c.database_url = Some(medvault::config::DatabaseUrl::new(through_relay));
+    });
+    let mut doctor = app.signed_in(Level::Doctor, "doctor");
+    doctor.get("/patients").assert_status(Status::Ok);
+    app.browser().get("/health").assert_status(Status::Ok);
+
+    relay.cut();
+    let health = app.browser().get("/health");
+    health.assert_status(Status::ServiceUnavailable);
+    assert!(
+        health.body.contains("\"database\":\"not answering\""),
+        "{}",
+        health.body
+    );
+    let page = doctor.get("/patients");
+    page.assert_status(Status::ServiceUnavailable);
+    assert!(
+        page.body.contains("The records database is not answering"),
+        "a page that says what happened: {}",
+        page.body
+    );
+    assert!(!page.body.contains("diesel") && !page.body.contains("connection"));
+
+    // Back: the same server, the same cookie, without a restart.
+    relay.restore();
+    let back = (0..100).find(|_| {
+        let ok = app.browser().get("/health").status == Status::Ok;
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(
+        back.is_some(),
+        "/health is 200 again once the database is back"
+    );
+    doctor.get("/patients").assert_status(Status::Ok);
+}
