@@ -104,25 +104,38 @@ pub fn sha256_hex(content: &[u8]) -> String {
     hex::encode(Sha256::digest(content))
 }
 
-/// A signed, expiring link token naming `user_id` and `file_id`: `user.file.expiry.mac`.
-pub fn file_link_token(key: &SecretKey, user_id: &str, file_id: &str, expires_at: i64) -> String {
+/// A signed, expiring link token naming `user_id`, and the file `file_id` of the patient
+/// `patient_id`: `user.patient.file.expiry.mac`. The patient's id lets the download find the
+/// file by patient, as every query of a record does (a database sharded by patient).
+pub fn file_link_token(
+    key: &SecretKey,
+    user_id: &str,
+    patient_id: &str,
+    file_id: &str,
+    expires_at: i64,
+) -> String {
     let expiry = expires_at.to_string();
     let mac = super::keyed_digest(
         key,
         &[
             b"file link",
             user_id.as_bytes(),
+            patient_id.as_bytes(),
             file_id.as_bytes(),
             expiry.as_bytes(),
         ],
     );
-    format!("{user_id}.{file_id}.{expiry}.{}", hex::encode(mac))
+    format!(
+        "{user_id}.{patient_id}.{file_id}.{expiry}.{}",
+        hex::encode(mac)
+    )
 }
 
 /// What a valid link token names.
 #[derive(Debug, PartialEq, Eq)]
 pub struct FileLink {
     pub user_id: String,
+    pub patient_id: String,
     pub file_id: String,
     pub expires_at: i64,
 }
@@ -131,16 +144,22 @@ pub struct FileLink {
 /// the caller's to check.
 pub fn verify_file_link(key: &SecretKey, token: &str) -> Option<FileLink> {
     let mut parts = token.split('.');
-    let (user_id, file_id, expiry, mac) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (user_id, patient_id, file_id, expiry, mac) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
     if parts.next().is_some() {
         return None;
     }
     let expires_at: i64 = expiry.parse().ok()?;
-    let expected = file_link_token(key, user_id, file_id, expires_at);
-    let given = format!("{user_id}.{file_id}.{expiry}.{mac}");
+    let expected = file_link_token(key, user_id, patient_id, file_id, expires_at);
+    let given = format!("{user_id}.{patient_id}.{file_id}.{expiry}.{mac}");
     super::constant_time_eq(expected.as_bytes(), given.as_bytes()).then(|| FileLink {
         user_id: user_id.to_string(),
+        patient_id: patient_id.to_string(),
         file_id: file_id.to_string(),
         expires_at,
     })
@@ -188,11 +207,12 @@ mod tests {
     #[test]
     fn a_link_verifies_only_unaltered() {
         let key = SecretKey::from_bytes(&[7; 32]);
-        let token = file_link_token(&key, "user1", "file1", 1000);
+        let token = file_link_token(&key, "user1", "patient1", "file1", 1000);
         assert_eq!(
             verify_file_link(&key, &token),
             Some(FileLink {
                 user_id: "user1".into(),
+                patient_id: "patient1".into(),
                 file_id: "file1".into(),
                 expires_at: 1000
             })
@@ -201,11 +221,13 @@ mod tests {
         assert_eq!(verify_file_link(&key, &longer), None);
         let other_user = token.replacen("user1", "user2", 1);
         assert_eq!(verify_file_link(&key, &other_user), None);
+        let other_patient = token.replacen("patient1", "patient2", 1);
+        assert_eq!(verify_file_link(&key, &other_patient), None);
         assert_eq!(
             verify_file_link(&SecretKey::from_bytes(&[8; 32]), &token),
             None
         );
-        assert_eq!(verify_file_link(&key, "a.b.c"), None);
+        assert_eq!(verify_file_link(&key, "a.b.c.d"), None);
         assert_eq!(verify_file_link(&key, &format!("{token}.x")), None);
     }
 }

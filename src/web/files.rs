@@ -21,11 +21,11 @@ pub fn routes() -> Vec<Route> {
     routes![download]
 }
 
-/// A signed link to file `file_id` for `user_id`, valid for the configured lifetime.
-pub(super) fn link_for(app: &App, user_id: &str, file_id: &str) -> String {
+/// A signed link to `file` for `user_id`, valid for the configured lifetime.
+pub(super) fn link_for(app: &App, user_id: &str, file: &MedicalFileRow) -> String {
     let key = app.keys.purpose_key(Purpose::FileLinks);
     let expires_at = app.now() + app.config.file_link_lifetime;
-    let token = file_link_token(&key, user_id, file_id, expires_at);
+    let token = file_link_token(&key, user_id, &file.patient_id, &file.id, expires_at);
     uri!(download(token = &token)).to_string()
 }
 
@@ -36,12 +36,8 @@ pub(super) async fn file_of(
     fid: &str,
 ) -> Result<MedicalFileRow, AppError> {
     let (pid, fid) = (patient_id.to_string(), fid.to_string());
-    app.blocking(move |_, conn| {
-        MedicalFileRow::find(&fid, conn)?
-            .filter(|f| f.patient_id == pid)
-            .ok_or(AppError::NotFound)
-    })
-    .await
+    app.blocking(move |_, conn| MedicalFileRow::find(&pid, &fid, conn)?.ok_or(AppError::NotFound))
+        .await
 }
 
 /// A file's content on its way out: type, a safe name, never cached.
@@ -110,12 +106,16 @@ async fn download(
         .await;
         return Err(AppError::Forbidden);
     };
-    let (viewer, fid) = (who.user.clone(), link.file_id.clone());
+    let (viewer, pid, fid) = (
+        who.user.clone(),
+        link.patient_id.clone(),
+        link.file_id.clone(),
+    );
     // The link was issued after an authorisation check; the check runs again in case the
     // care assignment or emergency access ended since.
     let file = app
         .blocking(move |app, conn| {
-            let file = MedicalFileRow::find(&fid, conn)?.ok_or(AppError::NotFound)?;
+            let file = MedicalFileRow::find(&pid, &fid, conn)?.ok_or(AppError::NotFound)?;
             records::relation(&viewer, &file.patient_id, app.now(), conn)?
                 .ok_or(AppError::NotFound)?;
             Ok(file)

@@ -782,8 +782,9 @@ fn expired_altered_and_borrowed_links_are_refused_and_audited() {
 
     let token = link.strip_prefix("/files/").expect("a /files/ link");
     let parts: Vec<&str> = token.split('.').collect();
-    assert_eq!(parts.len(), 4, "user.file.expiry.mac: {token}");
-    let (user, file, expiry, mac) = (parts[0], parts[1], parts[2], parts[3]);
+    assert_eq!(parts.len(), 5, "user.patient.file.expiry.mac: {token}");
+    let (user, patient, expiry, mac) = (parts[0], parts[1], parts[3], parts[4]);
+    let file = format!("{patient}.{}", parts[2]);
     let flipped_mac = {
         let mut chars: Vec<char> = mac.chars().collect();
         let last = chars.len() - 1;
@@ -800,6 +801,11 @@ fn expired_altered_and_borrowed_links_are_refused_and_audited() {
     ];
     // The victim rewriting the user part to their own id: the MAC covers it.
     tampered.push(format!("/files/{}.{file}.{expiry}.{mac}", v.id));
+    // Another patient's id in the patient part: the MAC covers it too.
+    tampered.push(format!(
+        "/files/{user}.{}.{}.{expiry}.{mac}",
+        v.doctor_id, parts[2]
+    ));
     let mut refusals = 0;
     for altered in &tampered {
         let page = v.doctor.get(altered);

@@ -110,5 +110,5 @@ async fn doctor_link(
 ) -> Result<Redirect, AppError> {
     let patient = patient_for_change(app, &who, id).await?;
     let file = file_of(app, &patient.id, fid).await?;
-    Ok(Redirect::to(link_for(app, &who.user.id, &file.id)))
+    Ok(Redirect::to(link_for(app, &who.user.id, &file)))
 }

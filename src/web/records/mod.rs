@@ -182,5 +182,5 @@ async fn cancel_own(
 #[get("/records/files/<fid>")]
 async fn own_file(who: Patient, app: &State<App>, fid: &str) -> Result<Redirect, AppError> {
     let file = file_of(app, &who.user.id, fid).await?;
-    Ok(Redirect::to(link_for(app, &who.user.id, &file.id)))
+    Ok(Redirect::to(link_for(app, &who.user.id, &file)))
 }

@@ -31,9 +31,14 @@ impl MedicalFileRow {
             .map(|_| ())
     }
 
-    pub fn find(id: &str, conn: &mut Conn) -> QueryResult<Option<MedicalFileRow>> {
+    pub fn find(
+        patient_id: &str,
+        id: &str,
+        conn: &mut Conn,
+    ) -> QueryResult<Option<MedicalFileRow>> {
         medical_files::table
-            .find(id)
+            .filter(medical_files::patient_id.eq(patient_id))
+            .filter(medical_files::id.eq(id))
             .select(MedicalFileRow::as_select())
             .load_one(conn)
     }
