@@ -13,8 +13,9 @@ use rusqlite::Connection;
 use super::check::KeyCheck;
 use super::{
     check, free_name, manifest_path, private_file, sha256_file, sync_dir, with_suffix,
-    write_manifest, BackupError, BackupInfo, Manifest, Origin,
+    write_manifest, BackupError, BackupInfo, Kind, Manifest, Origin,
 };
+use crate::db::Location;
 use crate::services::Services;
 
 /// Makes a backup of the live database now; `author` is who asked (a username, or "schedule").
@@ -34,11 +35,14 @@ pub(super) fn create_backup_while_held(
     author: &str,
     origin: Origin,
 ) -> Result<BackupInfo, BackupError> {
+    if let Location::Postgres(url) = app.db.location() {
+        return super::postgres::create(app, url, author, origin);
+    }
     let dir = app.config.backups_dir();
     fs::create_dir_all(&dir)
         .map_err(|e| BackupError::failed("cannot create the backup folder", e))?;
     let now = app.now();
-    let name = free_name(&dir, now)?;
+    let name = free_name(&dir, now, Kind::Sqlite)?;
     let path = dir.join(&name);
     // The dot and the suffix keep the copy out of the listing until it is whole and checked.
     // A random part too: a `medvault backup` in another process may pick the same name.
@@ -75,6 +79,7 @@ pub(super) fn create_backup_while_held(
             created_at: now,
             origin,
             integrity_checked: true,
+            row_counts: None,
         };
         // The manifest first: a crash between the two renames leaves a manifest without a
         // backup (ignored), never a listed backup without its manifest.
@@ -160,7 +165,7 @@ fn write_copy(app: &Services, partial: &Path) -> Result<fs::File, BackupError> {
         let mut step_began = Instant::now();
         // A failed send means the syncer stopped on an error, which its join reports.
         let copied = copy_pages(
-            app.db.sqlite_file().ok_or(BackupError::NotSqlite)?,
+            app.db.sqlite_file().ok_or(BackupError::OtherDatabase)?,
             partial,
             PAGES_PER_STEP,
             || {

@@ -1,19 +1,23 @@
-//! Backups of the database: consistent online copies (SQLite's backup API) with a manifest
-//! beside each, checked before anything is restored or listed, and restored without a restart.
+//! Backups of the database: consistent online copies (SQLite's backup API, or `pg_dump` on
+//! PostgreSQL, see [`postgres`]) with a manifest beside each, checked before anything is
+//! restored or listed, and restored without a restart.
 //!
 //! Names of backups come only from the listing of `database/backups/`: a name that is not a
-//! regular file there, matching `medvault-<UTC timestamp>[-n].sqlite`, does not exist for us.
+//! regular file there, matching `medvault-<UTC timestamp>[-n].sqlite` (or `.pgdump`), does
+//! not exist for us.
 //! The root key lives in `secrets/`, outside `database/`, so no backup can hold it.
 
 mod check;
 mod create;
 pub mod lock;
+mod postgres;
 pub mod priority;
 pub mod requests;
-mod restore;
+pub(crate) mod restore;
 pub mod schedule;
 mod upload;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -58,8 +62,12 @@ pub struct Manifest {
     pub author: String,
     pub created_at: i64,
     pub origin: Origin,
-    /// `PRAGMA integrity_check` answered ok on the copy before it was listed.
+    /// The copy passed its checks before it was listed: SQLite's `integrity_check`, or on
+    /// PostgreSQL a restore into a scratch database checked there.
     pub integrity_checked: bool,
+    /// Rows per table, as the check counted them (PostgreSQL backups); a restore counts again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_counts: Option<BTreeMap<String, i64>>,
 }
 
 /// One listed backup, as the page and the command line show it.
@@ -91,12 +99,19 @@ pub enum BackupError {
     /// Another backup or restore is under way in this server.
     #[error("another backup or restore is under way; try again when it has finished")]
     Busy,
-    /// The database is PostgreSQL, which these backups (copies of the SQLite file) cannot hold.
+    /// A backup of the other kind of database than this server's (a SQLite file on
+    /// PostgreSQL, or the other way round).
     #[error(
-        "medvault's own backups copy the embedded SQLite file; this server runs on PostgreSQL, \
-         whose backups are made with PostgreSQL's tools (pg_dump, pgBackRest): see README"
+        "this backup is of another kind of database than this server runs on: moving between \
+         SQLite and PostgreSQL is not done by a restore"
     )]
-    NotSqlite,
+    OtherDatabase,
+}
+
+impl From<diesel::result::Error> for BackupError {
+    fn from(e: diesel::result::Error) -> Self {
+        BackupError::failed("database", e)
+    }
 }
 
 impl BackupError {
@@ -106,15 +121,46 @@ impl BackupError {
 }
 
 const PREFIX: &str = "medvault-";
-const SUFFIX: &str = ".sqlite";
 
-/// Whether `name` has the shape of a backup's name: `medvault-YYYYMMDDTHHMMSSZ[-n].sqlite`.
-/// Nothing else (no separator, no `..`, no NUL) can pass.
+/// What a backup is a copy of, by its name's suffix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A copy of the SQLite file: `.sqlite`.
+    Sqlite,
+    /// `pg_dump`'s custom format: `.pgdump`.
+    Postgres,
+}
+
+impl Kind {
+    const ALL: [Kind; 2] = [Kind::Sqlite, Kind::Postgres];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Kind::Sqlite => ".sqlite",
+            Kind::Postgres => ".pgdump",
+        }
+    }
+
+    /// The kind of backup `app`'s database makes and restores.
+    pub fn of(app: &Services) -> Kind {
+        match app.db.sqlite_file() {
+            Some(_) => Kind::Sqlite,
+            None => Kind::Postgres,
+        }
+    }
+
+    fn of_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| name.ends_with(k.suffix()))
+    }
+}
+
+/// Whether `name` has the shape of a backup's name: `medvault-YYYYMMDDTHHMMSSZ[-n].sqlite` (or
+/// `.pgdump`). Nothing else (no separator, no `..`, no NUL) can pass.
 pub fn is_backup_name(name: &str) -> bool {
-    let Some(stem) = name
-        .strip_prefix(PREFIX)
-        .and_then(|rest| rest.strip_suffix(SUFFIX))
-    else {
+    let Some(stem) = Kind::of_name(name).and_then(|kind| {
+        name.strip_prefix(PREFIX)
+            .and_then(|rest| rest.strip_suffix(kind.suffix()))
+    }) else {
         return false;
     };
     let (stamp, counter) = match stem.split_once('-') {
@@ -142,14 +188,15 @@ fn stem_for(at: i64) -> String {
     format!("{PREFIX}{stamp}")
 }
 
-/// A free name for a backup made at `at`; two in the same second get `-2`, `-3`, ...
-fn free_name(dir: &Path, at: i64) -> Result<String, BackupError> {
+/// A free name for a backup of `kind` made at `at`; two in the same second get `-2`, `-3`, ...
+fn free_name(dir: &Path, at: i64, kind: Kind) -> Result<String, BackupError> {
     let stem = stem_for(at);
+    let suffix = kind.suffix();
     for n in 1..10_000 {
         let name = if n == 1 {
-            format!("{stem}{SUFFIX}")
+            format!("{stem}{suffix}")
         } else {
-            format!("{stem}-{n}{SUFFIX}")
+            format!("{stem}-{n}{suffix}")
         };
         let taken = [dir.join(&name), manifest_path(&dir.join(&name))]
             .iter()
@@ -172,10 +219,13 @@ fn read_manifest(backup: &Path) -> Option<Manifest> {
     serde_json::from_str(&text).ok()
 }
 
-/// Every backup in the folder, newest first. Only regular files (never symlinks) whose names
-/// have the backup shape are listed.
+/// Every backup in the folder of the kind this server's database makes, newest first. Only
+/// regular files (never symlinks) whose names have the backup shape are listed.
 pub fn list(app: &Services) -> Result<Vec<BackupInfo>, BackupError> {
-    list_dir(&app.config.backups_dir())
+    let kind = Kind::of(app);
+    let mut listed = list_dir(&app.config.backups_dir())?;
+    listed.retain(|b| Kind::of_name(&b.name) == Some(kind));
+    Ok(listed)
 }
 
 pub fn list_dir(dir: &Path) -> Result<Vec<BackupInfo>, BackupError> {
@@ -227,7 +277,7 @@ pub fn list_dir(dir: &Path) -> Result<Vec<BackupInfo>, BackupError> {
 /// The listed backup called `name`, and its path; anything else is [`BackupError::UnknownName`].
 pub fn find(app: &Services, name: &str) -> Result<(BackupInfo, PathBuf), BackupError> {
     let dir = app.config.backups_dir();
-    list_dir(&dir)?
+    list(app)?
         .into_iter()
         .find(|b| b.name == name)
         .map(|b| {

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::crypto::constant_time_eq;
 use crate::db::models::key_check;
+use crate::db::Location;
 use crate::services::Services;
 
 /// What a restore did: the backup put in place and the backup of the state it replaced.
@@ -30,10 +31,14 @@ pub fn restore_backup(app: &Services, name: &str, author: &str) -> Result<Restor
                 .into(),
         ));
     };
+    if let Location::Postgres(url) = app.db.location() {
+        let safety_backup = super::postgres::restore(app, url, &path, &manifest, author)?;
+        return reloaded(app, info, safety_backup);
+    }
     let live = app
         .db
         .sqlite_file()
-        .ok_or(BackupError::NotSqlite)?
+        .ok_or(BackupError::OtherDatabase)?
         .to_path_buf();
     let dir = live
         .parent()
@@ -66,7 +71,15 @@ pub fn restore_backup(app: &Services, name: &str, author: &str) -> Result<Restor
     ] {
         let _ = fs::remove_file(leftover);
     }
-    let safety_backup = result?;
+    reloaded(app, info, result?)
+}
+
+/// After the restored rows are in place: this server's in-memory state loaded from them.
+fn reloaded(
+    app: &Services,
+    info: BackupInfo,
+    safety_backup: String,
+) -> Result<Restored, BackupError> {
     app.reload_from_database()
         .map_err(|e| BackupError::Failed(format!("the backup is in place, but {e}")))?;
     tracing::info!(backup = %info.name, safety = %safety_backup, "backup restored");
@@ -100,28 +113,38 @@ fn stage(
     check::keys(&mut conn, &app.keys)?;
     check::sealed_state(&mut conn, &version, &app.keys)?;
     check::migrate(&mut conn)?;
-    if version.as_str() < crate::state_seal::SEAL_MIGRATION {
+    bring_up_to_date(app, &mut conn, &version)?;
+    drop(conn);
+    fs::File::open(staging)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| BackupError::failed("cannot sync the staged copy", e))
+}
+
+/// What a start would do to a migrated copy of `version`: seal a state from before seals as
+/// found, give key versions added since the backup their check values, and seal the result.
+pub(super) fn bring_up_to_date(
+    app: &Services,
+    conn: &mut crate::db::Conn,
+    version: &str,
+) -> Result<(), BackupError> {
+    if version < crate::state_seal::SEAL_MIGRATION {
         // A backup from before seals: its state is sealed as found, as an upgrade would.
         app.audit
-            .seal_unsealed_head(&mut conn)
+            .seal_unsealed_head(conn)
             .map_err(|e| BackupError::failed("staging", e))?;
     }
     // Versions added to the key file since the backup was made get their check value, as a
     // start would add them.
-    let recorded = key_check::all(&mut conn).map_err(|e| BackupError::failed("staging", e))?;
+    let recorded = key_check::all(conn).map_err(|e| BackupError::failed("staging", e))?;
     for version in app.keys.root_versions() {
         if !recorded.iter().any(|(v, _)| *v as u32 == version) {
             if let Some(kcv) = app.keys.key_check_value(version) {
-                key_check::insert(version as i32, &kcv, app.now(), &mut conn)
+                key_check::insert(version as i32, &kcv, app.now(), conn)
                     .map_err(|e| BackupError::failed("staging", e))?;
             }
         }
     }
     app.state_seal
-        .reseal(app.now(), &mut conn)
-        .map_err(|e| BackupError::failed("staging", e))?;
-    drop(conn);
-    fs::File::open(staging)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| BackupError::failed("cannot sync the staged copy", e))
+        .reseal(app.now(), conn)
+        .map_err(|e| BackupError::failed("staging", e))
 }

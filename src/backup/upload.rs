@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use super::{
     check, free_name, manifest_path, sha256_file, sync_dir, with_suffix, write_manifest,
-    BackupError, BackupInfo, Manifest, Origin,
+    BackupError, BackupInfo, Kind, Manifest, Origin,
 };
 use crate::crypto::constant_time_eq;
+use crate::db::Location;
 use crate::services::Services;
 
 /// Where an upload waits while it is checked: in the backups folder (so the final rename stays
@@ -54,13 +55,27 @@ fn accept(
             ));
         }
     }
-    let (schema_version, key_checks) = check::check_copy(received, &app.keys, check::Depth::Full)?;
+    let kind = Kind::of(app);
+    let (schema_version, key_checks, row_counts) = match app.db.location() {
+        Location::Postgres(url) => {
+            let found = super::postgres::check_file(app, url, received)?;
+            (
+                found.schema_version,
+                found.key_checks,
+                Some(found.row_counts),
+            )
+        }
+        Location::SqliteFile(_) => {
+            let (version, keys) = check::check_copy(received, &app.keys, check::Depth::Full)?;
+            (version, keys, None)
+        }
+    };
     // Hashed after the check: opening it may have folded a WAL into the file.
     let (sha256, size) =
         sha256_file(received).map_err(|e| BackupError::failed("cannot read the upload", e))?;
     let dir = app.config.backups_dir();
     let now = app.now();
-    let name = free_name(&dir, now)?;
+    let name = free_name(&dir, now, kind)?;
     let path = dir.join(&name);
     let manifest = Manifest {
         format: 1,
@@ -74,6 +89,7 @@ fn accept(
         created_at: now,
         origin: Origin::Uploaded,
         integrity_checked: true,
+        row_counts,
     };
     fs::File::open(received)
         .and_then(|f| f.sync_all())

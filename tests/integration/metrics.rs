@@ -25,7 +25,7 @@ fn health_reports_database_key_and_disk() {
 }
 
 #[test]
-fn metrics_count_requests_by_route_and_status_for_loopback_only() {
+fn metrics_count_requests_by_route_and_status_for_loopback_only_with_a_sqlite_backup() {
     let app = TestApp::new();
     let mut patient = app.signed_in(Level::Patient, "pat");
     patient.get("/admin/users").assert_status(Status::Forbidden);

@@ -657,3 +657,190 @@ fn a_database_that_goes_away_gives_503_pages_and_the_server_recovers_when_it_ret
     );
     doctor.get("/patients").assert_status(Status::Ok);
 }
+
+/// The admin presses "Back up now"; returns the newest backup's name.
+fn dump_now(admin: &mut Browser<'_>) -> String {
+    admin.get("/admin/backups").assert_status(Status::Ok);
+    admin
+        .post("/admin/backups", &[])
+        .assert_redirect("/admin/backups");
+    let page = admin.get("/admin/backups");
+    let name = find_between(&page.body, "<code>medvault-", "</code>")
+        .map(|rest| format!("medvault-{rest}"))
+        .unwrap_or_else(|| panic!("a listed backup: {}", page.body));
+    assert!(name.ends_with(".pgdump"), "{name}");
+    name
+}
+
+fn usernames_in(url: &str) -> Vec<String> {
+    use medvault::db::schema::users;
+    let mut conn = PgConnection::establish(url).expect("PostgreSQL");
+    users::table
+        .order(users::username.asc())
+        .select(users::username)
+        .load(&mut conn)
+        .expect("users")
+}
+
+#[test]
+fn a_pg_dump_is_checked_listed_and_restored_while_both_servers_serve() {
+    let (one, two) = two_servers();
+    let url = match one.app().db.location() {
+        medvault::db::Location::Postgres(url) => url.clone(),
+        other => panic!("on PostgreSQL, not {other}"),
+    };
+    let mut admin = one.signed_in(Level::Admin, "admin");
+    admin_creates(&mut admin, "before", "patient");
+    let name = dump_now(&mut admin);
+    let listed = medvault::backup::list(one.app()).expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].verified,
+        "checked in a scratch database before it was listed"
+    );
+    let manifest = listed[0].manifest.clone().expect("manifest");
+    let counts = manifest.row_counts.expect("row counts");
+    assert_eq!(counts["users"], usernames_in(&url).len() as i64);
+    assert!(manifest.key_checks.len() == 1 && manifest.sha256.len() == 64);
+
+    // After the backup: another account, and the patients' access to the audit page, saved on
+    // the other server.
+    let mut other_admin = two.signed_in(Level::Admin, "admin2");
+    admin_creates(&mut other_admin, "after", "patient");
+    // The admin keeps the pages this test goes on to use.
+    other_admin
+        .post(
+            "/admin/access",
+            &[
+                ("grant", "patient:AdminAudit"),
+                ("grant", "admin:AdminUsers"),
+                ("grant", "admin:AdminAccess"),
+                ("grant", "admin:AdminAudit"),
+                ("grant", "admin:AdminBackups"),
+            ],
+        )
+        .assert_redirect("/admin/access");
+    let mut patient = two.signed_in(Level::Patient, "pat");
+    let granted = within(std::time::Duration::from_secs(5), || {
+        (patient.get("/admin/audit").status == Status::Ok).then_some(())
+    });
+    assert!(granted.is_some());
+    assert!(usernames_in(&url).contains(&"after".to_string()));
+
+    admin
+        .get(&format!("/admin/backups/{name}/restore"))
+        .assert_status(Status::Ok);
+    admin
+        .post(
+            &format!("/admin/backups/{name}/restore"),
+            &[("confirmed", "true")],
+        )
+        .assert_redirect("/admin/backups");
+
+    let now = usernames_in(&url);
+    assert!(now.contains(&"before".to_string()), "{now:?}");
+    assert!(!now.contains(&"after".to_string()), "{now:?}");
+    // The other server puts the restored settings in force too, without a restart.
+    let mut patient = two.signed_in(Level::Patient, "pat2");
+    let refused = within(std::time::Duration::from_secs(5), || {
+        (patient.get("/admin/audit").status == Status::Forbidden).then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "the grant made after the backup is gone on both servers"
+    );
+    // The state it replaced was backed up first, and the restore is audited in one chain.
+    let after = medvault::backup::list(one.app()).expect("list");
+    assert!(after
+        .iter()
+        .any(|b| b.origin == Some(medvault::backup::Origin::BeforeRestore)));
+    assert!(one.audit_actions().iter().any(|a| a == "backup.restored"));
+    let mut conn = one.app().db.conn().expect("conn");
+    let chain = one.app().audit.verify(&mut conn).expect("verify");
+    assert!(chain.first_broken.is_none());
+}
+
+#[test]
+fn a_changed_dump_is_refused_at_restore_and_a_planted_trigger_is_never_listed() {
+    let url = fresh_database("dump-refusals");
+    let app = TestApp::with_config(|c| {
+        c.database_url = Some(medvault::config::DatabaseUrl::new(url.clone()));
+    });
+    let mut admin = app.signed_in(Level::Admin, "admin");
+    let name = dump_now(&mut admin);
+    let path = app.home.path().join("database/backups").join(&name);
+    let original = std::fs::read(&path).unwrap();
+
+    // One byte changed after it was listed: the SHA-256 no longer matches the manifest.
+    let mut changed = original.clone();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 0x01;
+    std::fs::write(&path, &changed).unwrap();
+    admin.get(&format!("/admin/backups/{name}/restore"));
+    let page = admin.post(
+        &format!("/admin/backups/{name}/restore"),
+        &[("confirmed", "true")],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(
+        page.body.contains("SHA-256 does not match"),
+        "{}",
+        page.body
+    );
+    std::fs::write(&path, &original).unwrap();
+
+    // The same backup with a trigger planted in it, as someone with the dump could make.
+    let planted_db = fresh_database("dump-refusals-planted");
+    let restore = std::process::Command::new(pg_tool("pg_restore"))
+        .args(["--no-owner", "--no-privileges", "--dbname", &planted_db])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    let mut planted = PgConnection::establish(&planted_db).unwrap();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut planted,
+        "CREATE FUNCTION steal() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$; \
+         CREATE TRIGGER steal AFTER INSERT ON users FOR EACH ROW EXECUTE FUNCTION steal();",
+    )
+    .unwrap();
+    let planted_file = app.home.path().join("planted.pgdump");
+    let dump = std::process::Command::new(pg_tool("pg_dump"))
+        .args(["--format=custom", "--no-owner", "--no-privileges", "--file"])
+        .arg(&planted_file)
+        .arg(&planted_db)
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    admin.get("/admin/backups");
+    let page = admin.post_multipart(
+        "/admin/backups/upload",
+        &[],
+        "planted.pgdump",
+        &std::fs::read(&planted_file).unwrap(),
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(page.body.contains("not medvault"), "{}", page.body);
+    assert_eq!(
+        medvault::backup::list(app.app()).unwrap().len(),
+        1,
+        "never listed"
+    );
+
+    // And something that is not a dump at all.
+    let page = admin.post_multipart("/admin/backups/upload", &[], "x.pgdump", b"not a dump");
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(
+        page.body.contains("not a PostgreSQL backup"),
+        "{}",
+        page.body
+    );
+}

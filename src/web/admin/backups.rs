@@ -68,7 +68,7 @@ async fn refusal(app: &App, actor: &Actor, what: &str, name: &str, err: BackupEr
         BackupError::UnknownName(_) => (Status::NotFound, err.to_string()),
         BackupError::Refused(m) => (Status::UnprocessableEntity, format!("Refused: {m}.")),
         BackupError::Busy => (Status::Conflict, format!("Not now: {err}.")),
-        BackupError::NotSqlite => (Status::Conflict, format!("Not on this server: {err}.")),
+        BackupError::OtherDatabase => (Status::Conflict, format!("Not on this server: {err}.")),
         BackupError::Failed(m) => {
             tracing::error!(action = what, error = %m, "backup action failed");
             (
