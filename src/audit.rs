@@ -80,19 +80,102 @@ pub struct VerifyReport {
 
 pub struct AuditLog {
     key: SecretKey,
-    /// Taken around an event that opens its own transaction. Every record view writes one, so
-    /// under load these writers met on SQLite's write lock, whose busy handler sleeps 1, 2, 5 ms
-    /// and more before it retries (half a sleep per page view at 32 connections): queued on
-    /// this lock they follow each other at once. A thread in a caller's transaction already
-    /// holds the write lock and never takes this one, so the two cannot wait on each other.
-    writers: std::sync::Mutex<()>,
+    /// Events that open no transaction of their own wait here to be written together.
+    queue: GroupCommit,
+}
+
+/// Events that come with no transaction of their own (every record view writes one) are
+/// written in groups: the first waiting thread takes all the events queued so far, writes them
+/// in one write transaction and wakes the others, whose events went in with its own. One
+/// commit then carries as many views as arrived during the last one. On SQLite this keeps those
+/// writers from meeting on its write lock, whose busy handler sleeps 1, 2, 5 ms and more before
+/// it retries; on PostgreSQL each event alone cost eight round trips under the writer lock, and
+/// a group costs seven. A thread in a caller's transaction already holds the write lock and
+/// never queues here, so the two cannot wait on each other.
+#[derive(Default)]
+struct GroupCommit {
+    state: std::sync::Mutex<Queue>,
+    written: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Events not yet taken by a writer, each with its ticket and time.
+    waiting: Vec<(u64, i64, Entry)>,
+    next_ticket: u64,
+    /// A thread is writing a group now.
+    writing: bool,
+    /// How each taken event's group ended, until its thread collects it.
+    outcomes: std::collections::HashMap<u64, Result<(), GroupFailure>>,
+}
+
+/// Why a group was not written, told to every thread whose event was in it.
+#[derive(Clone)]
+struct GroupFailure {
+    lost_connection: bool,
+    message: String,
+}
+
+impl GroupFailure {
+    fn of(e: &diesel::result::Error) -> Self {
+        GroupFailure {
+            lost_connection: crate::db::lost_connection(e),
+            message: e.to_string(),
+        }
+    }
+
+    /// The error each waiting thread returns: a lost connection stays one, so that its page is
+    /// a 503 like the writer's.
+    fn error(&self) -> diesel::result::Error {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let kind = if self.lost_connection {
+            DatabaseErrorKind::ClosedConnection
+        } else {
+            DatabaseErrorKind::Unknown
+        };
+        Error::DatabaseError(
+            kind,
+            Box::new(format!("audit events not written: {}", self.message)),
+        )
+    }
+}
+
+impl Queue {
+    /// Settles the events of a group the writer took, however it ended (a writer that panics
+    /// reports its group as failed rather than leaving its waiters asleep).
+    fn settle(&mut self, tickets: &[u64], outcome: Result<(), GroupFailure>) {
+        for ticket in tickets {
+            self.outcomes.insert(*ticket, outcome.clone());
+        }
+        self.writing = false;
+    }
+}
+
+/// Settles a group as failed if its writer unwinds before it could.
+struct SettleOnPanic<'a> {
+    queue: &'a GroupCommit,
+    tickets: &'a [u64],
+}
+
+impl Drop for SettleOnPanic<'_> {
+    fn drop(&mut self) {
+        let mut state = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.settle(
+            self.tickets,
+            Err(GroupFailure {
+                lost_connection: false,
+                message: "the writer of this group stopped".into(),
+            }),
+        );
+        self.queue.written.notify_all();
+    }
 }
 
 impl AuditLog {
     pub fn new(key: SecretKey) -> Self {
         AuditLog {
             key,
-            writers: std::sync::Mutex::new(()),
+            queue: GroupCommit::default(),
         }
     }
 
@@ -105,38 +188,70 @@ impl AuditLog {
     }
 
     /// Appends `entry` at time `now`. Inside a caller's transaction it commits with the change it
-    /// records; otherwise it takes SQLite's write lock for itself. The write lock is what keeps
-    /// two events from chaining to the same parent, so a caller's transaction must be opened
-    /// with `write_transaction`.
+    /// records; otherwise it is written with the other events waiting (see [`GroupCommit`]) and
+    /// this returns once it is committed. The write lock is what keeps two events from chaining
+    /// to the same parent, so a caller's transaction must be opened with `write_transaction`.
     pub fn append(&self, conn: &mut Conn, now: i64, entry: &Entry) -> QueryResult<()> {
         if in_transaction(conn)? {
-            self.chain(conn, now, entry)
-        } else {
-            let _queue = self.writers.lock().unwrap_or_else(|e| e.into_inner());
-            conn.write_transaction(|conn| self.chain(conn, now, entry))
+            return self.chain(conn, &[(now, entry)]);
+        }
+        let queue = &self.queue;
+        let lock = || queue.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push((ticket, now, entry.clone()));
+        loop {
+            if let Some(outcome) = state.outcomes.remove(&ticket) {
+                return outcome.map_err(|failure| failure.error());
+            }
+            if state.writing {
+                state = queue.written.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // Nobody is writing: this thread writes every event waiting, its own among them.
+            state.writing = true;
+            let group = std::mem::take(&mut state.waiting);
+            drop(state);
+            let tickets: Vec<u64> = group.iter().map(|(t, _, _)| *t).collect();
+            let settle_on_panic = SettleOnPanic {
+                queue,
+                tickets: &tickets,
+            };
+            let events: Vec<(i64, &Entry)> = group.iter().map(|(_, at, e)| (*at, e)).collect();
+            let outcome = conn
+                .write_transaction(|conn| self.chain(conn, &events))
+                .map_err(|e| GroupFailure::of(&e));
+            std::mem::forget(settle_on_panic);
+            state = lock();
+            state.settle(&tickets, outcome);
+            queue.written.notify_all();
         }
     }
 
-    fn chain(&self, conn: &mut Conn, now: i64, entry: &Entry) -> QueryResult<()> {
-        {
-            // Chain to the head the server recorded, not to whatever row is last now: when
-            // events were cut off the end, the new event must not paper over the gap.
-            let last = AuditEvent::last(conn)?.unwrap_or((0, String::new()));
-            let recorded = Setting::get(Setting::AUDIT_HEAD, conn)?;
-            let parsed = recorded.as_deref().and_then(parse_head);
-            // A recorded end that is missing (while events exist) or fails its HMAC stays
-            // visibly broken: the new end carries no valid HMAC either, so that the next event
-            // cannot make a cut tail look whole.
-            let genuine = match &parsed {
-                None => recorded.is_none() && last.0 == 0,
-                Some(head) => self.head_is_genuine(head),
-            };
-            let head = parsed.map(|head| (head.id, head.mac));
-            let (head_id, prev_mac) = head.unwrap_or_else(|| last.clone());
-            let id = head_id.max(last.0) + 1;
+    /// Chains `events` after the recorded head, in order, in the caller's write transaction.
+    fn chain(&self, conn: &mut Conn, events: &[(i64, &Entry)]) -> QueryResult<()> {
+        // Chain to the head the server recorded, not to whatever row is last now: when
+        // events were cut off the end, the new event must not paper over the gap.
+        let last = AuditEvent::last(conn)?.unwrap_or((0, String::new()));
+        let recorded = Setting::get(Setting::AUDIT_HEAD, conn)?;
+        let parsed = recorded.as_deref().and_then(parse_head);
+        // A recorded end that is missing (while events exist) or fails its HMAC stays
+        // visibly broken: the new end carries no valid HMAC either, so that the next event
+        // cannot make a cut tail look whole.
+        let genuine = match &parsed {
+            None => recorded.is_none() && last.0 == 0,
+            Some(head) => self.head_is_genuine(head),
+        };
+        let head = parsed.map(|head| (head.id, head.mac));
+        let (head_id, mut prev_mac) = head.unwrap_or_else(|| last.clone());
+        let mut id = head_id.max(last.0);
+        let mut macs = Vec::with_capacity(events.len());
+        for (at, entry) in events {
+            id += 1;
             let mac = self.mac(
                 id,
-                now,
+                *at,
                 [
                     &entry.actor.id,
                     &entry.actor.name,
@@ -148,29 +263,36 @@ impl AuditLog {
                     &prev_mac,
                 ],
             );
-            AuditEvent::insert(
-                &NewAuditEvent {
-                    id,
-                    at: now,
-                    actor_id: &entry.actor.id,
-                    actor_name: &entry.actor.name,
-                    ip: &entry.actor.ip,
-                    action: entry.action,
-                    target: &entry.target,
-                    outcome: entry.outcome.as_str(),
-                    detail: &entry.detail,
-                    prev_mac: &prev_mac,
-                    mac: &mac,
-                },
-                conn,
-            )?;
-            let head = if genuine {
-                self.head_text(id, &mac)
-            } else {
-                format!("{id}:{mac}:{UNSEALED}")
-            };
-            Setting::set(Setting::AUDIT_HEAD, &head, conn)
+            macs.push((id, prev_mac, mac.clone()));
+            prev_mac = mac;
         }
+        let rows: Vec<NewAuditEvent<'_>> = events
+            .iter()
+            .zip(&macs)
+            .map(|((at, entry), (id, prev_mac, mac))| NewAuditEvent {
+                id: *id,
+                at: *at,
+                actor_id: &entry.actor.id,
+                actor_name: &entry.actor.name,
+                ip: &entry.actor.ip,
+                action: entry.action,
+                target: &entry.target,
+                outcome: entry.outcome.as_str(),
+                detail: &entry.detail,
+                prev_mac,
+                mac,
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        AuditEvent::insert_all(&rows, conn)?;
+        let head = if genuine {
+            self.head_text(id, &prev_mac)
+        } else {
+            format!("{id}:{prev_mac}:{UNSEALED}")
+        };
+        Setting::set(Setting::AUDIT_HEAD, &head, conn)
     }
 
     fn head_is_genuine(&self, head: &Head) -> bool {

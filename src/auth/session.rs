@@ -128,7 +128,8 @@ fn resolve_token(
     let ended = Viewer::Guest {
         session_ended: true,
     };
-    let Some(row) = SessionRow::find_by_digest(&app.sessions.digest(token, epoch), conn)? else {
+    let Some((row, user)) = SessionRow::find_with_user(&app.sessions.digest(token, epoch), conn)?
+    else {
         // A digest under the previous key means the session key was renewed under it.
         if let Some(old) = SessionRow::find_by_digest(&app.sessions.digest(token, epoch - 1), conn)?
         {
@@ -142,7 +143,7 @@ fn resolve_token(
             session_ended: false,
         });
     }
-    let Some(user) = User::find(&row.user_id, conn)?.filter(|u| u.active) else {
+    let Some(user) = user.filter(|u| u.active) else {
         end_with_audit(app, &row, client, "account deactivated", conn)?;
         return Ok(ended);
     };

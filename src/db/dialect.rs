@@ -52,11 +52,19 @@ impl Conn {
                 AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
             }
             Conn::Postgres(inner) => {
-                AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN")?;
-                let locked =
-                    inner.batch_execute(&format!("SELECT pg_advisory_xact_lock({WRITER_LOCK})"));
-                if let Err(e) = locked {
-                    <Conn as Connection>::TransactionManager::rollback_transaction(self)?;
+                // One round trip for both: the lock is taken as the transaction begins.
+                let begun = AnsiTransactionManager::begin_transaction_sql(
+                    inner,
+                    &format!("BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"),
+                );
+                if let Err(e) = begun {
+                    // The BEGIN may have run without the lock: end it here, since Diesel only
+                    // counts a transaction whose whole opening succeeded. A connection that
+                    // cannot even roll back is flagged, so that the pool drops it.
+                    if inner.batch_execute("ROLLBACK").is_err() {
+                        AnsiTransactionManager::transaction_manager_status_mut(inner)
+                            .set_in_error();
+                    }
                     return Err(e.into());
                 }
             }

@@ -18,11 +18,13 @@ pub mod shape;
 use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use diesel::connection::{InstrumentationEvent, SimpleConnection, TransactionManager};
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
-use diesel::{connection::SimpleConnection, Connection, PgConnection, SqliteConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
 /// Why the database could not answer: a query failed, or no connection could be had (closed
@@ -133,9 +135,18 @@ impl ManageConnection for Manager {
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(Conn::Sqlite(conn))
             }
-            Location::Postgres(url) => PgConnection::establish(url)
-                .map(Conn::Postgres)
-                .map_err(diesel::r2d2::Error::ConnectionError),
+            Location::Postgres(url) => {
+                let mut conn =
+                    PgConnection::establish(url).map_err(diesel::r2d2::Error::ConnectionError)?;
+                conn.set_instrumentation(|event: InstrumentationEvent<'_>| {
+                    if let InstrumentationEvent::FinishQuery { error: Some(e), .. } = event {
+                        if lost_connection(e) {
+                            Liveness::note_loss();
+                        }
+                    }
+                });
+                Ok(Conn::Postgres(conn))
+            }
         }
     }
 
@@ -234,9 +245,80 @@ impl Drop for DbConn {
     }
 }
 
+/// Whether a pooled connection still reaches the database. r2d2 would ping every connection it
+/// hands out (`SELECT 1`), two of the doctor's page's twenty round trips to PostgreSQL
+/// (BENCHMARKS.md); a connection is pinged instead when it was last checked [`RECHECK_AFTER`]
+/// ago or more, or when a query on any connection has found its connection lost since (a
+/// restarted PostgreSQL drops them all): so a dead connection is never handed out twice, and
+/// after an outage every connection is tried before it serves.
+struct Liveness;
+
+/// How long a connection that was found alive is believed to be.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
+/// The moment the [`Liveness`] times count from.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+/// When (ms after [`EPOCH`], plus one) a query last found its connection lost; 0 if never.
+static LAST_LOSS: AtomicU64 = AtomicU64::new(0);
+
+/// Carried by each pooled connection: when (ms after [`EPOCH`], plus one) it was last found
+/// alive.
+struct CheckedAt(u64);
+
+impl Liveness {
+    fn now() -> u64 {
+        EPOCH.elapsed().as_millis() as u64 + 1
+    }
+
+    fn note_loss() {
+        LAST_LOSS.fetch_max(Self::now(), Ordering::Relaxed);
+    }
+
+    fn needs_check(conn: &PooledConnection<Manager>) -> bool {
+        let Some(CheckedAt(at)) = PooledConnection::extensions(conn).get::<CheckedAt>() else {
+            return true;
+        };
+        let now = Self::now();
+        now.saturating_sub(*at) >= RECHECK_AFTER.as_millis() as u64
+            || LAST_LOSS.load(Ordering::Relaxed) >= *at
+    }
+
+    /// A connection from `pool` that answers, pinging it if [`Liveness::needs_check`]; one that
+    /// does not answer is flagged broken, so that the pool drops it, and the next one tried.
+    fn checked_out(pool: &ConnPool) -> Result<PooledConnection<Manager>, DbError> {
+        // Every idle connection may be dead (after an outage), then a new one is opened.
+        for _ in 0..=POOL_SIZE {
+            let mut conn = pool
+                .get()
+                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            if !Self::needs_check(&conn) {
+                return Ok(conn);
+            }
+            let checked = Self::now();
+            match conn.ping() {
+                Ok(()) => {
+                    PooledConnection::extensions_mut(&mut conn).insert(CheckedAt(checked));
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "a pooled connection no longer answers");
+                    <Conn as Connection>::TransactionManager::transaction_manager_status_mut(
+                        &mut conn,
+                    )
+                    .set_in_error();
+                }
+            }
+        }
+        Err(DbError::Unavailable(
+            "no connection to the database answers".into(),
+        ))
+    }
+}
+
 fn build_pool(location: &Location) -> Result<ConnPool, String> {
     Pool::builder()
         .max_size(POOL_SIZE as u32)
+        .test_on_check_out(false)
         .min_idle(Some(1))
         .connection_timeout(Duration::from_secs(10))
         .build(Manager {
@@ -380,10 +462,7 @@ impl Db {
             conn: None,
             gate: self.gate.clone(),
         };
-        held.conn = Some(
-            pool.get()
-                .map_err(|e| DbError::Unavailable(e.to_string()))?,
-        );
+        held.conn = Some(Liveness::checked_out(&pool)?);
         Ok(held)
     }
 

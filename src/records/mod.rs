@@ -23,8 +23,7 @@ use crate::db::models::records::{
     ProfileColumn, VaccinationRow,
 };
 use crate::db::models::User;
-use crate::db::schema::users;
-use crate::db::{Conn, LoadOne};
+use crate::db::Conn;
 use crate::fields::Shown;
 use crate::ids::{DoctorId, PatientId, RowId};
 use crate::masking::{self, Mode, Visibility, PROFILE_FIELDS};
@@ -205,26 +204,21 @@ pub fn display_name(app: &Services, user: &User) -> String {
     }
 }
 
-/// The display names of the people `ids` names (a record's few doctors, each many times).
-/// One cached key lookup per person: an `IN (...)` of varying length is prepared anew by SQLite
-/// on every call.
+/// The display names of the people `ids` names (a record's few doctors, each many times);
+/// `reader`, who is often one of them, is not looked up again.
 fn names_of(
     app: &Services,
+    reader: &User,
     ids: Vec<&str>,
     conn: &mut Conn,
 ) -> QueryResult<HashMap<String, String>> {
     let mut names = HashMap::new();
-    for id in ids {
-        if names.contains_key(id) {
-            continue;
-        }
-        let user: Option<User> = users::table
-            .find(id)
-            .select(User::as_select())
-            .load_one(conn)?;
-        if let Some(user) = user {
-            names.insert(user.id.clone(), display_name(app, &user));
-        }
+    if ids.contains(&reader.id.as_str()) {
+        names.insert(reader.id.clone(), display_name(app, reader));
+    }
+    let unknown: Vec<&str> = ids.into_iter().filter(|id| *id != reader.id).collect();
+    for user in User::find_many(&unknown, conn)? {
+        names.insert(user.id.clone(), display_name(app, &user));
     }
     Ok(names)
 }
@@ -326,9 +320,10 @@ pub fn audit_lookup(
     )
 }
 
-/// Reads `patient`'s whole record for `level`.
+/// Reads `patient`'s whole record for `level`, as `reader` (the doctor or the patient).
 pub fn load_record(
     app: &Services,
+    reader: &User,
     patient: &User,
     level: Level,
     revealed: Option<&str>,
@@ -346,7 +341,7 @@ pub fn load_record(
     people.extend(appointments.iter().map(|a| a.doctor_id.as_str()));
     people.sort_unstable();
     people.dedup();
-    let names = names_of(app, people, conn)?;
+    let names = names_of(app, reader, people, conn)?;
     let name_of = |id: &str| names.get(id).cloned().unwrap_or_else(|| "—".into());
 
     let now = app.now();

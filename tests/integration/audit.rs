@@ -462,3 +462,99 @@ fn markup_in_a_failed_username_is_escaped_on_the_audit_page() {
     let filtered = admin.get(&format!("/admin/audit?actor={}", encode(script)));
     assert_eq!(total(&filtered), 1);
 }
+
+/// Events written at one moment from many threads, each with no transaction of its own (as
+/// record views write them): they are written in groups, and still each event is committed
+/// before its caller goes on, each gets an id of its own, and the chain holds without a fork.
+#[test]
+fn events_appended_at_once_from_many_threads_are_each_committed_once_in_one_chain() {
+    use diesel::prelude::*;
+    use medvault::audit::{Actor, Entry, Outcome};
+    use medvault::db::schema::audit_events;
+    const THREADS: usize = 8;
+    const EACH: usize = 25;
+    let app = busy_app();
+    let before = last_id(&app);
+    let start = std::sync::Barrier::new(THREADS);
+    let services = app.app();
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let start = &start;
+            scope.spawn(move || {
+                let mut conn = services.db.conn().expect("conn");
+                let actor = Actor {
+                    id: format!("thread{t}"),
+                    name: format!("thread {t}"),
+                    ip: "127.0.0.1".into(),
+                };
+                start.wait();
+                for n in 0..EACH {
+                    let detail = format!("thread {t} event {n}");
+                    let entry =
+                        Entry::new(&actor, "test.grouped", Outcome::Success).detail(detail.clone());
+                    services
+                        .audit
+                        .append(&mut conn, services.now(), &entry)
+                        .expect("appended");
+                    // Committed by the time append returns, whichever thread wrote it: this
+                    // thread's connection, outside any transaction, sees the latest commit.
+                    let found: i64 = audit_events::table
+                        .filter(audit_events::detail.eq(&detail))
+                        .count()
+                        .get_result(&mut *conn)
+                        .expect("count");
+                    assert_eq!(found, 1, "{detail} is in the trail once");
+                }
+            });
+        }
+    });
+    let written = (THREADS * EACH) as i64;
+    assert_eq!(last_id(&app), before + written, "one id per event");
+    let mut conn = app.app().db.conn().expect("conn");
+    let grouped: i64 = audit_events::table
+        .filter(audit_events::action.eq("test.grouped"))
+        .count()
+        .get_result(&mut *conn)
+        .expect("count");
+    assert_eq!(grouped, written);
+    let chain = app.app().audit.verify(&mut conn).expect("verify");
+    assert!(chain.first_broken.is_none(), "{:?}", chain.first_broken);
+    assert_eq!(chain.checked, before + written);
+}
+
+/// An event the database refuses to store is an error for its caller, not a page that goes on
+/// as if the view had been recorded.
+#[test]
+fn an_event_the_database_refuses_is_an_error_for_its_caller() {
+    use diesel::connection::SimpleConnection;
+    use medvault::audit::{Actor, Entry, Outcome};
+    let app = busy_app();
+    let mut editor = database_conn(app.home.path());
+    editor
+        .batch_execute(if on_postgres() {
+            "CREATE FUNCTION refuse_event() RETURNS trigger AS $$ BEGIN \
+             RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events \
+             FOR EACH ROW EXECUTE FUNCTION refuse_event();"
+        } else {
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+        })
+        .expect("trigger");
+    let before = last_id(&app);
+    let services = app.app();
+    let mut conn = services.db.conn().expect("conn");
+    let entry = Entry::new(&Actor::default(), "test.refused", Outcome::Success);
+    let refused = services.audit.append(&mut conn, services.now(), &entry);
+    assert!(refused.is_err(), "the refusal reaches the caller");
+    assert_eq!(last_id(&app), before, "nothing was written");
+    editor
+        .batch_execute("DROP TRIGGER refuse_events ON audit_events")
+        .or_else(|_| editor.batch_execute("DROP TRIGGER refuse_events"))
+        .expect("drop");
+    services
+        .audit
+        .append(&mut conn, services.now(), &entry)
+        .expect("the next event is written");
+    assert_eq!(last_id(&app), before + 1);
+}

@@ -46,28 +46,27 @@ pub struct AuditFilter {
 }
 
 impl AuditEvent {
-    /// The newest event's id and MAC. In two cached statements, the newest id, then its row,
-    /// rather than `ORDER BY id DESC LIMIT ?`, which SQLite re-prepares on every call.
+    /// The newest event's id and MAC, in one cached statement: the row whose id is the
+    /// largest, rather than `ORDER BY id DESC LIMIT ?`, which SQLite re-prepares on every call.
     pub fn last(conn: &mut Conn) -> QueryResult<Option<(i64, String)>> {
-        let newest: Option<i64> = audit_events::table
-            .select(diesel::dsl::max(audit_events::id))
-            .get_result(conn)?;
-        let Some(id) = newest else {
-            return Ok(None);
-        };
+        diesel::alias!(audit_events as newest_events: NewestEvents);
+        let newest = newest_events
+            .select(diesel::dsl::max(newest_events.field(audit_events::id)))
+            .single_value();
         crate::db::LoadOne::load_one(
             audit_events::table
-                .find(id)
+                .filter(audit_events::id.nullable().eq(newest))
                 .select((audit_events::id, audit_events::mac)),
             conn,
         )
     }
 
-    pub fn insert(new: &NewAuditEvent<'_>, conn: &mut Conn) -> QueryResult<()> {
-        diesel::insert_into(audit_events::table)
-            .values(new)
-            .execute(conn)
-            .map(|_| ())
+    /// Writes `rows` in one statement (a batch insert, which Diesel builds per backend).
+    pub fn insert_all(rows: &[NewAuditEvent<'_>], conn: &mut Conn) -> QueryResult<()> {
+        crate::db::per_backend!(conn, |inner| diesel::insert_into(audit_events::table)
+            .values(rows)
+            .execute(inner)
+            .map(|_| ()))
     }
 
     /// Up to `limit` events with ids above `after`, oldest first: the verifier's walk.

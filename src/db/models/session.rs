@@ -3,7 +3,8 @@ use diesel::prelude::*;
 use crate::db::LoadOne;
 use serde::Serialize;
 
-use crate::db::schema::sessions;
+use crate::db::models::User;
+use crate::db::schema::{sessions, users};
 use crate::db::Conn;
 
 /// A signed-in browser. The cookie holds a random token; only its keyed digest is stored here.
@@ -59,6 +60,19 @@ impl SessionRow {
         sessions::table
             .filter(sessions::token_digest.eq(digest))
             .select(SessionRow::as_select())
+            .load_one(conn)
+    }
+
+    /// The session whose token has `digest`, with its account (`None` if the account is gone),
+    /// in one statement: every signed-in request asks for both.
+    pub fn find_with_user(
+        digest: &str,
+        conn: &mut Conn,
+    ) -> QueryResult<Option<(SessionRow, Option<User>)>> {
+        sessions::table
+            .left_join(users::table)
+            .filter(sessions::token_digest.eq(digest))
+            .select((SessionRow::as_select(), Option::<User>::as_select()))
             .load_one(conn)
     }
 

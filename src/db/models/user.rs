@@ -84,6 +84,26 @@ impl User {
             .load_one(conn)
     }
 
+    /// The accounts `ids` names that exist. PostgreSQL takes them in one cached statement
+    /// (`= ANY($1)`, one array bound); SQLite would prepare an `IN (?, …)` of each length anew,
+    /// so there it is one cached key lookup per id.
+    pub fn find_many(ids: &[&str], conn: &mut Conn) -> QueryResult<Vec<User>> {
+        match conn {
+            _ if ids.is_empty() => Ok(Vec::new()),
+            Conn::Postgres(inner) => users::table
+                .filter(users::id.eq_any(ids))
+                .select(User::as_select())
+                .load(inner),
+            Conn::Sqlite(_) => {
+                let mut found = Vec::with_capacity(ids.len());
+                for id in ids {
+                    found.extend(User::find(id, conn)?);
+                }
+                Ok(found)
+            }
+        }
+    }
+
     pub fn find_by_username(username: &str, conn: &mut Conn) -> QueryResult<Option<User>> {
         users::table
             .filter(users::username.eq(username))

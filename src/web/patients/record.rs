@@ -121,8 +121,14 @@ pub(crate) async fn render_record(
             let Some(relation) = records::relation(&viewer, &id, app.now(), conn)? else {
                 return Ok(Err(patient));
             };
-            let record =
-                records::load_record(app, &patient, Level::Doctor, reveal.as_deref(), conn)?;
+            let record = records::load_record(
+                app,
+                &viewer,
+                &patient,
+                Level::Doctor,
+                reveal.as_deref(),
+                conn,
+            )?;
             let emergency = matches!(relation, Relation::Emergency { .. });
             let (action, detail) = match &reveal {
                 Some(field) => (action::RECORD_FIELD_REVEALED, format!("field {field}")),

@@ -43,7 +43,7 @@ async fn render(
     let (patient, actor) = (who.user.clone(), who.actor());
     let (record, doctors) = app
         .blocking(move |app, conn| {
-            let record = records::load_record(app, &patient, Level::Patient, None, conn)?;
+            let record = records::load_record(app, &patient, &patient, Level::Patient, None, conn)?;
             let doctors: Vec<DoctorOption> = CareTeam::doctors_of(&patient.id, conn)?
                 .iter()
                 .map(|d| DoctorOption {
