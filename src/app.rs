@@ -2,7 +2,6 @@
 //! gathered in one [`App`] that the server, the command line and the tests share.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::audit::{action, Actor, AuditLog, Entry, Outcome};
@@ -25,8 +24,6 @@ pub struct StartupError(pub String);
 pub struct AppInner {
     services: Arc<Services>,
     pub sessions: SessionKeys,
-    /// Whether the server runs under TLS, so that cookies are marked Secure.
-    pub tls: AtomicBool,
     /// `/health`'s write probe of the database folder, remembered for a few seconds.
     pub disk_probe: crate::health::DiskProbe,
 }
@@ -184,7 +181,6 @@ impl App {
         let app = App(Arc::new(AppInner {
             services: Arc::new(services),
             sessions,
-            tls: AtomicBool::new(false),
             disk_probe: Default::default(),
         }));
         if !newly_encryptable.is_empty() {
@@ -205,10 +201,6 @@ impl App {
             }
         }
         Ok(app)
-    }
-
-    pub fn secure_cookies(&self) -> bool {
-        self.tls.load(Ordering::Relaxed)
     }
 }
 

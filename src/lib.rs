@@ -27,8 +27,6 @@ pub mod state_seal;
 pub mod users;
 pub mod web;
 
-use std::sync::atomic::Ordering;
-
 use base64::{engine::general_purpose::STANDARD, Engine};
 use rocket::fairing::AdHoc;
 use rocket::shield::Shield;
@@ -44,6 +42,8 @@ use crate::crypto::Purpose;
 /// every page behind its guard.
 pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
     let template_dir = config.template_dir();
+    // A certificate that cannot be used stops the start before the database is opened.
+    web::tls::check(&Config::figment()).map_err(StartupError)?;
     let app = App::open(config)?;
     let cookie_key = app.keys.purpose_key(Purpose::CookieSecret);
     let figment = Config::figment()
@@ -91,12 +91,10 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
             loaded.store(&engines.tera);
         }))
         .attach(AdHoc::on_liftoff(
-            "TLS for cookies, re-encryption worker, settings follower",
+            "re-encryption worker, settings follower",
             |rocket| {
                 Box::pin(async move {
                     if let Some(app) = rocket.state::<App>() {
-                        app.tls
-                            .store(rocket.config().tls_enabled(), Ordering::Relaxed);
                         if app.config.reencrypt_in_background {
                             reencryption::job::spawn_worker(app.services());
                         }

@@ -15,6 +15,10 @@ use crate::app::App;
 pub struct ClientInfo {
     pub ip: String,
     pub user_agent: String,
+    /// The browser reached medvault over HTTPS: medvault's own TLS, or a trusted proxy that
+    /// terminated TLS and says so in `X-Forwarded-Proto`. Cookies are then `Secure` and HSTS is
+    /// sent.
+    pub https: bool,
 }
 
 impl ClientInfo {
@@ -23,6 +27,7 @@ impl ClientInfo {
         trusted_proxies: &[IpAddr],
     ) -> Result<ClientInfo, MalformedForwarding> {
         let peer = req.remote().map(|a| a.ip());
+        let https = request_is_https(req, trusted_proxies);
         let ip = match peer {
             Some(peer) if trusted_proxies.contains(&peer) => {
                 let entries: Vec<&str> = req
@@ -33,12 +38,12 @@ impl ClientInfo {
                 forwarded_client(&entries, trusted_proxies)?.unwrap_or(peer)
             }
             Some(peer) => peer,
-            None => return Ok(ClientInfo::with_ip(req, "unknown".into())),
+            None => return Ok(ClientInfo::with_ip(req, "unknown".into(), https)),
         };
-        Ok(ClientInfo::with_ip(req, ip.to_string()))
+        Ok(ClientInfo::with_ip(req, ip.to_string(), https))
     }
 
-    fn with_ip(req: &Request<'_>, ip: String) -> ClientInfo {
+    fn with_ip(req: &Request<'_>, ip: String, https: bool) -> ClientInfo {
         let user_agent = req
             .headers()
             .get_one("User-Agent")
@@ -46,8 +51,31 @@ impl ClientInfo {
             .chars()
             .take(512)
             .collect();
-        ClientInfo { ip, user_agent }
+        ClientInfo {
+            ip,
+            user_agent,
+            https,
+        }
     }
+}
+
+/// Whether `req` came over HTTPS: Rocket's own TLS, or a trusted proxy whose
+/// `X-Forwarded-Proto` (its last entry, the one the nearest proxy wrote) is `https`. The header
+/// from any other peer is anyone's to write and is ignored.
+pub fn request_is_https(req: &Request<'_>, trusted_proxies: &[IpAddr]) -> bool {
+    if req.rocket().config().tls_enabled() {
+        return true;
+    }
+    let from_proxy = req
+        .remote()
+        .is_some_and(|peer| trusted_proxies.contains(&peer.ip()));
+    from_proxy
+        && req
+            .headers()
+            .get("X-Forwarded-Proto")
+            .flat_map(|h| h.split(','))
+            .last()
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
 /// A trusted proxy's `X-Forwarded-For` whose client entry is not an address (a port, `unknown`,

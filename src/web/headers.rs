@@ -46,7 +46,12 @@ impl Fairing for SecurityHeaders {
         if page != Some(Page::Static) {
             res.set_header(Header::new("Cache-Control", "no-store"));
         }
-        if req.rocket().config().tls_enabled() {
+        let proxies: &[std::net::IpAddr] = req
+            .rocket()
+            .state::<crate::app::App>()
+            .map(|app| app.config.trusted_proxies.as_slice())
+            .unwrap_or(&[]);
+        if crate::auth::client::request_is_https(req, proxies) {
             res.set_header(Header::new(
                 "Strict-Transport-Security",
                 "max-age=31536000; includeSubDomains",

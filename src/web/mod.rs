@@ -18,6 +18,7 @@ mod patients;
 mod records;
 mod request_pin;
 mod setup;
+pub mod tls;
 
 pub use error::{AppError, Rejected};
 pub use headers::SecurityHeaders;

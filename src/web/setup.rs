@@ -34,6 +34,7 @@ pub struct SetupForm {
 fn setup_page(
     _page: Public<page::Setup>,
     app: &State<App>,
+    client: &ClientInfo,
     cookies: &CookieJar<'_>,
     token: Option<&str>,
 ) -> Result<Template, AppError> {
@@ -41,11 +42,7 @@ fn setup_page(
     if !app.setup.matches(token) {
         return Err(AppError::NotFound);
     }
-    let layout = Layout::for_guest(
-        Page::Setup,
-        login_csrf_token(cookies, app.secure_cookies()),
-        None,
-    );
+    let layout = Layout::for_guest(Page::Setup, login_csrf_token(cookies, client.https), None);
     Ok(Template::render(
         "auth/setup",
         context! { layout, token, form: crate::web::layout::FormView::default() },
@@ -86,11 +83,7 @@ async fn setup(
         view = view.error("password", problem);
     }
     if view.has_errors() {
-        let layout = Layout::for_guest(
-            Page::Setup,
-            login_csrf_token(cookies, app.secure_cookies()),
-            None,
-        );
+        let layout = Layout::for_guest(Page::Setup, login_csrf_token(cookies, client.https), None);
         return Err(Rejected::form(Template::render(
             "auth/setup",
             context! { layout, token, form: view },

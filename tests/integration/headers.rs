@@ -286,3 +286,75 @@ fn a_host_medvault_does_not_answer_for_is_refused_on_every_route() {
     let mut local = Browser::new(&app, "127.0.0.1:50000", "prometheus");
     local.get("/metrics").assert_status(Status::Ok);
 }
+
+/// The `Set-Cookie` headers of `page`.
+fn set_cookies(page: &Page) -> Vec<&str> {
+    page.headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Set-Cookie"))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// Behind a proxy that terminates TLS, the proxy's `X-Forwarded-Proto: https` makes cookies
+/// `Secure` and sends HSTS; the same header from any other peer, or `http` from the proxy,
+/// changes nothing.
+#[test]
+fn cookies_are_secure_and_hsts_is_sent_when_a_trusted_proxy_forwards_https() {
+    let app = TestApp::with_config(|c| c.trusted_proxies = vec!["10.0.0.1".parse().unwrap()]);
+    app.create_user(Level::Doctor, "doc");
+    let mut via_proxy = Browser::new(&app, "10.0.0.1:443", "Mozilla/5.0 Firefox/130.0");
+    via_proxy.extra_headers = vec![
+        ("X-Forwarded-For".into(), "198.51.100.7".into()),
+        ("X-Forwarded-Proto".into(), "https".into()),
+    ];
+    let login = via_proxy.get("/login");
+    assert!(
+        login
+            .header("Strict-Transport-Security")
+            .is_some_and(|v| v.contains("max-age=31536000")),
+        "{:?}",
+        login.headers
+    );
+    let csrf = set_cookies(&login);
+    assert!(
+        !csrf.is_empty() && csrf.iter().all(|c| c.contains("Secure")),
+        "{csrf:?}"
+    );
+    let signed_in = via_proxy.login("doc", PASSWORD);
+    signed_in.assert_redirect("/dashboard");
+    let session: Vec<&str> = set_cookies(&signed_in)
+        .into_iter()
+        .filter(|c| c.starts_with("mv_session="))
+        .collect();
+    assert!(
+        session.len() == 1 && session[0].contains("Secure"),
+        "{session:?}"
+    );
+    via_proxy.get("/dashboard").assert_status(Status::Ok);
+
+    // The proxy saying plain HTTP, and a client that is not the proxy writing the header.
+    let mut plain_via_proxy = Browser::new(&app, "10.0.0.1:443", "Mozilla/5.0 Firefox/130.0");
+    plain_via_proxy.extra_headers = vec![
+        ("X-Forwarded-For".into(), "198.51.100.8".into()),
+        ("X-Forwarded-Proto".into(), "http".into()),
+    ];
+    let mut forger = app.browser();
+    forger.extra_headers = vec![("X-Forwarded-Proto".into(), "https".into())];
+    for (who, browser) in [
+        ("plain via the proxy", &mut plain_via_proxy),
+        ("forged", &mut forger),
+    ] {
+        let page = browser.get("/login");
+        assert!(
+            page.header("Strict-Transport-Security").is_none(),
+            "{who}: no HSTS"
+        );
+        let cookies = set_cookies(&page);
+        assert!(!cookies.is_empty(), "{who}: a CSRF cookie");
+        assert!(
+            cookies.iter().all(|c| !c.contains("Secure")),
+            "{who}: {cookies:?}"
+        );
+    }
+}

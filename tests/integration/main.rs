@@ -32,4 +32,5 @@ mod sqlite_backup_cli;
 mod sqlite_backup_refusals;
 mod sqlite_backups;
 mod startup;
+mod tls;
 mod two_factor;

@@ -50,7 +50,7 @@ pub(crate) enum LoginPage {
 #[get("/login?<ended>")]
 pub(crate) fn login_page(
     _page: Public<page::Login>,
-    app: &State<App>,
+    client: &ClientInfo,
     viewer: &Viewer,
     cookies: &CookieJar<'_>,
     flash: Option<FlashMessage<'_>>,
@@ -59,11 +59,7 @@ pub(crate) fn login_page(
     if viewer.signed_in().is_some() {
         return LoginPage::SignedIn(Box::new(Redirect::to(uri!(crate::web::home::dashboard))));
     }
-    let mut layout = Layout::for_guest(
-        Page::Login,
-        login_csrf_token(cookies, app.secure_cookies()),
-        flash,
-    );
+    let mut layout = Layout::for_guest(Page::Login, login_csrf_token(cookies, client.https), flash);
     // The refusal catcher sends `ended=1`; older links said `ended=true`.
     if matches!(ended, Some("1" | "true")) && layout.flash.is_none() {
         layout = layout.with_message("info", "Your session has ended. Please sign in again.");
@@ -95,12 +91,8 @@ async fn login(
         return Err(LoginRefusal::TooMany(Box::new(too_many_requests(wait))));
     }
     let guest_layout = |message: &str| {
-        Layout::for_guest(
-            Page::Login,
-            login_csrf_token(cookies, app.secure_cookies()),
-            None,
-        )
-        .with_message("error", message)
+        Layout::for_guest(Page::Login, login_csrf_token(cookies, client.https), None)
+            .with_message("error", message)
     };
     let Some(LoginForm { username, password }) = form.value.as_ref().map(|f| LoginForm {
         username: User::normalize_username(&f.username),
@@ -197,7 +189,7 @@ async fn login(
         .await;
     match outcome {
         Ok(Ok((token, next))) => {
-            set_session_cookie(cookies, token, app.secure_cookies());
+            set_session_cookie(cookies, token, client.https);
             Ok(Redirect::to(next))
         }
         // The same page and status whether the username exists, is locked, or the password is

@@ -140,7 +140,7 @@ async fn code_page(
     }
     let layout = Layout::for_guest(
         Page::LoginTwoFactor,
-        login_csrf_token(cookies, app.secure_cookies()),
+        login_csrf_token(cookies, client.https),
         flash,
     );
     Ok(code_template(layout))
@@ -247,11 +247,11 @@ async fn submit_code(
         .await;
     match outcome {
         Ok(Ok((token, next))) => {
-            set_session_cookie(cookies, token, app.secure_cookies());
+            set_session_cookie(cookies, token, client.https);
             CodeAnswer::SignedIn(Box::new(Redirect::to(next)))
         }
         Ok(Err(true)) => {
-            let layout = Layout::for_guest(Page::LoginTwoFactor, login_csrf_token(cookies, app.secure_cookies()), None)
+            let layout = Layout::for_guest(Page::LoginTwoFactor, login_csrf_token(cookies, client.https), None)
                 .with_message(
                     "error",
                     "That code did not work. Codes work once; wait for the next one, or use a recovery code.",
