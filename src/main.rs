@@ -58,6 +58,12 @@ enum UserCommand {
         #[arg(long)]
         username: String,
     },
+    /// Lift an account's lockout and forget its failed attempts (the same as the unlock button
+    /// at /admin/users, for when no admin can sign in). Safe while the server runs.
+    Unlock {
+        /// The account's username.
+        username: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -92,6 +98,9 @@ fn main() -> ExitCode {
         Command::User {
             command: UserCommand::Create { level, username },
         } => create_user(config, level.into(), &username),
+        Command::User {
+            command: UserCommand::Unlock { username },
+        } => unlock_user(config, &username),
         Command::Backup => backup(config),
         Command::Backups => list_backups(config),
         Command::Restore { name } => restore(config, &name),
@@ -150,6 +159,28 @@ fn create_user(config: Config, level: Level, username: &str) -> ExitCode {
     match medvault::users::create_user(&app, level, username, password, &actor) {
         Ok(user) => {
             println!("created {} {} (id {})", user.level, user.username, user.id);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn unlock_user(config: Config, username: &str) -> ExitCode {
+    let app = match App::open(config) {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    match medvault::users::unlock_account(&app, username, &command_line_actor()) {
+        Ok(unlocked) => {
+            println!(
+                "{} can sign in again ({})",
+                unlocked.username,
+                if unlocked.was_locked {
+                    "the lock was lifted"
+                } else {
+                    "it was not locked; its failed attempts are forgotten"
+                }
+            );
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),

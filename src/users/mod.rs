@@ -34,6 +34,57 @@ impl From<diesel::result::Error> for CreateUserError {
     }
 }
 
+/// Why an account could not be unlocked.
+#[derive(Debug, thiserror::Error)]
+pub enum UnlockError {
+    #[error("there is no account named {0:?}")]
+    NoSuchAccount(String),
+    #[error(transparent)]
+    Failed(#[from] crate::db::DbError),
+}
+
+impl From<diesel::result::Error> for UnlockError {
+    fn from(e: diesel::result::Error) -> Self {
+        UnlockError::Failed(e.into())
+    }
+}
+
+/// An account whose lockout was lifted.
+pub struct Unlocked {
+    pub username: String,
+    pub was_locked: bool,
+}
+
+/// Lifts `username`'s lockout and forgets its failures, audited as done by `actor`: the way
+/// back in when every admin is locked out. Every server on the database sees it at the next
+/// attempt (the lock lives in `account_lockouts`).
+pub fn unlock_account(
+    app: &crate::app::App,
+    username: &str,
+    actor: &Actor,
+) -> Result<Unlocked, UnlockError> {
+    let username = User::normalize_username(username);
+    let mut conn = app.db.conn()?;
+    let now = app.now();
+    conn.write_transaction(|conn| {
+        let Some(user) = User::find_by_username(&username, conn)? else {
+            return Err(UnlockError::NoSuchAccount(username.clone()));
+        };
+        let was_locked = crate::auth::lockout::forget(app, &user.username, now, conn)?;
+        app.audit.append(
+            conn,
+            now,
+            &Entry::new(actor, action::ACCOUNT_UNLOCKED, Outcome::Success)
+                .target(format!("user {}", user.username))
+                .detail(format!("was locked: {was_locked}")),
+        )?;
+        Ok(Unlocked {
+            username: user.username,
+            was_locked,
+        })
+    })
+}
+
 /// Creates an active account with `password`, audited as done by `actor` (the command line
 /// names itself). The password must pass the same policy as on the pages.
 pub fn create_user(

@@ -577,3 +577,46 @@ fn a_password_hash_with_older_parameters_is_replaced_at_the_next_sign_in() {
         .login("doc", PASSWORD)
         .assert_redirect("/dashboard");
 }
+
+/// Every admin locked out (or any account): `medvault user unlock NAME` lifts the lock the
+/// database holds, audited; the server sees it at the next attempt, without a restart.
+#[test]
+fn the_command_line_unlocks_a_locked_account_and_says_so() {
+    let app = TestApp::new();
+    app.create_user(Level::Admin, "boss");
+    let mut browser = app.browser();
+    for _ in 0..5 {
+        browser
+            .login("boss", "not the password, not at all")
+            .assert_status(Status::Unauthorized);
+    }
+    browser
+        .login("boss", PASSWORD)
+        .assert_status(Status::Unauthorized);
+
+    let out = medvault_cli(app.home.path(), &["user", "unlock", " Boss "], "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("boss can sign in again"), "{stdout}");
+    browser
+        .login("boss", PASSWORD)
+        .assert_redirect("/dashboard");
+    assert!(app
+        .audit_actions()
+        .contains(&"account.unlocked".to_string()));
+
+    // A name with no account: a message, a failure, nothing written.
+    let before = app.audit_actions().len();
+    let out = medvault_cli(app.home.path(), &["user", "unlock", "nobody"], "");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("there is no account named \"nobody\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(app.audit_actions().len(), before);
+}
