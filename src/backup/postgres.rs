@@ -291,6 +291,10 @@ fn run(mut command: Command, what: &str) -> Result<(), BackupError> {
 
 /// `pg_dump` of the live database into `file`, custom format, one snapshot.
 pub(super) fn dump(url: &str, file: &Path) -> Result<(), BackupError> {
+    // Made here first, the owner's alone: pg_dump truncates an existing file and keeps its mode,
+    // where a file of its own would take the umask's (readable by every local account).
+    super::private_file(file)
+        .map_err(|e| BackupError::failed("cannot create the backup file", e))?;
     let (mut command, url) = command("pg_dump", url);
     command
         .arg("--format=custom")

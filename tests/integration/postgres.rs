@@ -702,6 +702,16 @@ fn a_pg_dump_is_checked_listed_and_restored_while_both_servers_serve() {
     let counts = manifest.row_counts.expect("row counts");
     assert_eq!(counts["users"], usernames_in(&url).len() as i64);
     assert!(manifest.key_checks.len() == 1 && manifest.sha256.len() == 64);
+    // The dump is the owner's alone, whatever the umask (it holds every account and session).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let file = one.app().config.backups_dir().join(&name);
+        let mode = std::fs::metadata(&file)
+            .expect("the dump")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", file.display());
+    }
 
     // After the backup: another account, and the patients' access to the audit page, saved on
     // the other server.
