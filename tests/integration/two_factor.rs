@@ -227,6 +227,53 @@ fn turning_it_off_needs_the_password_and_a_current_code() {
     browser.login("doc", PASSWORD).assert_redirect("/dashboard");
 }
 
+/// The turn-off form checks the password like a sign-in: wrong passwords there count toward the
+/// lockout, and while the account is locked even the right password and code are refused, so a
+/// stolen session cannot use the form to guess the password without limit.
+#[test]
+fn turning_it_off_is_refused_while_the_account_is_locked_by_wrong_passwords() {
+    let app = TestApp::new();
+    let mut doctor = app.signed_in(Level::Doctor, "doc");
+    let (secret, _) = enrol(&app, &mut doctor);
+    for n in 0..5 {
+        app.clock.advance(31);
+        doctor
+            .post(
+                "/account/2fa/disable",
+                &[
+                    ("password", &format!("wrong password number {n}")),
+                    ("code", &code(&app, &secret, 0)),
+                ],
+            )
+            .assert_redirect("/account/2fa");
+    }
+    assert!(app.audit_actions().contains(&"account.locked".to_string()));
+    app.clock.advance(31);
+    doctor
+        .post(
+            "/account/2fa/disable",
+            &[("password", PASSWORD), ("code", &code(&app, &secret, 0))],
+        )
+        .assert_redirect("/account/2fa");
+    let page = doctor.get("/account/2fa");
+    assert!(page.body.contains("badge-success"), "still on");
+    assert!(
+        page.body.contains("Too many wrong attempts"),
+        "{}",
+        page.body
+    );
+    // Once the lock (five minutes, the first time) is over, the right password and a fresh
+    // code turn it off.
+    app.clock.advance(5 * 60 + 1);
+    doctor
+        .post(
+            "/account/2fa/disable",
+            &[("password", PASSWORD), ("code", &code(&app, &secret, 0))],
+        )
+        .assert_redirect("/account/2fa");
+    assert!(!doctor.get("/account/2fa").body.contains("badge-success"));
+}
+
 #[test]
 fn an_admin_resets_a_lost_authenticator() {
     let app = TestApp::new();

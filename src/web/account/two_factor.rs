@@ -184,10 +184,34 @@ async fn disable(
             "Two-factor sign-in is required for your level; it cannot be turned off.",
         ));
     }
+    // The password and code are checked like a sign-in: throttled per address, refused while
+    // the account is locked, each attempt held until a wrong one is counted. Otherwise a stolen
+    // session could guess the password here without limit, even during a lock.
+    let back = || Redirect::to(uri!(crate::web::account::two_factor::overview));
+    let now = app.now();
+    if let Err(wait) = app.brute_force.take_auth_attempt(&who.client.ip, now) {
+        return Ok(Flash::error(
+            back(),
+            format!("Too many attempts from your address. Wait {wait} seconds and try again."),
+        ));
+    }
     let (user, actor) = (who.user.clone(), who.actor());
     let this_session = who.session.id.clone();
     let done = app
         .blocking(move |app, conn| {
+            if let Some(until) = crate::auth::lockout::locked_until(app, &user.username, now, conn)?
+            {
+                return Ok(Err(format!(
+                    "Too many wrong attempts. Try again in {} minute(s); two-factor sign-in stays on.",
+                    ((until - now) + 59) / 60
+                )));
+            }
+            let attempt = crate::auth::lockout::begin_attempt(app, &user.username, now, conn)?;
+            if attempt.is_refused() {
+                return Ok(Err(
+                    "Too many attempts at once. Wait a moment and try again.".to_string()
+                ));
+            }
             let password_ok = app.passwords.verify(&password, &user.password_hash);
             let code_ok = check_second_factor(app, &user.id, &code, conn)?.is_some();
             if !(password_ok && code_ok) {
@@ -198,8 +222,12 @@ async fn disable(
                     &Entry::new(&actor, action::TWO_FACTOR_FAILURE, Outcome::Failure)
                         .detail("turning two-factor off refused"),
                 )?;
-                return Ok(false);
+                return Ok(Err(
+                    "The password or the code is wrong; two-factor sign-in stays on.".to_string(),
+                ));
             }
+            drop(attempt);
+            crate::auth::lockout::forget(app, &user.username, now, conn)?;
             conn.write_transaction(|conn| {
                 TwoFactor::remove(&user.id, conn)?;
                 // Whoever turned it off may not be the owner: the owner's other browsers end.
@@ -211,18 +239,11 @@ async fn disable(
                         .detail(format!("{ended} other session(s) ended")),
                 )
             })?;
-            Ok(true)
+            Ok(Ok(()))
         })
         .await?;
-    Ok(if done {
-        Flash::success(
-            Redirect::to(uri!(crate::web::account::two_factor::overview)),
-            "Two-factor sign-in is off.",
-        )
-    } else {
-        Flash::error(
-            Redirect::to(uri!(crate::web::account::two_factor::overview)),
-            "The password or the code is wrong; two-factor sign-in stays on.",
-        )
+    Ok(match done {
+        Ok(()) => Flash::success(back(), "Two-factor sign-in is off."),
+        Err(message) => Flash::error(back(), message),
     })
 }
