@@ -10,7 +10,7 @@
    opened their record.
 
 Each journey runs in a fresh browser profile. Screenshots of every page land in
-target/browser/records-NN-name.png.
+target/browser/records-NN-name.png, and axe-core checks every one of them (accessibility.py).
 
 Usage: tests/browser/records_journeys.py path/to/medvault-binary
 Needs Debian's chromium and chromium-driver, and Python's selenium (.ci/run installs them).
@@ -27,6 +27,9 @@ import sys
 import tempfile
 import time
 import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import accessibility  # noqa: E402  (axe-core on every page visited)
 
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
@@ -184,6 +187,10 @@ class Browser:
                 f.write(base64.b64decode(data))
         except WebDriverException:
             self.driver.save_screenshot(file)
+        if name != "failure":
+            problems = accessibility.violations(self.driver, f"{name} ({self.path()})")
+            if problems:
+                raise JourneyFailure("accessibility (axe-core):\n  " + "\n  ".join(problems))
         return file
 
     def open(self, path: str, name: str) -> None:

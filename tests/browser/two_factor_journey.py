@@ -24,6 +24,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import accessibility  # noqa: E402  (axe-core on every page visited)
+
 PASSWORD = "a long and private passphrase"
 
 
@@ -88,6 +91,9 @@ def main() -> int:
 
         def shot(name: str) -> None:
             driver.save_screenshot(os.path.join(shots, f"{name}.png"))
+            problems = accessibility.violations(driver, name)
+            if problems:
+                raise SystemExit("accessibility (axe-core):\n  " + "\n  ".join(problems))
 
         def sign_in() -> None:
             driver.get(base + "/login")
