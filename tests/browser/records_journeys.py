@@ -457,6 +457,10 @@ def doctor_journey(b: Browser, one_time: str, scan_file: str) -> None:
     files = d.find_element(By.ID, "files").text
     check(SCAN_DESCRIPTION in files and "image/png" in files, f"the scan is not listed: {files!r}")
 
+    # The full record from the keyboard alone: every control in order, the focus always seen.
+    problems = accessibility.keyboard_walk(d, "the doctor's record page")
+    check(not problems, "keyboard:\n  " + "\n  ".join(problems))
+
 
 def patient_journey(b: Browser, one_time: str, downloads: str, scan_bytes: bytes) -> None:
     d = b.driver

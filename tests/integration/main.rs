@@ -22,6 +22,7 @@ mod csrf;
 mod encryption;
 mod headers;
 mod metrics;
+mod page_structure;
 #[cfg(postgres_tests)]
 mod postgres;
 mod records;
