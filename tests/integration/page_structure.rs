@@ -51,3 +51,46 @@ fn every_page_starts_with_a_skip_link_to_the_main_region() {
     refused.assert_status(Status::Forbidden);
     assert_skip_link_first(&refused, "403 page");
 }
+
+/// A control repeated on every row says which row it acts on, for those who hear it read out
+/// of its row; the record page's title names the patient; no table header is empty.
+#[test]
+fn repeated_controls_name_their_row_and_the_record_page_names_its_patient() {
+    use common::record_builders::{doctor_with_patient, fill_record};
+    let app = TestApp::new();
+    let (mut doctor, patient_id) = doctor_with_patient(&app);
+    fill_record(&mut doctor, &patient_id, "row names", "2031-05-06T09:30");
+    let page = doctor.get(&format!("/patients/{patient_id}"));
+    page.assert_status(Status::Ok);
+    assert!(
+        page.body
+            .contains("<title>Patricia Onewater · record · medvault</title>"),
+        "{}",
+        between(&page.body, "<title>", "</title>")
+    );
+    for named in [
+        r#"Reveal<span class="visually-hidden"> National ID</span>"#,
+        r#"Edit<span class="visually-hidden"> the consultation of "#,
+        r#"Download<span class="visually-hidden"> the "#,
+        r#"Cancel<span class="visually-hidden"> the appointment of 2031-05-06"#,
+        r#"Move<span class="visually-hidden"> the appointment of 2031-05-06"#,
+    ] {
+        assert!(page.body.contains(named), "no {named:?} on the record page");
+    }
+    let mut sessions = app.signed_in(Level::Patient, "pat.sessions");
+    for path in [
+        format!("/patients/{patient_id}"),
+        "/account/sessions".to_string(),
+    ] {
+        let body = if path.starts_with("/patients") {
+            page.body.clone()
+        } else {
+            sessions.get(&path).body
+        };
+        assert!(!body.contains("<th></th>"), "{path}: an empty table header");
+    }
+    assert!(sessions
+        .get("/account/sessions")
+        .body
+        .contains(r#"End<span class="visually-hidden"> the session of "#));
+}
