@@ -94,3 +94,33 @@ fn repeated_controls_name_their_row_and_the_record_page_names_its_patient() {
         .body
         .contains(r#"End<span class="visually-hidden"> the session of "#));
 }
+
+/// A refused form ties each error to its field: the field is marked invalid and described by
+/// its message, which a screen reader then reads with it (WCAG 1.3.1, 3.3.1).
+#[test]
+fn a_refused_form_marks_each_wrong_field_and_points_it_at_its_message() {
+    use common::record_builders::{consultation, doctor_with_patient, post};
+    let app = TestApp::new();
+    let (mut doctor, patient_id) = doctor_with_patient(&app);
+    let form = consultation("bad date").with("occurred_at", "the day before yesterday");
+    let page = post(
+        &mut doctor,
+        &format!("/patients/{patient_id}/consultations"),
+        &form,
+    );
+    page.assert_status(Status::UnprocessableEntity);
+    let field = between(&page.body, "<input id=\"occurred_at\"", ">");
+    assert!(
+        field.contains(r#"aria-invalid="true" aria-describedby="occurred_at-error""#),
+        "{field}"
+    );
+    let message = between(
+        &page.body,
+        r#"<p class="error" id="occurred_at-error">"#,
+        "</p>",
+    );
+    assert!(!message.trim().is_empty());
+    // A field without an error carries neither.
+    let fine = between(&page.body, "<input id=\"department\"", ">");
+    assert!(!fine.contains("aria-invalid"), "{fine}");
+}

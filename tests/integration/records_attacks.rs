@@ -979,7 +979,7 @@ fn the_upload_form_and_its_error_state_the_real_limit() {
         &large_png(5000),
     );
     page.assert_status(Status::UnprocessableEntity);
-    let error = between(&page.body, "<p class=\"error\">", "</p>");
+    let error = between(&page.body, "<p class=\"error\" id=\"file-error\">", "</p>");
     let zero = |text: &str| text.contains(" 0 MiB") || text.contains(" 0.0 MiB");
     assert!(
         !zero(&hint) && !zero(&error),
