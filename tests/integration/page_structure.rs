@@ -124,3 +124,61 @@ fn a_refused_form_marks_each_wrong_field_and_points_it_at_its_message() {
     let fine = between(&page.body, "<input id=\"department\"", ">");
     assert!(!fine.contains("aria-invalid"), "{fine}");
 }
+
+/// WCAG's contrast ratio of two `#rrggbb` colours.
+fn contrast(a: &str, b: &str) -> f64 {
+    let luminance = |hex: &str| {
+        let channel = |i: usize| {
+            let c =
+                f64::from(u8::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).expect("hex")) / 255.0;
+            if c <= 0.03928 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(0) + 0.7152 * channel(1) + 0.0722 * channel(2)
+    };
+    let (x, y) = (luminance(a), luminance(b));
+    (x.max(y) + 0.05) / (x.min(y) + 0.05)
+}
+
+/// The borders of fields and the focus ring stand out 3:1 from the backgrounds they sit on
+/// (WCAG 1.4.11), as the served style sheet sets them; text areas are styled as fields.
+#[test]
+fn field_borders_and_the_focus_ring_have_three_to_one_contrast() {
+    let app = TestApp::new();
+    let css = app.browser().get("/static/medvault.css").body;
+    let var = |name: &str| {
+        between(&css, &format!("--{name}: "), ";")
+            .trim()
+            .to_string()
+    };
+    let (paper, wash, brand, brand_ink) =
+        (var("paper"), var("wash"), var("brand"), var("brand-ink"));
+    for (what, colour) in [
+        ("field border", var("field-line")),
+        ("focus ring", var("focus")),
+    ] {
+        for (background, on) in [("paper", &paper), ("wash", &wash)] {
+            let ratio = contrast(&colour, on);
+            assert!(
+                ratio >= 3.0,
+                "{what} {colour} on {background} {on}: {ratio:.2}:1"
+            );
+        }
+    }
+    assert!(
+        contrast(&brand_ink, &brand) >= 3.0,
+        "the top bar's focus ring"
+    );
+    assert!(
+        css.contains("input, select, textarea { font: inherit;")
+            && css.contains("border: 1px solid var(--field-line)"),
+        "fields take the field border"
+    );
+    assert!(css.contains("textarea:focus") && css.contains("outline: 3px solid var(--focus)"));
+    assert!(
+        css.contains(".topbar a:focus, .topbar button:focus { outline-color: var(--brand-ink); }")
+    );
+}
