@@ -162,26 +162,12 @@ def server_env(server: rl.Server, url: str, key: str):
     )
 
 
-def switch_off_rate_limit(admin: rl.Browser):
-    page = admin.get("/admin/security").text
-    numbers = dict(re.findall(r'name="(\w+)" type="number"[^>]*value="([^"]*)"', page))
-    form = {k: numbers[k] for k in (
-        "lockout_failures", "lockout_window_minutes", "lockout_minutes", "throttle_burst",
-        "throttle_per_minute", "delay_base_ms", "delay_max_ms", "rate_limit_burst",
-        "rate_limit_per_minute")}
-    form.update(lockout_enabled="true", throttle_enabled="false", delay_enabled="false",
-                rate_limit_enabled="false")
-    r = admin.post("/admin/security/brute-force", form, rl.CSRF.search(page).group(1))
-    if "Anti-brute-force settings saved." not in r.text:
-        raise SystemExit(f"the brute-force settings were not saved:\n{r.text[:2000]}")
-
-
 def seed(base: str, patients: int, consultations: int, vaccinations: int):
     """An admin switches the rate limit off; a doctor registers the patients. Returns the doctor's
     browser and the seeded (id, username, one-time password) list."""
     admin = rl.Browser(base)
     admin.sign_in("bench.admin", rl.ADMIN_PASSWORD)
-    switch_off_rate_limit(admin)
+    rl.switch_off_rate_limit(admin)
     doctor = rl.Browser(base)
     doctor.sign_in("bench.doctor", rl.DOCTOR_PASSWORD)
     token = doctor.csrf("/patients/new")

@@ -208,6 +208,22 @@ def metrics_counts(base: str) -> dict:
 # Seeding through the pages.
 
 
+def switch_off_rate_limit(admin: Browser) -> None:
+    """The admin turns the per-address rate limit and sign-in throttling off at
+    /admin/security (the lockout stays on): every request of a benchmark comes from 127.0.0.1."""
+    page = admin.get("/admin/security").text
+    numbers = dict(re.findall(r'name="(\w+)" type="number"[^>]*value="([^"]*)"', page))
+    form = {k: numbers[k] for k in (
+        "lockout_failures", "lockout_window_minutes", "lockout_minutes", "throttle_burst",
+        "throttle_per_minute", "delay_base_ms", "delay_max_ms", "rate_limit_burst",
+        "rate_limit_per_minute")}
+    form.update(lockout_enabled="true", throttle_enabled="false", delay_enabled="false",
+                rate_limit_enabled="false")
+    r = admin.post("/admin/security/brute-force", form, CSRF.search(page).group(1))
+    if "Anti-brute-force settings saved." not in r.text:
+        raise SystemExit(f"the brute-force settings were not saved:\n{r.text[:3000]}")
+
+
 def profile_of(i: int) -> dict:
     return {
         "username": f"patient{i:05d}",
@@ -607,17 +623,7 @@ def main() -> int:
         # request of the benchmark comes from 127.0.0.1.
         admin = Browser(base)
         admin.sign_in("bench.admin", ADMIN_PASSWORD)
-        page = admin.get("/admin/security").text
-        numbers = dict(re.findall(r'name="(\w+)" type="number"[^>]*value="([^"]*)"', page))
-        form = {k: numbers[k] for k in (
-            "lockout_failures", "lockout_window_minutes", "lockout_minutes", "throttle_burst",
-            "throttle_per_minute", "delay_base_ms", "delay_max_ms", "rate_limit_burst",
-            "rate_limit_per_minute")}
-        form.update(lockout_enabled="true", throttle_enabled="false", delay_enabled="false",
-                    rate_limit_enabled="false")
-        r = admin.post("/admin/security/brute-force", form, CSRF.search(page).group(1))
-        if "Anti-brute-force settings saved." not in r.text:
-            raise SystemExit(f"the brute-force settings were not saved:\n{r.text[:3000]}")
+        switch_off_rate_limit(admin)
         log("rate limit and sign-in throttling off")
 
         # Seeding: the doctor registers every patient and records their history.

@@ -15,6 +15,7 @@ pub mod priority;
 pub mod requests;
 pub(crate) mod restore;
 pub mod schedule;
+mod upgrade;
 mod upload;
 
 use std::collections::BTreeMap;

@@ -168,7 +168,7 @@ pub(super) fn restore(
         }
     }
     let (version, _) = check_scratch(&mut staged, &app.keys)?;
-    super::restore::bring_up_to_date(app, &mut staged, &version)?;
+    super::upgrade::bring_up_to_date(app, &mut staged, &version)?;
     let safety = super::create_backup_while_held(app, author, Origin::BeforeRestore)?;
     let mut live = app
         .db
