@@ -8,9 +8,10 @@ use crate::audit::{action, Actor, AuditLog, Entry, Outcome};
 use crate::config::Config;
 use crate::crypto::SessionKeys;
 use crate::crypto::{constant_time_eq, KeyRing, PasswordHasher, Purpose, RootKeys};
-use crate::db::models::{key_check, JobLease, PageGrant};
+use crate::db::models::{key_check, wrapped_key, JobLease, PageGrant};
 use crate::db::{Db, Location};
 use crate::fields::Policy;
+use crate::key_manager::{self, KeyManager};
 use crate::private_files::{self, KeyFileWrite};
 use crate::reencryption::job;
 use crate::services::{Services, StoredState};
@@ -26,6 +27,8 @@ pub struct AppInner {
     pub sessions: SessionKeys,
     /// `/health`'s write probe of the database folder, remembered for a few seconds.
     pub disk_probe: crate::health::DiskProbe,
+    /// `/health`'s probe of the key manager, remembered as the disk's is.
+    pub key_manager_probe: crate::health::DiskProbe,
 }
 
 impl Deref for AppInner {
@@ -71,6 +74,11 @@ impl App {
 
     fn open_as(config: Config, opening: Opening) -> Result<App, StartupError> {
         config.validate().map_err(|e| StartupError(e.to_string()))?;
+        // Before anything is created, opened or migrated: a key manager that cannot be reached,
+        // refuses the credentials or lacks its key stops the start with nothing written.
+        let key_manager = KeyManager::connect(&config)
+            .map_err(|e| StartupError(e.to_string()))?
+            .map(Arc::new);
         for dir in [
             config.database_dir(),
             config.backups_dir(),
@@ -101,7 +109,33 @@ impl App {
         }
         let recorded = key_check::all(&mut conn).map_err(db_error)?;
 
-        let root = load_root_keys(&config, !recorded.is_empty())?;
+        let opening_keys = std::time::Instant::now();
+        let (root, wrapped_to_store, wrapped_why) = match &key_manager {
+            None => (
+                load_root_keys(&config, !recorded.is_empty())?,
+                Vec::new(),
+                None,
+            ),
+            Some(manager) => {
+                let stored = wrapped_key::all(&mut conn).map_err(db_error)?;
+                let opened = key_manager::open_root_keys(
+                    manager,
+                    &stored,
+                    !recorded.is_empty(),
+                    &config.key_file_path(),
+                )
+                .map_err(|e| StartupError(e.to_string()))?;
+                (opened.keys, opened.to_store, opened.reason)
+            }
+        };
+        // How long the key provider took (one unwrap per version under a key manager): what an
+        // operator compares when a start is slow, and what BENCHMARKS.md quotes.
+        tracing::info!(
+            key_provider = config.key_provider().name(),
+            versions = root.versions().count(),
+            micros = opening_keys.elapsed().as_micros() as u64,
+            "root keys opened"
+        );
         let keys = KeyRing::new(root);
         let now = config.clock.now();
         check_root_keys(&keys, &recorded)?;
@@ -128,6 +162,31 @@ impl App {
                     .ok_or_else(|| StartupError("key check value".into()))?;
                 key_check::insert(version as i32, &kcv, now, &mut conn).map_err(db_error)?;
             }
+        }
+        // Only now, with the keys checked against the database: the key manager's wrappings.
+        if let (Some(manager), Some(why)) = (&key_manager, wrapped_why) {
+            conn.write_transaction(|conn| {
+                for wrapped in &wrapped_to_store {
+                    wrapped_key::put(wrapped, now, conn)?;
+                }
+                let versions: Vec<String> = wrapped_to_store
+                    .iter()
+                    .map(|w| w.version.to_string())
+                    .collect();
+                let actor = Actor {
+                    name: "medvault".into(),
+                    ..Actor::default()
+                };
+                audit.append(
+                    conn,
+                    now,
+                    &Entry::new(&actor, action::ROOT_KEYS_WRAPPED, Outcome::Success)
+                        .target(format!("root key versions {}", versions.join(", ")))
+                        .detail(format!("{why}: {}", manager.describe())),
+                )
+            })
+            .map_err(db_error)?;
+            tracing::info!(key_manager = %manager.describe(), "{why}");
         }
 
         PageGrant::insert_missing_defaults(&mut conn).map_err(db_error)?;
@@ -167,7 +226,8 @@ impl App {
             keys.purpose_key(Purpose::SessionSeed),
             config.session_key_interval,
         );
-        let services = Services::new(config, db, keys, passwords, audit, state_seal, fields);
+        let services = Services::new(config, db, keys, passwords, audit, state_seal, fields)
+            .with_key_manager(key_manager);
         services.put_in_force(stored);
         // The state just loaded and sealed is what other servers' changes are compared with.
         let mut conn = services
@@ -182,6 +242,7 @@ impl App {
             services: Arc::new(services),
             sessions,
             disk_probe: Default::default(),
+            key_manager_probe: Default::default(),
         }));
         if !newly_encryptable.is_empty() {
             // Columns that just became encryptable (a new installation, or an upgrade) may hold

@@ -479,6 +479,9 @@ pub mod action {
     pub const ENCRYPTION_POLICY_SAVED: &str = "encryption.policy_saved";
     pub const ENCRYPTION_JOB_FINISHED: &str = "encryption.job_finished";
     pub const ROOT_KEY_ROTATED: &str = "encryption.root_key_rotated";
+    /// Root key versions stored wrapped by the key manager: new, moved from the key file, or
+    /// rewrapped under the key manager's new key.
+    pub const ROOT_KEYS_WRAPPED: &str = "encryption.root_keys_wrapped";
     pub const FIELD_INTEGRITY_ERROR: &str = "encryption.integrity_error";
     pub const BACKUP_CREATED: &str = "backup.created";
     pub const BACKUP_DELETED: &str = "backup.deleted";

@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use rocket::figment::{providers::Env, Figment};
+use rocket::figment::providers::{Env, Serialized};
+use rocket::figment::Figment;
 use serde::Deserialize;
 
 use crate::clock::Clock;
@@ -56,11 +57,35 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-/// Root key text given in the configuration: wiped from memory when dropped, and never printed
-/// (the configuration is `Debug`, and a start that fails may log it).
-#[derive(Clone, Default, Deserialize)]
-#[serde(transparent)]
+/// Secret text given in the configuration (the root key, a key manager's token or PIN): wiped
+/// from memory when dropped, and never printed (the configuration is `Debug`, and a start that
+/// fails may log it).
+#[derive(Clone, Default)]
 pub struct KeyText(String);
+
+/// Text or a number: the environment gives `MEDVAULT_PKCS11_PIN=1234` as a number, and a PIN
+/// is text whatever its digits (leading zeros kept, as the variable spelled them).
+impl<'de> Deserialize<'de> for KeyText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = KeyText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
 
 impl KeyText {
     pub fn expose(&self) -> &str {
@@ -89,6 +114,38 @@ impl std::fmt::Debug for KeyText {
 impl Drop for KeyText {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// Who holds the root key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyProviderKind {
+    /// The key file (`key_file`), created at first start.
+    File,
+    /// `MEDVAULT_MASTER_KEY`.
+    Env,
+    /// Root keys stored wrapped in the database, unwrapped by OpenBao's or Vault's transit
+    /// engine.
+    Transit,
+    /// Root keys stored wrapped in the database, unwrapped by an AES key in a PKCS#11 HSM.
+    Pkcs11,
+}
+
+impl KeyProviderKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyProviderKind::File => "file",
+            KeyProviderKind::Env => "env",
+            KeyProviderKind::Transit => "transit",
+            KeyProviderKind::Pkcs11 => "pkcs11",
+        }
+    }
+
+    /// Whether a key manager holds the wrapping key (the root keys are in the database,
+    /// wrapped).
+    pub fn is_key_manager(self) -> bool {
+        matches!(self, KeyProviderKind::Transit | KeyProviderKind::Pkcs11)
     }
 }
 
@@ -154,6 +211,28 @@ pub struct Config {
     pub master_key: Option<KeyText>,
     /// The key file, created at first start with mode 0600; default `secrets/master.key`.
     pub key_file: Option<PathBuf>,
+    /// Who holds the root key (`file`, `env`, `transit`, `pkcs11`); unset: `env` when
+    /// `master_key` is set, else `file`.
+    pub key_provider: Option<KeyProviderKind>,
+    /// OpenBao / Vault transit: the server (`https://bao.example.org:8200`).
+    pub transit_address: Option<String>,
+    /// OpenBao / Vault transit: the token (`MEDVAULT_TRANSIT_TOKEN`).
+    pub transit_token: Option<KeyText>,
+    /// OpenBao / Vault transit: where the engine is mounted.
+    pub transit_mount: String,
+    /// OpenBao / Vault transit: the name of the key that wraps the root keys.
+    pub transit_key: String,
+    /// OpenBao / Vault transit: a PEM file of the CA certificates to trust for an `https`
+    /// address, instead of the public roots.
+    pub transit_ca_cert: Option<PathBuf>,
+    /// PKCS#11: the HSM's module (`/usr/lib/softhsm/libsofthsm2.so` for SoftHSM2).
+    pub pkcs11_module: Option<PathBuf>,
+    /// PKCS#11: the label of the token that holds the wrapping key.
+    pub pkcs11_token: Option<String>,
+    /// PKCS#11: the token's user PIN (`MEDVAULT_PKCS11_PIN`).
+    pub pkcs11_pin: Option<KeyText>,
+    /// PKCS#11: the label of the AES key that wraps the root keys.
+    pub pkcs11_key: String,
     /// Seconds of inactivity after which a session ends.
     pub session_idle_timeout: i64,
     /// Seconds after sign-in after which a session ends whatever the activity.
@@ -200,6 +279,16 @@ impl Default for Config {
             database_url: None,
             master_key: None,
             key_file: None,
+            key_provider: None,
+            transit_address: None,
+            transit_token: None,
+            transit_mount: "transit".into(),
+            transit_key: "medvault".into(),
+            transit_ca_cert: None,
+            pkcs11_module: None,
+            pkcs11_token: None,
+            pkcs11_pin: None,
+            pkcs11_key: "medvault-root-wrap".into(),
             session_idle_timeout: 15 * 60,
             session_lifetime: 8 * 60 * 60,
             session_key_interval: 24 * 60 * 60,
@@ -224,10 +313,29 @@ impl Default for Config {
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// Settings that are text whatever characters they hold (secrets, labels, names), taken from
+/// `MEDVAULT_*` exactly as written.
+const TEXT_AS_SPELLED: [&str; 6] = [
+    "master_key",
+    "transit_token",
+    "transit_key",
+    "pkcs11_pin",
+    "pkcs11_token",
+    "pkcs11_key",
+];
+
 impl Config {
     /// Rocket.toml and `ROCKET_*` as Rocket reads them, then `MEDVAULT_*` on top.
     pub fn figment() -> Figment {
-        rocket::Config::figment().merge(Env::prefixed("MEDVAULT_").global())
+        let mut figment = rocket::Config::figment().merge(Env::prefixed("MEDVAULT_").global());
+        // Text as the variable spells it: the environment provider reads values as TOML, so
+        // `MEDVAULT_PKCS11_PIN=0427` would be the number 427 and a wrong PIN.
+        for key in TEXT_AS_SPELLED {
+            if let Ok(raw) = std::env::var(format!("MEDVAULT_{}", key.to_uppercase())) {
+                figment = figment.merge(Serialized::global(key, raw));
+            }
+        }
+        figment
     }
 
     pub fn load() -> Result<Config, ConfigError> {
@@ -314,6 +422,7 @@ impl Config {
         if let Some(url) = &self.database_url {
             url.validate()?;
         }
+        self.validate_key_provider()?;
         let key_file = self.key_file_path();
         if let Ok(relative) = absolute(&key_file).strip_prefix(absolute(&self.database_dir())) {
             return Err(ConfigError(format!(
@@ -322,6 +431,92 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Who holds the root key: `key_provider`, or when it is unset the one today's settings
+    /// imply (`MEDVAULT_MASTER_KEY` set: `env`; otherwise the key file).
+    pub fn key_provider(&self) -> KeyProviderKind {
+        match (self.key_provider, &self.master_key) {
+            (Some(kind), _) => kind,
+            (None, Some(_)) => KeyProviderKind::Env,
+            (None, None) => KeyProviderKind::File,
+        }
+    }
+
+    fn validate_key_provider(&self) -> Result<(), ConfigError> {
+        let kind = self.key_provider();
+        let missing = |what: &str| {
+            Err(ConfigError(format!(
+                "key_provider {} needs {what}",
+                kind.name()
+            )))
+        };
+        if kind != KeyProviderKind::Env && self.master_key.is_some() {
+            return Err(ConfigError(format!(
+                "MEDVAULT_MASTER_KEY is set but key_provider is {}: unset one of them, so that \
+                 it is clear which root key is in use",
+                kind.name()
+            )));
+        }
+        match kind {
+            KeyProviderKind::File => Ok(()),
+            KeyProviderKind::Env if self.master_key.is_none() => {
+                missing("MEDVAULT_MASTER_KEY (the root key, base64)")
+            }
+            KeyProviderKind::Env => Ok(()),
+            KeyProviderKind::Transit => {
+                let Some(address) = &self.transit_address else {
+                    return missing("transit_address (https://host:8200)");
+                };
+                if !(address.starts_with("http://") || address.starts_with("https://")) {
+                    return Err(ConfigError(format!(
+                        "transit_address {address:?} must start with https:// (or http:// on \
+                         loopback)"
+                    )));
+                }
+                if self
+                    .transit_token
+                    .as_ref()
+                    .is_none_or(|t| t.expose().is_empty())
+                {
+                    return missing("transit_token (MEDVAULT_TRANSIT_TOKEN)");
+                }
+                for (name, value) in [
+                    ("transit_mount", &self.transit_mount),
+                    ("transit_key", &self.transit_key),
+                ] {
+                    if value.is_empty()
+                        || !value
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
+                    {
+                        return Err(ConfigError(format!(
+                            "{name} {value:?} must be letters, digits, '-', '_' or '/'"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            KeyProviderKind::Pkcs11 => {
+                if self.pkcs11_module.is_none() {
+                    return missing("pkcs11_module (the HSM's PKCS#11 library)");
+                }
+                if self.pkcs11_token.as_ref().is_none_or(String::is_empty) {
+                    return missing("pkcs11_token (the token's label)");
+                }
+                if self
+                    .pkcs11_pin
+                    .as_ref()
+                    .is_none_or(|p| p.expose().is_empty())
+                {
+                    return missing("pkcs11_pin (MEDVAULT_PKCS11_PIN)");
+                }
+                if self.pkcs11_key.is_empty() {
+                    return missing("pkcs11_key (the wrapping key's label)");
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The database this configuration names.
@@ -408,6 +603,49 @@ mod tests {
             printed.contains("postgres://medvault:***@db.example.org:5432/medvault"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn the_key_provider_follows_todays_settings_and_refuses_half_given_ones() {
+        assert_eq!(Config::default().key_provider(), KeyProviderKind::File);
+        let from_env = Config {
+            master_key: Some("k".into()),
+            ..Config::default()
+        };
+        assert_eq!(from_env.key_provider(), KeyProviderKind::Env);
+        let refused = |config: Config| config.validate().unwrap_err().to_string();
+        let both = Config {
+            key_provider: Some(KeyProviderKind::Transit),
+            ..from_env
+        };
+        assert!(refused(both).contains("MEDVAULT_MASTER_KEY is set but key_provider is transit"));
+        let env_without_key = Config {
+            key_provider: Some(KeyProviderKind::Env),
+            ..Config::default()
+        };
+        assert!(refused(env_without_key).contains("needs MEDVAULT_MASTER_KEY"));
+        let transit = |address: &str, token: Option<&str>| Config {
+            key_provider: Some(KeyProviderKind::Transit),
+            transit_address: Some(address.into()),
+            transit_token: token.map(KeyText::from),
+            ..Config::default()
+        };
+        assert!(refused(transit("bao:8200", Some("t"))).contains("must start with https://"));
+        assert!(refused(transit("https://bao:8200", None)).contains("needs transit_token"));
+        transit("https://bao:8200", Some("t")).validate().unwrap();
+        let pkcs11 = Config {
+            key_provider: Some(KeyProviderKind::Pkcs11),
+            pkcs11_module: Some("/usr/lib/softhsm/libsofthsm2.so".into()),
+            pkcs11_token: Some("clinic".into()),
+            ..Config::default()
+        };
+        assert!(refused(pkcs11.clone()).contains("needs pkcs11_pin"));
+        Config {
+            pkcs11_pin: Some("0427".into()),
+            ..pkcs11
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

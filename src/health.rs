@@ -1,7 +1,8 @@
 //! What `/health` checks that is worth remembering between requests.
 
-/// The write probe of `/health`, remembered for a few seconds: the page is open to everyone, and
-/// a monitor (or anyone else) asking many times a second must not make the disk sync each time.
+/// A probe of `/health` (the disk's write, the key manager's answer), remembered for a few
+/// seconds: the page is open to everyone, and a monitor (or anyone else) asking many times a
+/// second must not make the disk sync, or the key manager answer, each time.
 #[derive(Default)]
 pub struct DiskProbe {
     last: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
@@ -13,6 +14,11 @@ impl DiskProbe {
     pub const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
     pub fn writable(&self, dir: &std::path::Path, now: std::time::Instant) -> bool {
+        self.check(now, || probe_write(dir))
+    }
+
+    /// `probe`'s answer, or the one it gave less than [`DiskProbe::EVERY`] ago.
+    pub fn check(&self, now: std::time::Instant, probe: impl FnOnce() -> bool) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, writable)) = *last {
             if now.saturating_duration_since(at) < Self::EVERY {
@@ -21,9 +27,9 @@ impl DiskProbe {
         }
         self.probes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let writable = probe_write(dir);
-        *last = Some((now, writable));
-        writable
+        let answer = probe();
+        *last = Some((now, answer));
+        answer
     }
 
     pub fn probes(&self) -> u64 {

@@ -17,6 +17,7 @@ pub mod db;
 pub mod fields;
 pub mod health;
 pub mod ids;
+pub mod key_manager;
 pub mod logging;
 pub mod masking;
 pub mod private_files;

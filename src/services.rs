@@ -18,6 +18,7 @@ use crate::db::models::{JobLease, PageGrant, Setting, User};
 use crate::db::{Conn, Db, DbError};
 use crate::fields::job_state;
 use crate::fields::{policy, Fields, Policy};
+use crate::key_manager::KeyManager;
 use crate::masking::Visibility;
 use crate::state_seal::StateSeal;
 
@@ -40,6 +41,10 @@ pub struct Services {
     pub rotation: Mutex<()>,
     /// One backup or restore at a time.
     pub backup_work: BackupWork,
+    /// The key manager that unwrapped the root keys (`transit`, `pkcs11`); `None` for the key
+    /// file and the environment. Needed again only to wrap a new version (a rotation) and for
+    /// `/health`'s probe.
+    pub key_manager: Option<Arc<KeyManager>>,
     // The admin's state, in memory so that no request pays a query for it, and so that an edit
     // made to the file while the server runs changes nothing. Loaded by [`StoredState::load`].
     pub access: AccessTable,
@@ -80,6 +85,7 @@ impl Services {
             job_signal: Arc::default(),
             rotation: Mutex::new(()),
             backup_work: BackupWork::default(),
+            key_manager: None,
             access: AccessTable::default(),
             security: SecuritySettings::default(),
             setup: SetupToken::default(),
@@ -88,6 +94,11 @@ impl Services {
             masking: RwLock::new(Arc::new(Visibility::default())),
             state_seen: Mutex::new(None),
         }
+    }
+
+    pub fn with_key_manager(mut self, key_manager: Option<Arc<KeyManager>>) -> Services {
+        self.key_manager = key_manager;
+        self
     }
 
     /// How long a job lease lasts without renewal, in milliseconds.

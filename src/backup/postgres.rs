@@ -390,7 +390,7 @@ pub(super) fn restore_into_scratch(live_url: &str, file: &Path) -> Result<Scratc
 }
 
 /// Every table of medvault's, parents first (every foreign key points at `users`).
-const TABLES: [&str; 23] = [
+const TABLES: [&str; 24] = [
     "users",
     "sessions",
     "page_access",
@@ -413,6 +413,7 @@ const TABLES: [&str; 23] = [
     "state_seal",
     "account_lockouts",
     "job_leases",
+    "wrapped_root_keys",
     "__diesel_schema_migrations",
 ];
 
@@ -588,6 +589,10 @@ macro_rules! per_table {
             }
             "job_leases" => {
                 let $t = job_leases::table;
+                $body
+            }
+            "wrapped_root_keys" => {
+                let $t = wrapped_root_keys::table;
                 $body
             }
             other => Err(diesel::result::Error::QueryBuilderError(

@@ -101,6 +101,39 @@ impl RootKeys {
         Ok(RootKeys { versions })
     }
 
+    /// The root keys a key manager unwrapped: each `(version, bytes)` as it was wrapped.
+    pub fn from_unwrapped(parts: Vec<(u32, Zeroizing<Vec<u8>>)>) -> Result<Self, KeyError> {
+        let mut versions: Vec<(u32, Zeroizing<[u8; 32]>)> = Vec::new();
+        for (version, bytes) in parts {
+            if version == 0 {
+                return Err(KeyError::BadVersion(version.to_string()));
+            }
+            let key: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| KeyError::BadLength(version, bytes.len()))?;
+            if versions.iter().any(|(v, _)| *v == version) {
+                return Err(KeyError::DuplicateVersion(version));
+            }
+            versions.push((version, Zeroizing::new(key)));
+        }
+        if versions.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        versions.sort_by_key(|(v, _)| *v);
+        Ok(RootKeys { versions })
+    }
+
+    /// Hands root key `version`'s bytes to `wrap` (a key manager's wrapping); they go nowhere
+    /// else. `None` when this version is not held.
+    pub fn wrap_version<T, E>(
+        &self,
+        version: u32,
+        wrap: impl FnOnce(&[u8]) -> Result<T, E>,
+    ) -> Option<Result<T, E>> {
+        self.key(version).map(|key| wrap(key))
+    }
+
     /// The text [`RootKeys::parse`] reads back, for the key file.
     pub fn to_provider_text(&self) -> Zeroizing<String> {
         let mut text = String::new();
@@ -281,6 +314,36 @@ mod tests {
         let again = RootKeys::parse(&keys.to_provider_text()).unwrap();
         let (a, b) = (KeyRing::new(keys), KeyRing::new(again));
         assert_eq!(a.key_check_value(1), b.key_check_value(1));
+    }
+
+    #[test]
+    fn unwrapped_versions_make_the_same_ring_and_bad_ones_are_refused() {
+        let keys = RootKeys::generate().with_new_version();
+        let parts: Vec<(u32, Zeroizing<Vec<u8>>)> = keys
+            .versions()
+            .map(|v| {
+                let bytes = keys
+                    .wrap_version(v, |b| Ok::<_, ()>(b.to_vec()))
+                    .unwrap()
+                    .unwrap();
+                (v, Zeroizing::new(bytes))
+            })
+            .collect();
+        let again = RootKeys::from_unwrapped(parts).unwrap();
+        let (a, b) = (KeyRing::new(keys), KeyRing::new(again));
+        assert_eq!(a.key_check_value(1), b.key_check_value(1));
+        assert_eq!(a.key_check_value(2), b.key_check_value(2));
+        assert_eq!(
+            RootKeys::from_unwrapped(vec![(1, Zeroizing::new(vec![0; 16]))]).err(),
+            Some(KeyError::BadLength(1, 16))
+        );
+        assert_eq!(
+            RootKeys::from_unwrapped(Vec::new()).err(),
+            Some(KeyError::Empty)
+        );
+        assert!(RootKeys::generate()
+            .wrap_version(2, |_| Ok::<_, ()>(()))
+            .is_none());
     }
 
     #[test]

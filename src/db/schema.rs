@@ -263,3 +263,13 @@ diesel::table! {
         expires_at_ms -> BigInt,
     }
 }
+
+diesel::table! {
+    wrapped_root_keys (version) {
+        version -> BigInt,
+        provider -> Text,
+        wrapping_key -> Text,
+        wrapped -> Binary,
+        wrapped_at -> BigInt,
+    }
+}

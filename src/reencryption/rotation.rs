@@ -1,10 +1,13 @@
-//! Rotating the root key: a new version is added to the key file, new values are sealed under
-//! it at once, and the re-encryption job rewrites the old ones.
+//! Rotating the root key: a new version is added to the key file (or, under a key manager,
+//! stored wrapped in the database), new values are sealed under it at once, and the
+//! re-encryption job rewrites the old ones.
 
 use crate::audit::{action, Actor, Entry, Outcome};
+use crate::config::KeyProviderKind;
 use crate::crypto::{constant_time_eq, KeyRing};
-use crate::db::models::key_check;
+use crate::db::models::{key_check, wrapped_key};
 use crate::db::DbError;
+use crate::key_manager;
 use crate::private_files::{read_key_file, write_key_file, KeyFileError, KeyFileWrite};
 use crate::reencryption::job::JobError;
 use crate::services::Services;
@@ -51,7 +54,7 @@ pub fn rotate_root_key(
     if from.is_some_and(|from| from != in_use) {
         return Ok(Rotation::AlreadyAt(in_use));
     }
-    if app.config.master_key.is_some() {
+    if app.config.key_provider() == KeyProviderKind::Env {
         return Err(RotationError::Refused(
             "The root key comes from MEDVAULT_MASTER_KEY, which medvault cannot change. Add a \
              new VERSION:BASE64 entry to it and restart to rotate."
@@ -59,34 +62,47 @@ pub fn rotate_root_key(
         ));
     }
     let path = app.config.key_file_path();
-    let keys = read_key_file(&path)?;
-    // The file must still hold the very keys the database was written with: a file replaced or
-    // edited since the start would otherwise be rotated, and values sealed before lost.
-    let reread = KeyRing::new(keys.clone());
     let mut conn = app.db.conn()?;
+    // Where the keys are kept must still hold the very keys the database was written with: a
+    // key file replaced or edited since the start would otherwise be rotated, and values
+    // sealed before lost. Under a key manager the stored wrappings are unwrapped again.
+    let (reread, rotated, wrapped, source) = match &app.key_manager {
+        Some(manager) => {
+            let stored = wrapped_key::all(&mut conn)?;
+            let (reread, rotated, wrapped) = key_manager::rotated_root_keys(manager, &stored)
+                .map_err(|e| RotationError::Refused(format!("Nothing was rotated: {e}")))?;
+            (reread, rotated, Some(wrapped), "the stored root keys")
+        }
+        None => {
+            let keys = read_key_file(&path)?;
+            let rotated = keys.with_new_version();
+            (KeyRing::new(keys), rotated, None, "the key file")
+        }
+    };
     for (version, recorded) in key_check::all(&mut conn)? {
         let matches = reread
             .key_check_value(version as u32)
             .is_some_and(|kcv| constant_time_eq(kcv.as_bytes(), recorded.as_bytes()));
         if !matches {
             return Err(RotationError::Refused(format!(
-                "The key file no longer holds root key version {version} as this database knows \
-                 it (its key check value differs or it is missing). Nothing was rotated; restore \
-                 the key file the server started with."
+                "Root key version {version} is no longer in {source} as this database knows it \
+                 (its key check value differs or it is missing). Nothing was rotated; restore \
+                 the keys the server started with."
             )));
         }
     }
     drop(conn);
-    if keys.current_version() != in_use {
+    if reread.current_root_version() != in_use {
         return Err(RotationError::Refused(format!(
-            "The key file's newest version is {}, but version {in_use} is in use. Nothing was \
-             rotated; restore the key file the server started with.",
-            keys.current_version()
+            "The newest version in {source} is {}, but version {in_use} is in use. Nothing \
+             was rotated; restore the keys the server started with.",
+            reread.current_root_version()
         )));
     }
-    let rotated = keys.with_new_version();
     let version = rotated.current_version();
-    write_key_file(&path, &rotated, KeyFileWrite::Replace)?;
+    if wrapped.is_none() {
+        write_key_file(&path, &rotated, KeyFileWrite::Replace)?;
+    }
     let ring = KeyRing::new(rotated);
     let check_value = ring
         .key_check_value(version)
@@ -98,6 +114,9 @@ pub fn rotate_root_key(
     let mut conn = app.db.conn()?;
     let now = app.now();
     conn.write_transaction(|conn| {
+        if let Some(wrapped) = &wrapped {
+            wrapped_key::put(wrapped, now, conn)?;
+        }
         key_check::insert(version as i32, &check_value, now, conn)?;
         app.audit.append(
             conn,

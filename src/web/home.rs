@@ -112,12 +112,18 @@ struct HealthReport {
     database: &'static str,
     key: &'static str,
     disk: DiskReport,
+    /// The key manager that holds the root key's wrapping key: "ok", "unreachable" (it does not
+    /// answer, or has lost its key), or "not used" (the key file or the environment).
+    key_manager: &'static str,
     /// Seconds since the newest backup, if there is one.
     backup_age_seconds: Option<i64>,
 }
 
 /// 200 while the database answers, the running root key matches the database's key check values
-/// and the database folder takes writes; 503 otherwise. For load balancers and monitors: it
+/// and the database folder takes writes; 503 otherwise. A key manager that stops answering is
+/// reported but keeps the 200: this server holds its unwrapped keys and serves on, and a load
+/// balancer that took every server out because the key manager is down would stop the clinic
+/// (a restart would fail, which is what the report warns of). For load balancers and monitors: it
 /// names states, never paths, keys or values.
 #[get("/health")]
 async fn health(_page: Public<page::Health>, app: &State<App>) -> (Status, Json<HealthReport>) {
@@ -144,13 +150,27 @@ async fn health(_page: Public<page::Health>, app: &State<App>) -> (Status, Json<
         Err(_) => ("not answering", "unknown"),
     };
     let disk_app = app.inner().clone();
-    let (disk, backup_age_seconds) = rocket::tokio::task::spawn_blocking(move || {
+    let (disk, backup_age_seconds, key_manager) = rocket::tokio::task::spawn_blocking(move || {
         let age = crate::backup::list(&disk_app)
             .ok()
             .and_then(|list| list.first().map(|b| (disk_app.now() - b.created_at).max(0)));
+        let key_manager = match &disk_app.key_manager {
+            None => "not used",
+            Some(manager) => {
+                let answers = disk_app
+                    .key_manager_probe
+                    .check(std::time::Instant::now(), || manager.reachable());
+                if answers {
+                    "ok"
+                } else {
+                    "unreachable"
+                }
+            }
+        };
         (
             disk_state(&disk_app.config.database_dir(), &disk_app.disk_probe),
             age,
+            key_manager,
         )
     })
     .await
@@ -160,6 +180,7 @@ async fn health(_page: Public<page::Health>, app: &State<App>) -> (Status, Json<
             free_bytes: None,
         },
         None,
+        "unknown",
     ));
     let healthy = database == "ok" && key == "ok" && disk.state != "not writable";
     let report = HealthReport {
@@ -167,6 +188,7 @@ async fn health(_page: Public<page::Health>, app: &State<App>) -> (Status, Json<
         database,
         key,
         disk,
+        key_manager,
         backup_age_seconds,
     };
     let status = if healthy {

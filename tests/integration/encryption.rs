@@ -1589,7 +1589,8 @@ fn a_key_file_changed_since_the_start_is_not_rotated() {
     page.assert_redirect("/admin/encryption");
     let page = admin.get("/admin/encryption");
     assert!(
-        page.body.contains("no longer holds root key version 1"),
+        page.body
+            .contains("Root key version 1 is no longer in the key file"),
         "{}",
         page.body
     );

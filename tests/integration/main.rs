@@ -21,6 +21,8 @@ mod crypto_props;
 mod csrf;
 mod encryption;
 mod headers;
+#[cfg(any(openbao_tests, pkcs11_tests))]
+mod key_managers;
 mod metrics;
 mod page_structure;
 #[cfg(postgres_tests)]

@@ -77,8 +77,11 @@ fn sqlite_tables() -> Tables {
             name: row.name,
             // SQLite keeps the type as declared; PostgreSQL names the same types in lower case.
             // An INTEGER PRIMARY KEY is SQLite's 64-bit row id, whatever it is declared as.
+            // Bytes are a BLOB in SQLite and a BYTEA in PostgreSQL.
             sql_type: if row.declared == "INTEGER" && row.pk == 1 {
                 "bigint".into()
+            } else if row.declared == "BLOB" {
+                "bytea".into()
             } else {
                 row.declared.to_lowercase()
             },

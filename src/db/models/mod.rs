@@ -10,6 +10,7 @@ pub mod session;
 pub mod setting;
 pub mod two_factor;
 pub mod user;
+pub mod wrapped_key;
 
 pub use account_lockout::AccountRecord;
 pub use audit_event::{AuditEvent, AuditFilter, NewAuditEvent};

@@ -1,0 +1,1 @@
+DROP TABLE wrapped_root_keys;
