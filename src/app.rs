@@ -145,79 +145,79 @@ impl App {
         // applies the migration bringing seals (a new one, or an upgrade), and that is audited.
         let state_seal = StateSeal::new(keys.purpose_key(Purpose::StateSeal));
         let audit = AuditLog::new(keys.purpose_key(Purpose::AuditChain));
-        let upgraded =
-            !StateSeal::exists(&mut conn).map_err(db_error)? && db.migrated_now(SEAL_MIGRATION);
-        if upgraded {
-            audit.seal_unsealed_head(&mut conn).map_err(db_error)?;
-        } else if let Err(tampered) = state_seal.verify(&mut conn).map_err(db_error)? {
-            opening.refuse(format!(
-                "the settings in {location} were changed outside medvault: {tampered}. \
-                 Restore a backup (`medvault restore NAME` checks it first)."
-            ))?;
-        }
-        for version in keys.root_versions() {
-            if !recorded.iter().any(|(v, _)| *v as u32 == version) {
-                let kcv = keys
-                    .key_check_value(version)
-                    .ok_or_else(|| StartupError("key check value".into()))?;
-                key_check::insert(version as i32, &kcv, now, &mut conn).map_err(db_error)?;
-            }
-        }
-        // Only now, with the keys checked against the database: the key manager's wrappings.
-        if let (Some(manager), Some(why)) = (&key_manager, wrapped_why) {
-            conn.write_transaction(|conn| {
-                for wrapped in &wrapped_to_store {
-                    wrapped_key::put(wrapped, now, conn)?;
+        // Checked and written in one transaction: a batch of another server's job (or of this
+        // home's server, under a command) cannot commit between the check of the seal and this
+        // start's reseal, which would seal a state older than the rows.
+        let (newly_encryptable, stored) =
+            conn.write_transaction(|conn| -> Result<_, StartupError> {
+                let upgraded = !StateSeal::exists(conn)? && db.migrated_now(SEAL_MIGRATION);
+                if upgraded {
+                    audit.seal_unsealed_head(conn)?;
+                } else if let Err(tampered) = state_seal.verify(conn)? {
+                    opening.refuse(format!(
+                        "the settings in {location} were changed outside medvault: {tampered}. \
+                         Restore a backup (`medvault restore NAME` checks it first)."
+                    ))?;
                 }
-                let versions: Vec<String> = wrapped_to_store
-                    .iter()
-                    .map(|w| w.version.to_string())
-                    .collect();
-                let actor = Actor {
+                for version in keys.root_versions() {
+                    if !recorded.iter().any(|(v, _)| *v as u32 == version) {
+                        let kcv = keys
+                            .key_check_value(version)
+                            .ok_or_else(|| StartupError("key check value".into()))?;
+                        key_check::insert(version as i32, &kcv, now, conn)?;
+                    }
+                }
+                let system = Actor {
                     name: "medvault".into(),
                     ..Actor::default()
                 };
-                audit.append(
-                    conn,
-                    now,
-                    &Entry::new(&actor, action::ROOT_KEYS_WRAPPED, Outcome::Success)
-                        .target(format!("root key versions {}", versions.join(", ")))
-                        .detail(format!("{why}: {}", manager.describe())),
-                )
-            })
-            .map_err(db_error)?;
-            tracing::info!(key_manager = %manager.describe(), "{why}");
-        }
-
-        PageGrant::insert_missing_defaults(&mut conn).map_err(db_error)?;
-        // A SQLite file has one server (its home's lock): a job lease in it is a stopped
-        // server's, which this one takes over at once rather than when the lease runs out.
-        if db.sqlite_file().is_some() {
-            JobLease::clear_all(&mut conn).map_err(db_error)?;
-        }
-        let newly_encryptable = Policy::insert_defaults(now, &mut conn).map_err(db_error)?;
-        let stored = StoredState::load(&config, &mut conn).map_err(db_error)?;
+                // Only now, with the keys checked against the database: the key manager's
+                // wrappings.
+                if let (Some(manager), Some(why)) = (&key_manager, wrapped_why) {
+                    for wrapped in &wrapped_to_store {
+                        wrapped_key::put(wrapped, now, conn)?;
+                    }
+                    let versions: Vec<String> = wrapped_to_store
+                        .iter()
+                        .map(|w| w.version.to_string())
+                        .collect();
+                    audit.append(
+                        conn,
+                        now,
+                        &Entry::new(&system, action::ROOT_KEYS_WRAPPED, Outcome::Success)
+                            .target(format!("root key versions {}", versions.join(", ")))
+                            .detail(format!("{why}: {}", manager.describe())),
+                    )?;
+                    tracing::info!(key_manager = %manager.describe(), "{why}");
+                }
+                PageGrant::insert_missing_defaults(conn)?;
+                // A SQLite file has one server (its home's lock): a job lease in it is a
+                // stopped server's, which this one takes over at once rather than when the
+                // lease runs out.
+                if db.sqlite_file().is_some() {
+                    JobLease::clear_all(conn)?;
+                }
+                let newly_encryptable = Policy::insert_defaults(now, conn)?;
+                let stored = StoredState::load(&config, conn)?;
+                // The defaults this start gave new pages and columns, and new key versions,
+                // are sealed.
+                state_seal.reseal(now, conn)?;
+                if upgraded && !recorded.is_empty() {
+                    audit.append(
+                        conn,
+                        now,
+                        &Entry::new(&system, action::STATE_SEALED, Outcome::Success)
+                            .target("settings")
+                            .detail(
+                                "upgrade: the settings, page access, encryption policy, jobs, \
+                                 key versions, masking and the audit trail's end were sealed as \
+                                 found",
+                            ),
+                    )?;
+                }
+                Ok((newly_encryptable, stored))
+            })?;
         let fields = stored.field_encryption(keys.clone());
-        // The defaults this start gave new pages and columns, and new key versions, are sealed.
-        state_seal.reseal(now, &mut conn).map_err(db_error)?;
-        if upgraded && !recorded.is_empty() {
-            let actor = Actor {
-                name: "medvault".into(),
-                ..Actor::default()
-            };
-            audit
-                .append(
-                    &mut conn,
-                    now,
-                    &Entry::new(&actor, action::STATE_SEALED, Outcome::Success)
-                        .target("settings")
-                        .detail(
-                            "upgrade: the settings, page access, encryption policy, jobs, key \
-                             versions, masking and the audit trail's end were sealed as found",
-                        ),
-                )
-                .map_err(db_error)?;
-        }
         drop(conn);
 
         let passwords = PasswordHasher::new(keys.purpose_key(Purpose::PasswordPepper))
@@ -226,7 +226,7 @@ impl App {
             keys.purpose_key(Purpose::SessionSeed),
             config.session_key_interval,
         );
-        let services = Services::new(config, db, keys, passwords, audit, state_seal, fields)
+        let services = Services::new(config, db, passwords, audit, state_seal, fields)
             .with_key_manager(key_manager);
         services.put_in_force(stored);
         // The state just loaded and sealed is what other servers' changes are compared with.
@@ -286,6 +286,12 @@ impl Opening {
 
 fn db_error(e: diesel::result::Error) -> StartupError {
     StartupError(format!("database: {e}"))
+}
+
+impl From<diesel::result::Error> for StartupError {
+    fn from(e: diesel::result::Error) -> Self {
+        db_error(e)
+    }
 }
 
 /// The root key from `MEDVAULT_MASTER_KEY`, else the key file; a missing key file is created

@@ -46,7 +46,7 @@ pub fn build_rocket(config: Config) -> Result<Rocket<Build>, StartupError> {
     // A certificate that cannot be used stops the start before the database is opened.
     web::tls::check(&Config::figment()).map_err(StartupError)?;
     let app = App::open(config)?;
-    let cookie_key = app.keys.purpose_key(Purpose::CookieSecret);
+    let cookie_key = app.keys().purpose_key(Purpose::CookieSecret);
     let figment = Config::figment()
         .merge(("secret_key", STANDARD.encode(cookie_key.expose())))
         // Client addresses come from the socket, or from X-Forwarded-For of a trusted proxy

@@ -14,7 +14,7 @@ use crate::brute_force::{BruteForceGuard, BruteForcePolicy, TRACKED_ENTRIES};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{constant_time_eq, random_id, random_token, KeyRing, PasswordHasher};
-use crate::db::models::{JobLease, PageGrant, Setting, User};
+use crate::db::models::{key_check, wrapped_key, JobLease, PageGrant, Setting, User};
 use crate::db::{Conn, Db, DbError};
 use crate::fields::job_state;
 use crate::fields::{policy, Fields, Policy};
@@ -25,7 +25,6 @@ use crate::state_seal::StateSeal;
 pub struct Services {
     pub config: Config,
     pub db: Db,
-    pub keys: KeyRing,
     pub passwords: PasswordHasher,
     pub audit: AuditLog,
     /// Seals the admin's state; every change to it reseals in its own transaction.
@@ -66,7 +65,6 @@ impl Services {
     pub fn new(
         config: Config,
         db: Db,
-        keys: KeyRing,
         passwords: PasswordHasher,
         audit: AuditLog,
         state_seal: StateSeal,
@@ -76,7 +74,6 @@ impl Services {
             clock: config.clock.clone(),
             config,
             db,
-            keys,
             passwords,
             audit,
             state_seal,
@@ -99,6 +96,12 @@ impl Services {
     pub fn with_key_manager(mut self, key_manager: Option<Arc<KeyManager>>) -> Services {
         self.key_manager = key_manager;
         self
+    }
+
+    /// The root keys in force: every version this server holds, a rotation's new one
+    /// included. Service keys (`purpose_key`) come from the oldest, which a rotation keeps.
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.fields.crypto().key_ring()
     }
 
     /// How long a job lease lasts without renewal, in milliseconds.
@@ -205,13 +208,24 @@ impl Services {
         if self.db.sqlite_file().is_some() {
             return Ok(());
         }
-        let mac = StateSeal::current_mac(conn)?;
+        let current = StateSeal::current_mac(conn)?;
         let mut seen = self.state_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mac = current.as_ref().map(|(mac, _)| mac.clone());
         if mac == *seen {
             return Ok(());
         }
+        if let Some((_, generation)) = current {
+            if self.state_seal.just_wrote_newer_than(generation) {
+                // Older than what this server just put in force: looked at again next time.
+                return Ok(());
+            }
+        }
         match self.state_seal.verify(conn)? {
             Ok(()) => {
+                if !self.take_new_root_versions(conn)? {
+                    // Seen again at the next look, when the key manager may answer.
+                    return Ok(());
+                }
                 let stored = StoredState::load(&self.config, conn)?;
                 let has_job = stored.migration.is_some();
                 // The setup link is this server's own: an admin made elsewhere ends it, and
@@ -234,9 +248,61 @@ impl Services {
         Ok(())
     }
 
+    /// Root key versions another server added (its admin rotated the key): under a key
+    /// manager, unwrapped from the wrapped keys the servers share and, once they match the key
+    /// check values, used here too, so that this server opens what the other now seals. False
+    /// while the key manager cannot be asked (the caller looks again later).
+    fn take_new_root_versions(&self, conn: &mut Conn) -> Result<bool, DbError> {
+        let recorded = key_check::all(conn)?;
+        let held = self.keys();
+        let missing: Vec<i32> = recorded
+            .iter()
+            .map(|(version, _)| *version)
+            .filter(|version| {
+                !held
+                    .root_versions()
+                    .any(|v| i64::from(v) == i64::from(*version))
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        let Some(manager) = &self.key_manager else {
+            tracing::error!(
+                versions = ?missing,
+                "another server added root key versions this server does not hold: values \
+                 sealed under them cannot be opened here. Give this server the new key file or \
+                 MEDVAULT_MASTER_KEY and restart it"
+            );
+            return Ok(true);
+        };
+        let stored = wrapped_key::all(conn)?;
+        let ring = match manager.unwrap_all(&stored) {
+            Ok(root) => KeyRing::new(root),
+            Err(e) => {
+                tracing::error!(error = %e, versions = ?missing, "cannot unwrap another server's new root key versions yet");
+                return Ok(false);
+            }
+        };
+        let matches = recorded.iter().all(|(version, check_value)| {
+            ring.key_check_value(*version as u32)
+                .is_some_and(|kcv| constant_time_eq(kcv.as_bytes(), check_value.as_bytes()))
+        });
+        if !matches {
+            tracing::error!(
+                versions = ?missing,
+                "the wrapped root keys do not match the database's key check values: kept the keys in force"
+            );
+            return Ok(true);
+        }
+        self.fields.set_keys(ring);
+        tracing::info!(versions = ?missing, "took the root key versions another server added");
+        Ok(true)
+    }
+
     /// Remembers the database's state as the one in force (at start, after a restore).
     pub fn mark_state_seen(&self, conn: &mut Conn) -> Result<(), DbError> {
-        let mac = StateSeal::current_mac(conn)?;
+        let mac = StateSeal::current_mac(conn)?.map(|(mac, _)| mac);
         *self.state_seen.lock().unwrap_or_else(|e| e.into_inner()) = mac;
         Ok(())
     }

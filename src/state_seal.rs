@@ -43,13 +43,24 @@ pub struct Tampered(pub String);
 
 pub struct StateSeal {
     key: SecretKey,
+    /// The generation this server's last reseal wrote, and when: see
+    /// [`StateSeal::just_wrote_newer_than`].
+    own_write: std::sync::Mutex<Option<(i64, std::time::Instant)>>,
 }
+
+/// How long a server's own reseal outranks an older snapshot read by its follower: far longer
+/// than the transaction that wrote it, and short enough that a reseal whose transaction rolled
+/// back holds nothing up for long.
+const OWN_WRITE_PRECEDENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 const LABEL: &[u8] = b"medvault state seal v1";
 
 impl StateSeal {
     pub fn new(key: SecretKey) -> Self {
-        StateSeal { key }
+        StateSeal {
+            key,
+            own_write: Default::default(),
+        }
     }
 
     fn mac(&self, snapshot: &str) -> String {
@@ -66,6 +77,7 @@ impl StateSeal {
                 state_seal::snapshot.eq(&snapshot),
                 state_seal::mac.eq(&mac),
                 state_seal::sealed_at.eq(now),
+                state_seal::generation.eq(1),
             ))
             .on_conflict(state_seal::id)
             .do_update()
@@ -73,15 +85,35 @@ impl StateSeal {
                 state_seal::snapshot.eq(excluded(state_seal::snapshot)),
                 state_seal::mac.eq(excluded(state_seal::mac)),
                 state_seal::sealed_at.eq(excluded(state_seal::sealed_at)),
+                state_seal::generation.eq(state_seal::generation + 1),
             ))
-            .execute(inner))
-        .map(|_| ())
+            .execute(inner))?;
+        let generation: Option<i64> = state_seal::table
+            .select(state_seal::generation)
+            .load_one(conn)?;
+        *self.own_write.lock().unwrap_or_else(|e| e.into_inner()) =
+            generation.map(|g| (g, std::time::Instant::now()));
+        Ok(())
     }
 
-    /// The seal's MAC as stored: it changes with every change to the admin's state, so a
-    /// server that sees another than the one it loaded knows another server changed it.
-    pub fn current_mac(conn: &mut Conn) -> QueryResult<Option<String>> {
-        state_seal::table.select(state_seal::mac).load_one(conn)
+    /// The seal's MAC as stored, with its generation: the MAC changes with every change to the
+    /// admin's state, so a server that sees another than the one it loaded knows another server
+    /// changed it; the generation orders two states.
+    pub fn current_mac(conn: &mut Conn) -> QueryResult<Option<(String, i64)>> {
+        state_seal::table
+            .select((state_seal::mac, state_seal::generation))
+            .load_one(conn)
+    }
+
+    /// Whether this server resealed, a moment ago, a state newer than `generation`: a page puts
+    /// its change in force in memory as it commits it, so a follower's snapshot taken before
+    /// that commit is older than what is in force, and putting it in force would undo the
+    /// change until the next look.
+    pub fn just_wrote_newer_than(&self, generation: i64) -> bool {
+        self.own_write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|(own, at)| own > generation && at.elapsed() < OWN_WRITE_PRECEDENCE)
     }
 
     /// Whether a seal exists at all (a database from before seals has none).

@@ -224,7 +224,7 @@ fn check_and_hash(
             let hashed = sha256_file(partial);
             (hashed, started.elapsed())
         });
-        let checked = check::check_open_copy(&mut conn, &app.keys, check::Depth::Quick, shape);
+        let checked = check::check_open_copy(&mut conn, &app.keys(), check::Depth::Quick, shape);
         stages.check = started.elapsed();
         let hashed = match hasher.join() {
             Ok((hashed, took)) => {

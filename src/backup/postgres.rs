@@ -128,7 +128,7 @@ pub(super) fn check_file(app: &Services, url: &str, file: &Path) -> Result<Check
     let scratch = restore_into_scratch(url, file)?;
     let mut conn = scratch.conn()?;
     let row_counts = row_counts(&mut conn)?;
-    let (schema_version, key_checks) = check_scratch(&mut conn, &app.keys)?;
+    let (schema_version, key_checks) = check_scratch(&mut conn, &app.keys())?;
     Ok(Checked {
         schema_version,
         key_checks,
@@ -167,7 +167,7 @@ pub(super) fn restore(
             )));
         }
     }
-    let (version, _) = check_scratch(&mut staged, &app.keys)?;
+    let (version, _) = check_scratch(&mut staged, &app.keys())?;
     super::upgrade::bring_up_to_date(app, &mut staged, &version)?;
     let safety = super::create_backup_while_held(app, author, Origin::BeforeRestore)?;
     let mut live = app

@@ -109,8 +109,8 @@ fn stage(
     check::integrity(&mut conn, check::Depth::Full)?;
     let version = check::schema(&mut conn)?;
     check::exact_shape(&mut conn, &version)?;
-    check::keys(&mut conn, &app.keys)?;
-    check::sealed_state(&mut conn, &version, &app.keys)?;
+    check::keys(&mut conn, &app.keys())?;
+    check::sealed_state(&mut conn, &version, &app.keys())?;
     check::migrate(&mut conn)?;
     super::upgrade::bring_up_to_date(app, &mut conn, &version)?;
     drop(conn);

@@ -21,9 +21,9 @@ pub(super) fn bring_up_to_date(
     // Versions added to the key file since the backup was made get their check value, as a
     // start would add them.
     let recorded = key_check::all(conn).map_err(|e| BackupError::failed("staging", e))?;
-    for version in app.keys.root_versions() {
+    for version in app.keys().root_versions() {
         if !recorded.iter().any(|(v, _)| *v as u32 == version) {
-            if let Some(kcv) = app.keys.key_check_value(version) {
+            if let Some(kcv) = app.keys().key_check_value(version) {
                 key_check::insert(version as i32, &kcv, app.now(), conn)
                     .map_err(|e| BackupError::failed("staging", e))?;
             }

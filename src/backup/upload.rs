@@ -66,7 +66,7 @@ fn accept(
             )
         }
         Location::SqliteFile(_) => {
-            let (version, keys) = check::check_copy(received, &app.keys, check::Depth::Full)?;
+            let (version, keys) = check::check_copy(received, &app.keys(), check::Depth::Full)?;
             (version, keys, None)
         }
     };

@@ -65,6 +65,12 @@ impl FieldCrypto {
         }
     }
 
+    /// The root keys these values are sealed under: every version the database knows, after
+    /// a rotation too.
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.keys.clone()
+    }
+
     /// The root key version new values are sealed with.
     pub fn current_key_version(&self) -> u32 {
         self.keys.current_root_version()

@@ -243,6 +243,7 @@ diesel::table! {
         snapshot -> Text,
         mac -> Text,
         sealed_at -> BigInt,
+        generation -> BigInt,
     }
 }
 

@@ -59,22 +59,40 @@ fn module(path: &Path) -> Result<Pkcs11, KeyManagerError> {
     Ok(context)
 }
 
+/// `ask` again, a few times, while the module answers a general error. SoftHSM2 does when one
+/// thread reads a token's file while another rewrites it (a login updates the token's flags);
+/// a listing that fails so would otherwise stop a start for nothing.
+fn again_on_general_error<T>(mut ask: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    let mut tries = 0;
+    loop {
+        match ask() {
+            Err(Error::Pkcs11(RvError::GeneralError, _)) if tries < 4 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25 * tries));
+            }
+            answer => return answer,
+        }
+    }
+}
+
 impl Hsm {
     pub fn connect(config: &Config) -> Result<Hsm, KeyManagerError> {
         let module_path = config.pkcs11_module.clone().unwrap_or_default();
         let token = config.pkcs11_token.clone().unwrap_or_default();
         let context = module(&module_path)?;
         let fail = |what: String| KeyManagerError(format!("PKCS#11 token {token:?}: {what}"));
-        let slots = context
-            .get_slots_with_initialized_token()
+        let slots = again_on_general_error(|| context.get_slots_with_token())
             .map_err(|e| fail(format!("cannot list the module's tokens: {e}")))?;
         let mut labels = Vec::new();
         let mut found = None;
         for slot in slots {
-            let label = context
-                .get_token_info(slot)
-                .map(|info| info.label().trim().to_string())
-                .unwrap_or_default();
+            let Ok(info) = again_on_general_error(|| context.get_token_info(slot)) else {
+                continue;
+            };
+            if !info.token_initialized() {
+                continue;
+            }
+            let label = info.label().trim().to_string();
             if label == token && found.is_none() {
                 found = Some(slot);
             }

@@ -23,7 +23,7 @@ pub fn routes() -> Vec<Route> {
 
 /// A signed link to `file` for `user_id`, valid for the configured lifetime.
 pub(super) fn link_for(app: &App, user_id: &str, file: &MedicalFileRow) -> String {
-    let key = app.keys.purpose_key(Purpose::FileLinks);
+    let key = app.keys().purpose_key(Purpose::FileLinks);
     let expires_at = app.now() + app.config.file_link_lifetime;
     let token = file_link_token(&key, user_id, &file.patient_id, &file.id, expires_at);
     uri!(download(token = &token)).to_string()
@@ -85,7 +85,7 @@ async fn download(
     token: &str,
 ) -> Result<Download, AppError> {
     let actor = who.actor();
-    let key = app.keys.purpose_key(Purpose::FileLinks);
+    let key = app.keys().purpose_key(Purpose::FileLinks);
     let link = verify_file_link(&key, token);
     let refusal = match &link {
         None => Some("altered or malformed link"),

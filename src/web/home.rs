@@ -135,7 +135,7 @@ async fn health(_page: Public<page::Health>, app: &State<App>) -> (Status, Json<
             let key_ok = !recorded.is_empty()
                 && recorded.iter().all(|(version, value)| {
                     check_app
-                        .keys
+                        .keys()
                         .key_check_value(*version as u32)
                         .is_some_and(|kcv| {
                             crate::crypto::constant_time_eq(kcv.as_bytes(), value.as_bytes())

@@ -69,7 +69,7 @@ fn a_backup_is_listed_with_a_manifest_and_restoring_it_brings_back_that_state() 
     assert_eq!(manifest.schema_version, backup::our_schema_version());
     assert_eq!(
         manifest.key_checks[0].check_value,
-        app.app().keys.key_check_value(1).expect("kcv")
+        app.app().keys().key_check_value(1).expect("kcv")
     );
 
     app.create_user(Level::Patient, "after");

@@ -381,7 +381,7 @@ fn a_database_from_before_seals_is_sealed_once_at_the_upgrade_and_audited() {
         home.path(),
         &format!(
             "DROP TABLE state_seal; \
-             DELETE FROM __diesel_schema_migrations WHERE version = '20261202000005'; \
+             DELETE FROM __diesel_schema_migrations WHERE version IN ('20261202000005', '20261204000009'); \
              UPDATE settings SET value = {first_two_fields} WHERE name = 'audit.head';"
         ),
     );

@@ -117,7 +117,7 @@ async fn confirm(
             let codes: Vec<String> = (0..RECOVERY_CODES)
                 .map(|_| crate::crypto::random_password()[..14].to_string())
                 .collect();
-            let key = app.keys.purpose_key(Purpose::RecoveryCodes);
+            let key = app.keys().purpose_key(Purpose::RecoveryCodes);
             let digests: Vec<(String, String)> = codes
                 .iter()
                 .map(|c| (random_id(16), recovery_code_digest(&key, &user_id, c)))

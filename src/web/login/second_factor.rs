@@ -76,7 +76,11 @@ pub fn check_second_factor(
         };
         return Ok(TwoFactor::use_step(user_id, step, conn)?.then_some(SecondFactor::Totp));
     }
-    let digest = recovery_code_digest(&app.keys.purpose_key(Purpose::RecoveryCodes), user_id, code);
+    let digest = recovery_code_digest(
+        &app.keys().purpose_key(Purpose::RecoveryCodes),
+        user_id,
+        code,
+    );
     Ok(RecoveryCode::spend(user_id, &digest, app.now(), conn)?
         .then_some(SecondFactor::RecoveryCode))
 }

@@ -155,6 +155,7 @@ fn data_reads_back_after_a_restart(provider: &str, configure: &dyn Fn(&mut Confi
 fn key_manager_rotation_rewraps_without_touching_fields(
     configure: &dyn Fn(&mut Config),
     rotate_key_manager: &dyn Fn(&mut Config),
+    new_wrapping_key: &str,
     retire_old: &dyn Fn(),
 ) {
     let app = TestApp::with_config(configure);
@@ -170,6 +171,7 @@ fn key_manager_rotation_rewraps_without_touching_fields(
     let after = wrapped_rows(&home);
     assert_eq!(after.len(), before.len());
     assert_ne!(after[0].wrapped, before[0].wrapped, "rewrapped");
+    assert!(after.iter().all(|row| row.wrapping_key == new_wrapping_key));
     assert_eq!(count_of(&app.audit_actions(), action::ROOT_KEYS_WRAPPED), 2);
     assert_eq!(sealed_values(&home), values, "no field value was rewritten");
     retire_old();

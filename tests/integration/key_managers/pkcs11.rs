@@ -1,42 +1,69 @@
-//! The root keys wrapped by an AES key in a PKCS#11 HSM: SoftHSM2, with a token made by
+//! The root keys wrapped by an AES key in a PKCS#11 HSM: SoftHSM2, with tokens made by
 //! `softhsm2-util` and keys made by `pkcs11-tool`, the commands README gives. `SOFTHSM2_CONF`
 //! names the run's token folder.
 //!
-//! One token for the whole test process, each test with keys of its own on it: SoftHSM2 lists
-//! its tokens once, when the process first initialises the module, so a token made after that
-//! is not seen (keys are: the token's objects are re-read). The first test to ask makes the
-//! token, and every test asks before it starts a server.
+//! Everything on the HSM is made once per test process, before any test starts a server, and
+//! nothing is written to it afterwards: SoftHSM2 lists its tokens once, when the process first
+//! initialises the module (a token made later is not seen), and its file store does not stand
+//! another process writing a token while this one reads it (`C_GetTokenInfo` then fails with a
+//! general error). Each test takes keys of its own from the pool.
 
 use super::*;
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use medvault::config::KeyProviderKind;
 
 const PIN: &str = "0427";
 const SO_PIN: &str = "91827364";
+/// AES-256 keys made on the main token, more than the tests take.
+const POOL: usize = 16;
+/// A generic secret on the main token: a key of the wrong type.
+const GENERIC: &str = "generic-secret";
+/// An AES key of this label on the main token and on the other one: two HSM keys, one label.
+const TWIN: &str = "root-wrap-twin";
 
 fn module() -> String {
     std::env::var("MEDVAULT_TEST_PKCS11_MODULE").expect("compiled in only when set")
 }
 
-/// The process's tokens, made by the first test that asks: the one every test keeps its keys
-/// on, and one nobody signs in to. A PKCS#11 login holds for the whole process, so a wrong PIN
-/// can only be seen refused on a token this process has not logged in to.
-fn shared_tokens() -> &'static (String, String) {
-    static TOKENS: OnceLock<(String, String)> = OnceLock::new();
+/// The process's tokens, made by the first test that asks: the main one, with the pool of
+/// keys; another with the twin key; and one nobody signs in to. A PKCS#11 login holds for the
+/// whole process, so a wrong PIN can only be seen refused on a token this process has not
+/// logged in to.
+struct Tokens {
+    main: String,
+    other: String,
+    untouched: String,
+}
+
+fn tokens() -> &'static Tokens {
+    static TOKENS: OnceLock<Tokens> = OnceLock::new();
     TOKENS.get_or_init(|| {
         assert!(
             std::env::var_os("SOFTHSM2_CONF").is_some(),
             "SOFTHSM2_CONF must name a token folder of the run's own"
         );
-        // Neither label starts with the other, nor with another process's: pkcs11-tool's
+        // No label starts with another, nor with another process's: pkcs11-tool's
         // --token-label picks the first token whose label starts with the one it is given.
-        let label = format!("mv-keys-{:010}", std::process::id());
-        let untouched = format!("mv-pins-{:010}", std::process::id());
-        for token in [&label, &untouched] {
+        // The process id in letters, always seven: no digit of it can pass for the PIN in a
+        // message that lists the labels.
+        let mut pid = std::process::id();
+        let run_name: String = (0..7)
+            .map(|_| {
+                let letter = char::from(b'a' + (pid % 26) as u8);
+                pid /= 26;
+                letter
+            })
+            .collect();
+        let tokens = Tokens {
+            main: format!("mv-keys-{run_name}"),
+            other: format!("mv-twin-{run_name}"),
+            untouched: format!("mv-pins-{run_name}"),
+        };
+        for token in [&tokens.main, &tokens.other, &tokens.untouched] {
             run(Command::new("softhsm2-util").args([
                 "--init-token",
                 "--free",
@@ -48,41 +75,49 @@ fn shared_tokens() -> &'static (String, String) {
                 SO_PIN,
             ]));
         }
-        (label, untouched)
+        for n in 0..POOL {
+            make_key(&tokens.main, "AES:32", &format!("root-wrap-{n}"));
+        }
+        make_key(&tokens.main, "GENERIC:32", GENERIC);
+        make_key(&tokens.main, "AES:32", TWIN);
+        make_key(&tokens.other, "AES:32", TWIN);
+        tokens
     })
 }
 
-/// A test's place on the token: its own AES-256 wrapping key, labelled `wrapping_key`.
+/// `pkcs11-tool --keygen` on `token`.
+fn make_key(token: &str, key_type: &str, label: &str) {
+    run(Command::new("pkcs11-tool")
+        .args(["--module", &module(), "--login", "--pin", PIN])
+        .args(["--token-label", token])
+        .args(["--keygen", "--key-type", key_type, "--label", label]));
+}
+
+/// A test's place on the HSM: a token, and a wrapping key of its own on it.
 pub struct Token {
     pub label: String,
     pub wrapping_key: String,
 }
 
 impl Token {
+    /// The next unused key of the pool.
     pub fn new() -> Token {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let token = Token {
-            label: shared_tokens().0.clone(),
-            wrapping_key: format!("root-wrap-{}", NEXT.fetch_add(1, Ordering::SeqCst)),
-        };
-        token.make_key("AES:32", &token.wrapping_key);
-        token
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(n < POOL, "the pool of HSM keys is too small: raise POOL");
+        Token {
+            label: tokens().main.clone(),
+            wrapping_key: format!("root-wrap-{n}"),
+        }
     }
 
-    /// `pkcs11-tool --keygen` on this token.
-    pub fn make_key(&self, key_type: &str, label: &str) {
-        self.tool(&["--keygen", "--key-type", key_type, "--label", label]);
-    }
-
-    pub fn delete_key(&self, label: &str) {
-        self.tool(&["--delete-object", "--type", "secrkey", "--label", label]);
-    }
-
-    fn tool(&self, args: &[&str]) {
-        run(Command::new("pkcs11-tool")
-            .args(["--module", &module(), "--login", "--pin", PIN])
-            .args(["--token-label", &self.label])
-            .args(args));
+    /// The twin key on `token`.
+    fn twin(token: &str) -> Token {
+        tokens();
+        Token {
+            label: token.to_string(),
+            wrapping_key: TWIN.to_string(),
+        }
     }
 
     pub fn configure(&self, config: &mut Config) {
@@ -118,13 +153,11 @@ fn pkcs11_data_reads_back_after_a_restart_with_no_key_on_disk() {
 #[test]
 fn pkcs11_refusals_say_what_to_check_and_write_nothing() {
     let token = Token::new();
-    let generic = format!("{}-generic", token.wrapping_key);
-    token.make_key("GENERIC:32", &generic);
     let cases: [RefusalCase; 5] = [
         (
             "wrong PIN",
             Box::new(|c| {
-                c.pkcs11_token = Some(shared_tokens().1.clone());
+                c.pkcs11_token = Some(tokens().untouched.clone());
                 c.pkcs11_pin = Some("9999".into());
             }),
             "the HSM refused the PIN",
@@ -141,7 +174,7 @@ fn pkcs11_refusals_say_what_to_check_and_write_nothing() {
         ),
         (
             "key of the wrong type",
-            Box::new(|c| c.pkcs11_key = generic.clone()),
+            Box::new(|c| c.pkcs11_key = GENERIC.into()),
             "it is not an AES key allowed to wrap and unwrap",
         ),
         (
@@ -164,13 +197,13 @@ fn pkcs11_refusals_say_what_to_check_and_write_nothing() {
 
 #[test]
 fn another_hsm_key_under_the_same_label_refuses_to_start() {
-    let token = Token::new();
+    let token = Token::twin(&tokens().main);
     let app = TestApp::with_config(|c| token.configure(c));
     write_a_record(&app);
     let home = stop(app);
-    token.delete_key(&token.wrapping_key);
-    token.make_key("AES:32", &token.wrapping_key);
-    let refused = refusal(home.path(), |c| token.configure(c));
+    // The other token's key of the same label: another key, which did not wrap these.
+    let other = Token::twin(&tokens().other);
+    let refused = refusal(home.path(), |c| other.configure(c));
     assert!(refused.contains("wrapped by another key"), "{refused}");
 }
 
@@ -183,13 +216,14 @@ fn wrapped_keys_of_another_installation_are_refused_under_pkcs11() {
 #[test]
 fn a_new_hsm_key_rewraps_the_root_keys_without_touching_fields() {
     let token = Token::new();
-    let new_key = format!("{}-2027", token.wrapping_key);
-    token.make_key("AES:32", &new_key);
+    let new_key = Token::new().wrapping_key;
     super::key_manager_rotation_rewraps_without_touching_fields(
         &|c| token.configure(c),
         &|c| c.pkcs11_key = new_key.clone(),
-        // The old key destroyed: only the rewrapped keys open.
-        &|| token.delete_key(&token.wrapping_key),
+        &new_key,
+        // The old key stays on the token (nothing is written to the HSM while servers run); the
+        // rows name the new key alone, and each is unwrapped by the key its row names.
+        &|| {},
     );
 }
 
@@ -206,21 +240,39 @@ fn the_key_file_moves_into_the_hsm() {
 }
 
 /// The PIN as the operator writes it in the environment: `0427` stays text (read as a number,
-/// it would be 427 and refused).
+/// it would be 427 and refused). The command runs as a process of its own, on a token folder of
+/// its own: SoftHSM2's file store does not stand two processes using one token at once.
 #[test]
 fn a_pin_from_the_environment_keeps_its_leading_zero() {
     assert!(PIN.starts_with('0'));
-    let token = Token::new();
+    let hsm = tempfile::tempdir().expect("token folder");
+    std::fs::create_dir(hsm.path().join("tokens")).expect("tokens");
+    let conf = hsm.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!("directories.tokendir = {}/tokens\n", hsm.path().display()),
+    )
+    .expect("conf");
+    run(Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args(["--init-token", "--free", "--label", "cli", "--pin", PIN])
+        .args(["--so-pin", SO_PIN]));
+    run(Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", &conf)
+        .args(["--module", &module(), "--login", "--pin", PIN])
+        .args(["--token-label", "cli", "--keygen", "--key-type", "AES:32"])
+        .args(["--label", "cli-wrap"]));
     let home = tempfile::tempdir().expect("home");
     let mut command = Command::new(env!("CARGO_BIN_EXE_medvault"));
     command
         .args(["user", "create", "--level", "admin", "--username", "boss"])
+        .env("SOFTHSM2_CONF", &conf)
         .env("MEDVAULT_HOME", home.path())
         .env("MEDVAULT_KEY_PROVIDER", "pkcs11")
         .env("MEDVAULT_PKCS11_MODULE", module())
-        .env("MEDVAULT_PKCS11_TOKEN", &token.label)
+        .env("MEDVAULT_PKCS11_TOKEN", "cli")
         .env("MEDVAULT_PKCS11_PIN", PIN)
-        .env("MEDVAULT_PKCS11_KEY", &token.wrapping_key)
+        .env("MEDVAULT_PKCS11_KEY", "cli-wrap")
         .envs(database_env(home.path()))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -256,6 +256,7 @@ fn transit_key_rotation_rewraps_the_root_keys_without_touching_fields() {
                 bao.cli(&["write", "-f", "transit/keys/medvault/rotate"]);
             }
         },
+        "medvault",
         // Version 1 of the transit key can no longer decrypt: only rewrapped keys open.
         &|| {
             bao.cli(&[
@@ -299,4 +300,47 @@ fn the_pages_keep_serving_when_openbao_goes_away_and_health_says_so() {
         refused.contains("cannot reach the key manager"),
         "{refused}"
     );
+}
+
+/// Two servers on one PostgreSQL database under one transit key: the root key rotated on one
+/// is taken by the other from the wrapped keys they share, so that it opens what the first
+/// now seals under version 2, with no restart and nothing copied between them.
+#[cfg(postgres_tests)]
+#[test]
+fn a_rotation_on_one_server_is_taken_by_the_other_from_the_shared_wrapped_keys() {
+    let bao = Bao::start();
+    let server_url = std::env::var(POSTGRES_FOR_TESTS).expect("compiled in only when set");
+    let unique = tempfile::tempdir().expect("temp dir");
+    let url = postgres_database(
+        &server_url,
+        &format!("rotation:{}", unique.path().display()),
+    );
+    let server = || {
+        TestApp::with_config(|c| {
+            bao.configure(c);
+            c.database_url = Some(medvault::config::DatabaseUrl::new(url.clone()));
+        })
+    };
+    let (one, two) = (server(), server());
+    let actor = medvault::audit::Actor {
+        name: "admin".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        medvault::reencryption::rotation::rotate_root_key(one.app(), &actor, Some(1))
+            .expect("rotated"),
+        medvault::reencryption::rotation::Rotation::Rotated(2)
+    );
+    // Written on the first server under version 2.
+    let patient = write_a_record(&one);
+    // The other follows every half second; a few seconds is room for a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while two.app().keys().current_root_version() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second server never took version 2"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_record_reads_back(&two, &patient);
 }

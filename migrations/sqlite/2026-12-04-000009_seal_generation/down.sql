@@ -1,0 +1,1 @@
+ALTER TABLE state_seal DROP COLUMN generation;
