@@ -107,6 +107,15 @@ fn forwarded_client(
     Ok(None)
 }
 
+impl ClientInfo {
+    /// The client as the page guards resolved it for `req`, if they did (a catcher asks).
+    pub fn cached<'r>(req: &'r Request<'_>) -> Option<&'r ClientInfo> {
+        req.local_cache(|| Err::<ClientInfo, MalformedForwarding>(MalformedForwarding))
+            .as_ref()
+            .ok()
+    }
+}
+
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for &'r ClientInfo {
     type Error = GuardError;

@@ -97,10 +97,9 @@ impl<'r, P: PageId> FromRequest<'r> for Allowed<P> {
         };
         let signed_in = match viewer {
             Viewer::Guest { session_ended } => {
-                let refusal = if *session_ended {
-                    Refusal::SessionEnded
-                } else {
-                    Refusal::SignInNeeded
+                let refusal = match session_ended {
+                    Some(ended) => Refusal::SessionEnded(ended.why),
+                    None => Refusal::SignInNeeded,
                 };
                 note_refusal(req, refusal);
                 return Outcome::Error((Status::Unauthorized, GuardError::Refused));

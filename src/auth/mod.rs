@@ -11,8 +11,8 @@ pub use client::ClientInfo;
 pub use csrf::{login_csrf_token, CsrfForm};
 pub use guard::{page_of, Allowed, Public, SignedIn};
 pub use session::{
-    end_session, remove_session_cookie, set_session_cookie, start_session, SignedInSession, Viewer,
-    SESSION_COOKIE,
+    end_session, remove_session_cookie, set_session_cookie, start_session, SessionEnd,
+    SignedInSession, Viewer, SESSION_COOKIE,
 };
 
 pub use lockout::count_failure;

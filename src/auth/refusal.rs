@@ -12,7 +12,7 @@ pub enum Refusal {
     /// Not signed in: go to the sign-in page.
     SignInNeeded,
     /// The session ended (timeout, renewal, another browser or address): sign in again.
-    SessionEnded,
+    SessionEnded(crate::auth::SessionEnd),
     /// Signed in with a one-time password: change it first.
     PasswordChangeNeeded,
     /// The level requires two-factor sign-in and this user has not enrolled yet.

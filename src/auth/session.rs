@@ -26,10 +26,67 @@ const TOUCH_AFTER_SECONDS: i64 = 10;
 /// The person behind a request.
 pub enum Viewer {
     Guest {
-        /// A session cookie came with the request but its session has ended.
-        session_ended: bool,
+        /// A session cookie came with the request but its session has ended: why, and whose.
+        session_ended: Option<EndedSession>,
     },
     SignedIn(Box<SignedInSession>),
+}
+
+/// A session that ended on this request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndedSession {
+    pub why: SessionEnd,
+    /// Whose it was: the page it was opening is offered back to that user's sign-in only.
+    pub user_id: String,
+}
+
+/// Why a session ended, as the sign-in page tells the person who comes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// No request for `session_idle_timeout` seconds.
+    Idle,
+    /// `session_lifetime` after sign-in.
+    Lifetime,
+    /// The request came from another address than the sign-in (the IP binding).
+    AddressChanged,
+    /// The request came from another browser than the sign-in (the user-agent binding).
+    BrowserChanged,
+    /// The daily renewal of the session keys.
+    KeyRenewed,
+    /// Ended elsewhere: signed out in another tab, by the user from another browser, by an
+    /// admin, or by a restore.
+    Revoked,
+    /// The account was deactivated.
+    Deactivated,
+}
+
+impl SessionEnd {
+    /// The word the sign-in page's link carries (`/login?ended=idle`).
+    pub fn code(self) -> &'static str {
+        match self {
+            SessionEnd::Idle => "idle",
+            SessionEnd::Lifetime => "lifetime",
+            SessionEnd::AddressChanged => "address",
+            SessionEnd::BrowserChanged => "browser",
+            SessionEnd::KeyRenewed => "renewal",
+            SessionEnd::Revoked => "revoked",
+            SessionEnd::Deactivated => "deactivated",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<SessionEnd> {
+        [
+            SessionEnd::Idle,
+            SessionEnd::Lifetime,
+            SessionEnd::AddressChanged,
+            SessionEnd::BrowserChanged,
+            SessionEnd::KeyRenewed,
+            SessionEnd::Revoked,
+            SessionEnd::Deactivated,
+        ]
+        .into_iter()
+        .find(|end| end.code() == code)
+    }
 }
 
 pub struct SignedInSession {
@@ -38,6 +95,15 @@ pub struct SignedInSession {
 }
 
 impl Viewer {
+    /// The viewer the guards resolved for `req`, if they did (a catcher asks).
+    pub fn cached<'r>(req: &'r Request<'_>) -> Option<&'r Viewer> {
+        req.local_cache(|| {
+            Err::<Viewer, rocket::http::Status>(rocket::http::Status::InternalServerError)
+        })
+        .as_ref()
+        .ok()
+    }
+
     pub fn signed_in(&self) -> Option<&SignedInSession> {
         match self {
             Viewer::SignedIn(s) => Some(s),
@@ -69,19 +135,31 @@ impl<'r> FromRequest<'r> for &'r Viewer {
     }
 }
 
-/// Why a session was ended on a request, for the audit trail.
-fn binding_problem(app: &App, row: &SessionRow, client: &ClientInfo, now: i64) -> Option<String> {
+/// Why a session is ended on this request: the kind, for the sign-in page, and the words for
+/// the audit trail.
+fn binding_problem(
+    app: &App,
+    row: &SessionRow,
+    client: &ClientInfo,
+    now: i64,
+) -> Option<(SessionEnd, String)> {
     if now - row.last_seen_at > app.config.session_idle_timeout {
-        return Some("idle timeout".into());
+        return Some((SessionEnd::Idle, "idle timeout".into()));
     }
     if now - row.created_at > app.config.session_lifetime {
-        return Some("lifetime reached".into());
+        return Some((SessionEnd::Lifetime, "lifetime reached".into()));
     }
     if app.security.bind_ip() && row.ip != client.ip {
-        return Some(format!("address changed from {} to {}", row.ip, client.ip));
+        return Some((
+            SessionEnd::AddressChanged,
+            format!("address changed from {} to {}", row.ip, client.ip),
+        ));
     }
     if app.security.bind_user_agent() && row.user_agent != client.user_agent {
-        return Some("browser (user agent) changed".into());
+        return Some((
+            SessionEnd::BrowserChanged,
+            "browser (user agent) changed".into(),
+        ));
     }
     None
 }
@@ -89,7 +167,7 @@ fn binding_problem(app: &App, row: &SessionRow, client: &ClientInfo, now: i64) -
 async fn resolve(req: &Request<'_>) -> Result<Viewer, GuardError> {
     let Some(cookie) = req.cookies().get_private(SESSION_COOKIE) else {
         return Ok(Viewer::Guest {
-            session_ended: false,
+            session_ended: None,
         });
     };
     let token = cookie.value().to_string();
@@ -109,7 +187,7 @@ async fn resolve(req: &Request<'_>) -> Result<Viewer, GuardError> {
         .await?;
     // A half-signed-in session keeps its cookie for the second-factor page.
     if let Viewer::Guest {
-        session_ended: true,
+        session_ended: Some(_),
     } = viewer
     {
         remove_session_cookie(req.cookies());
@@ -125,8 +203,11 @@ fn resolve_token(
 ) -> Result<Viewer, GuardError> {
     let now = app.now();
     let epoch = app.sessions.epoch(now);
-    let ended = Viewer::Guest {
-        session_ended: true,
+    let ended = |why, user_id: &str| Viewer::Guest {
+        session_ended: Some(EndedSession {
+            why,
+            user_id: user_id.to_string(),
+        }),
     };
     let Some((row, user)) = SessionRow::find_with_user(&app.sessions.digest(token, epoch), conn)?
     else {
@@ -134,22 +215,24 @@ fn resolve_token(
         if let Some(old) = SessionRow::find_by_digest(&app.sessions.digest(token, epoch - 1), conn)?
         {
             end_with_audit(app, &old, client, "session key renewed", conn)?;
+            return Ok(ended(SessionEnd::KeyRenewed, &old.user_id));
         }
-        return Ok(ended);
+        // Whose it was is gone with the row.
+        return Ok(ended(SessionEnd::Revoked, ""));
     };
     if !row.is_full() {
         // Half signed in: only the second-factor page reads this session.
         return Ok(Viewer::Guest {
-            session_ended: false,
+            session_ended: None,
         });
     }
     let Some(user) = user.filter(|u| u.active) else {
         end_with_audit(app, &row, client, "account deactivated", conn)?;
-        return Ok(ended);
+        return Ok(ended(SessionEnd::Deactivated, &row.user_id));
     };
-    if let Some(problem) = binding_problem(app, &row, client, now) {
+    if let Some((why, problem)) = binding_problem(app, &row, client, now) {
         end_with_audit(app, &row, client, &problem, conn)?;
-        return Ok(ended);
+        return Ok(ended(why, &row.user_id));
     }
     let mut session = row;
     if now - session.last_seen_at >= TOUCH_AFTER_SECONDS {

@@ -4,9 +4,10 @@
 //! sit apart from `web::error` because they link to pages, which use that error type.
 
 use crate::auth::refusal::{noted_message, noted_refusal, noted_retry_after, Refusal};
+use crate::auth::Viewer;
 use crate::web::error::{default_message, error_page, too_many_requests, TooManyRequests};
 use crate::web::Template;
-use rocket::http::Status;
+use rocket::http::{Method, Status};
 use rocket::request::Request;
 use rocket::response::Redirect;
 use rocket::uri;
@@ -14,16 +15,31 @@ use rocket::{catch, catchers, Catcher};
 
 #[catch(401)]
 fn sign_in_needed(req: &Request<'_>) -> Redirect {
-    match noted_refusal(req) {
+    let refusal = noted_refusal(req);
+    // The page a session's end interrupted is where that user's next sign-in goes back to.
+    if let (
+        Some(Refusal::SessionEnded(_)),
+        Some(Viewer::Guest {
+            session_ended: Some(ended),
+        }),
+    ) = (refusal, Viewer::cached(req))
+    {
+        if req.method() == Method::Get && !ended.user_id.is_empty() {
+            let https = crate::auth::ClientInfo::cached(req).is_some_and(|c| c.https);
+            let target = req.uri().to_string();
+            crate::web::login::remember_return(req.cookies(), &ended.user_id, &target, https);
+        }
+    }
+    match refusal {
         Some(Refusal::PasswordChangeNeeded) => {
             Redirect::to(uri!(crate::web::account::password::password_page))
         }
         Some(Refusal::TwoFactorEnrolmentNeeded) => {
             Redirect::to(uri!(crate::web::account::two_factor::overview))
         }
-        Some(Refusal::SessionEnded) => {
-            Redirect::to(uri!(crate::web::login::login_page(ended = Some("1"))))
-        }
+        Some(Refusal::SessionEnded(why)) => Redirect::to(uri!(crate::web::login::login_page(
+            ended = Some(why.code())
+        ))),
         _ => Redirect::to(uri!(crate::web::login::login_page(ended = _))),
     }
 }

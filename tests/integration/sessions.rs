@@ -33,7 +33,9 @@ fn a_cookie_replayed_from_another_user_agent_is_refused_and_audited() {
     let app = TestApp::new();
     let mut owner = app.signed_in(Level::Patient, "pat");
     let mut thief = owner.clone_with("192.0.2.10:50000", OTHER_AGENT);
-    thief.get("/dashboard").assert_redirect("/login?ended=1");
+    thief
+        .get("/dashboard")
+        .assert_redirect("/login?ended=browser");
     assert!(app.audit_actions().contains(&"session.ended".to_string()));
     // The session is gone for its owner too: the stolen copy ended it server-side.
     owner.get("/dashboard").assert_redirect("/login");
@@ -44,7 +46,9 @@ fn a_cookie_replayed_from_another_address_is_refused() {
     let app = TestApp::new();
     let owner = app.signed_in(Level::Doctor, "doc");
     let mut thief = owner.clone_with("198.51.100.20:50000", &owner.user_agent.clone());
-    thief.get("/dashboard").assert_redirect("/login?ended=1");
+    thief
+        .get("/dashboard")
+        .assert_redirect("/login?ended=address");
 }
 
 #[test]
@@ -84,12 +88,16 @@ fn an_idle_session_ends_after_the_idle_timeout() {
     app.clock.advance(14 * 60);
     browser.get("/dashboard").assert_status(Status::Ok);
     app.clock.advance(15 * 60 + 1);
-    browser.get("/dashboard").assert_redirect("/login?ended=1");
+    browser
+        .get("/dashboard")
+        .assert_redirect("/login?ended=idle");
     // The page the refusal leads to says why the person is there.
-    let login = browser.get("/login?ended=1");
+    let login = browser.get("/login?ended=idle");
     login.assert_status(Status::Ok);
     assert!(
-        login.body.contains("Your session has ended"),
+        login
+            .body
+            .contains("You were signed out after 15 minutes without activity"),
         "{}",
         login.body
     );
@@ -105,7 +113,9 @@ fn an_active_session_ends_at_its_absolute_lifetime() {
     }
     // 8 hours and a bit after sign-in.
     app.clock.advance(10 * 60 + 1);
-    browser.get("/dashboard").assert_redirect("/login?ended=1");
+    browser
+        .get("/dashboard")
+        .assert_redirect("/login?ended=lifetime");
 }
 
 #[test]
@@ -120,7 +130,9 @@ fn every_session_ends_when_the_session_key_is_renewed() {
     fresh.login("doc", PASSWORD).assert_redirect("/dashboard");
     app.clock.advance(61);
     browser.get("/dashboard").assert_redirect("/login");
-    fresh.get("/dashboard").assert_redirect("/login?ended=1");
+    fresh
+        .get("/dashboard")
+        .assert_redirect("/login?ended=renewal");
     let actions = app.audit_actions();
     assert!(actions.iter().any(|a| a == "session.ended"), "{actions:?}");
     // Signing in again after the renewal works.
@@ -186,7 +198,9 @@ fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
         ("X-Real-IP".into(), "192.0.2.10".into()),
         ("X-Forwarded-For".into(), "192.0.2.10".into()),
     ];
-    impostor.get("/dashboard").assert_redirect("/login?ended=1");
+    impostor
+        .get("/dashboard")
+        .assert_redirect("/login?ended=address");
 }
 
 #[test]
@@ -201,7 +215,9 @@ fn a_trusted_proxy_names_the_client_and_client_written_entries_are_ignored() {
     assert!(sessions.body.contains("198.51.100.7"), "{}", sessions.body);
     // Behind the same proxy, another client address ends the session.
     browser.extra_headers = vec![("X-Forwarded-For".into(), "198.51.100.8".into())];
-    browser.get("/dashboard").assert_redirect("/login?ended=1");
+    browser
+        .get("/dashboard")
+        .assert_redirect("/login?ended=address");
 }
 
 #[test]
@@ -309,4 +325,88 @@ fn a_malformed_forwarding_header_from_a_trusted_proxy_is_refused_not_taken_for_t
     // The proxy's own request (no header) is the proxy, as before.
     through_proxy.extra_headers.clear();
     through_proxy.get("/metrics").assert_status(Status::Ok);
+}
+
+/// Each way a session ends is named on the sign-in page, not only "it ended".
+#[test]
+fn the_sign_in_page_says_why_the_session_ended() {
+    let app = TestApp::new();
+    let mut browser = app.browser();
+    for (code, says) in [
+        ("lifetime", "Sessions last 8 hours from sign-in"),
+        ("address", "network address changed"),
+        ("browser", "the browser changed"),
+        ("renewal", "when the session keys were renewed"),
+        ("revoked", "ended elsewhere"),
+        ("deactivated", "This account has been deactivated"),
+        ("1", "Your session has ended"),
+        ("nonsense", "Your session has ended"),
+    ] {
+        let page = browser.get(&format!("/login?ended={code}"));
+        page.assert_status(Status::Ok);
+        assert!(page.body.contains(says), "{code}: {}", page.body);
+    }
+}
+
+/// A session revoked from another browser: this one is told so.
+#[test]
+fn a_session_revoked_elsewhere_says_so() {
+    let app = TestApp::new();
+    let mut laptop = app.signed_in(Level::Doctor, "doc");
+    let mut phone = Browser::new(&app, "192.0.2.77:1000", "Mozilla/5.0 (iPhone) Safari/605.1");
+    phone.login("doc", PASSWORD).assert_redirect("/dashboard");
+    // The laptop's session is revoked from the phone's list of sessions.
+    let sessions = phone.get("/account/sessions");
+    let laptop_row = sessions
+        .body
+        .split("<tr>")
+        .find(|row| row.contains("Firefox on Linux"))
+        .expect("the laptop is listed");
+    let id = session_ids(laptop_row).pop().expect("its session id");
+    phone
+        .post(&format!("/account/sessions/{id}/revoke"), &[])
+        .assert_redirect("/account/sessions");
+    laptop
+        .get("/dashboard")
+        .assert_redirect("/login?ended=revoked");
+}
+
+/// After an idle timeout, signing in again goes back to the record the doctor was opening,
+/// not to the dashboard; once only.
+#[test]
+fn signing_in_after_a_timeout_returns_to_the_page_that_was_open() {
+    let app = TestApp::new();
+    let (mut doctor, patient) = crate::common::record_builders::doctor_with_patient(&app);
+    let record = format!("/patients/{patient}");
+    doctor.get(&record).assert_status(Status::Ok);
+    app.clock.advance(15 * 60 + 1);
+    doctor.get(&record).assert_redirect("/login?ended=idle");
+    doctor.login("dr.grey", PASSWORD).assert_redirect(&record);
+    doctor.get(&record).assert_status(Status::Ok);
+    // Remembered once: the next sign-in starts at the dashboard again.
+    doctor.post("/logout", &[]).assert_redirect("/login");
+    doctor
+        .login("dr.grey", PASSWORD)
+        .assert_redirect("/dashboard");
+}
+
+/// A shared workstation: the doctor's session timed out on a record, and a colleague signs in
+/// on the same browser. The colleague starts at the dashboard, not on the other's patient.
+#[test]
+fn the_page_an_ended_session_was_opening_is_offered_to_its_own_user_only() {
+    let app = TestApp::new();
+    let (mut browser, patient) = crate::common::record_builders::doctor_with_patient(&app);
+    app.create_user(Level::Doctor, "dr.other");
+    let record = format!("/patients/{patient}");
+    browser.get(&record).assert_status(Status::Ok);
+    app.clock.advance(15 * 60 + 1);
+    browser.get(&record).assert_redirect("/login?ended=idle");
+    browser
+        .login("dr.other", PASSWORD)
+        .assert_redirect("/dashboard");
+    // And the page is forgotten: its owner, signing in next, starts at the dashboard too.
+    browser.post("/logout", &[]).assert_redirect("/login");
+    browser
+        .login("dr.grey", PASSWORD)
+        .assert_redirect("/dashboard");
 }

@@ -5,7 +5,7 @@ pub(crate) mod second_factor;
 
 use crate::web::Template;
 use rocket::form::FromForm;
-use rocket::http::{CookieJar, Status};
+use rocket::http::{Cookie, CookieJar, SameSite, Status};
 use rocket::request::FlashMessage;
 use rocket::response::{Flash, Redirect};
 use rocket::uri;
@@ -15,6 +15,7 @@ use rocket_dyn_templates::context;
 use crate::access::{page, Page};
 use crate::app::App;
 use crate::audit::{action, Actor, Entry, Outcome};
+use crate::auth::SessionEnd;
 use crate::auth::{
     end_session, login_csrf_token, remove_session_cookie, set_session_cookie, start_session,
     Allowed, ClientInfo, CsrfForm, Public, Viewer, SESSION_COOKIE,
@@ -50,6 +51,7 @@ pub(crate) enum LoginPage {
 #[get("/login?<ended>")]
 pub(crate) fn login_page(
     _page: Public<page::Login>,
+    app: &State<App>,
     client: &ClientInfo,
     viewer: &Viewer,
     cookies: &CookieJar<'_>,
@@ -60,11 +62,103 @@ pub(crate) fn login_page(
         return LoginPage::SignedIn(Box::new(Redirect::to(uri!(crate::web::home::dashboard))));
     }
     let mut layout = Layout::for_guest(Page::Login, login_csrf_token(cookies, client.https), flash);
-    // The refusal catcher sends `ended=1`; older links said `ended=true`.
-    if matches!(ended, Some("1" | "true")) && layout.flash.is_none() {
-        layout = layout.with_message("info", "Your session has ended. Please sign in again.");
+    if let (Some(ended), None) = (ended, &layout.flash) {
+        layout = layout.with_message("info", why_the_session_ended(app, ended));
     }
     LoginPage::Form(Box::new(login_template(layout, "")))
+}
+
+/// What the sign-in page says to someone whose session ended (`/login?ended=idle`): why, in
+/// words that tell them it was not their doing where it was not.
+fn why_the_session_ended(app: &App, code: &str) -> String {
+    let config = &app.config;
+    let again = "Sign in again to go back to the page you were on.";
+    match SessionEnd::from_code(code) {
+        Some(SessionEnd::Idle) => format!(
+            "You were signed out after {} minutes without activity. {again}",
+            (config.session_idle_timeout / 60).max(1)
+        ),
+        Some(SessionEnd::Lifetime) => format!(
+            "Sessions last {} hours from sign-in, and yours has ended. {again}",
+            (config.session_lifetime / 3600).max(1)
+        ),
+        Some(SessionEnd::AddressChanged) => format!(
+            "You were signed out because this browser's network address changed since you \
+             signed in (a session stays with the address it began at). {again}"
+        ),
+        Some(SessionEnd::BrowserChanged) => {
+            format!("You were signed out because the browser changed since you signed in. {again}")
+        }
+        Some(SessionEnd::KeyRenewed) => format!(
+            "You were signed out when the session keys were renewed, as they are every {} \
+             hours. {again}",
+            (config.session_key_interval / 3600).max(1)
+        ),
+        Some(SessionEnd::Revoked) => format!(
+            "Your session was ended elsewhere: signed out in another window or browser, or by \
+             an administrator. {again}"
+        ),
+        Some(SessionEnd::Deactivated) => {
+            "This account has been deactivated. Ask an administrator.".to_string()
+        }
+        None => "Your session has ended. Please sign in again.".to_string(),
+    }
+}
+
+/// The page a sign-in goes back to: the page an ended session interrupted, with whose session
+/// it was, kept in a private cookie for half an hour.
+const RETURN_COOKIE: &str = "mv_return";
+
+/// Remembers `target` (a path with its query) for `user_id`'s next sign-in, if it is one of
+/// medvault's own pages a sign-in may lead to.
+pub fn remember_return(cookies: &CookieJar<'_>, user_id: &str, target: &str, secure: bool) {
+    if !is_return_target(target) {
+        return;
+    }
+    cookies.add_private(
+        Cookie::build((RETURN_COOKIE, format!("{user_id} {target}")))
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(secure)
+            .path("/")
+            .max_age(rocket::time::Duration::minutes(30)),
+    );
+}
+
+/// Where `user_id`'s full sign-in goes: `first` (the dashboard, or the forced password
+/// change), or instead of the dashboard the page their own ended session was opening (on a
+/// shared workstation, the next person does not land on the last one's patient). The
+/// remembered page is forgotten either way.
+pub fn after_full_sign_in(cookies: &CookieJar<'_>, user_id: &str, first: &'static str) -> String {
+    let remembered = cookies
+        .get_private(RETURN_COOKIE)
+        .map(|c| c.value().to_string());
+    if remembered.is_some() {
+        cookies.remove_private(RETURN_COOKIE);
+    }
+    let target = remembered
+        .as_deref()
+        .and_then(|value| value.split_once(' '));
+    match target {
+        Some((whose, target))
+            if whose == user_id && first == "/dashboard" && is_return_target(target) =>
+        {
+            target.to_string()
+        }
+        _ => first.to_string(),
+    }
+}
+
+/// A path on this server (not `//host`, which a browser reads as another site), and not a
+/// page that a sign-in must not lead back to.
+fn is_return_target(target: &str) -> bool {
+    target.starts_with('/')
+        && !target.starts_with("//")
+        && !target.contains('\\')
+        && target.len() <= 1024
+        && !["/login", "/logout", "/setup", "/files/"]
+            .iter()
+            .any(|p| target.starts_with(p))
 }
 
 /// Every failed sign-in says the same, whatever the reason.
@@ -158,7 +252,7 @@ async fn login(
                     } else {
                         after_sign_in(&user)
                     };
-                    Ok(Ok((token, next)))
+                    Ok(Ok((token, next, user.id.clone())))
                 }
                 other => {
                     let actor = Actor {
@@ -188,8 +282,12 @@ async fn login(
         })
         .await;
     match outcome {
-        Ok(Ok((token, next))) => {
+        Ok(Ok((token, next, user_id))) => {
             set_session_cookie(cookies, token, client.https);
+            let next = match next {
+                "/login/2fa" => next.to_string(),
+                first => after_full_sign_in(cookies, &user_id, first),
+            };
             Ok(Redirect::to(next))
         }
         // The same page and status whether the username exists, is locked, or the password is
@@ -237,4 +335,34 @@ async fn logout(
         Redirect::to(uri!(crate::web::login::login_page(ended = _))),
         "You are signed out.",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_return_target;
+
+    #[test]
+    fn a_sign_in_returns_only_to_medvaults_own_pages() {
+        for good in [
+            "/patients/abc",
+            "/admin/audit?action=login.failure",
+            "/dashboard",
+        ] {
+            assert!(is_return_target(good), "{good}");
+        }
+        for bad in [
+            "//evil.example/phish",
+            "/\\evil.example",
+            "https://evil.example/",
+            "evil.example",
+            "",
+            "/login?ended=idle",
+            "/logout",
+            "/setup?token=x",
+            "/files/sometoken",
+        ] {
+            assert!(!is_return_target(bad), "{bad}");
+        }
+        assert!(!is_return_target(&format!("/{}", "a".repeat(1024))));
+    }
 }

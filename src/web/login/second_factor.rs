@@ -227,7 +227,7 @@ async fn submit_code(
                     // A fresh token for the full session; the half one ends.
                     SessionRow::delete(&row.id, conn)?;
                     let token = start_session(app, &user, &client2, None, STAGE_FULL, conn)?;
-                    Ok(Ok((token, after_sign_in(&user))))
+                    Ok(Ok((token, after_sign_in(&user), user.id.clone())))
                 }
                 None => {
                     app.audit.append(
@@ -250,9 +250,11 @@ async fn submit_code(
         })
         .await;
     match outcome {
-        Ok(Ok((token, next))) => {
+        Ok(Ok((token, next, user_id))) => {
             set_session_cookie(cookies, token, client.https);
-            CodeAnswer::SignedIn(Box::new(Redirect::to(next)))
+            CodeAnswer::SignedIn(Box::new(Redirect::to(
+                crate::web::login::after_full_sign_in(cookies, &user_id, next),
+            )))
         }
         Ok(Err(true)) => {
             let layout = Layout::for_guest(Page::LoginTwoFactor, login_csrf_token(cookies, client.https), None)
