@@ -284,10 +284,9 @@ impl Services {
                 return Ok(false);
             }
         };
-        let matches = recorded.iter().all(|(version, check_value)| {
-            ring.key_check_value(*version as u32)
-                .is_some_and(|kcv| constant_time_eq(kcv.as_bytes(), check_value.as_bytes()))
-        });
+        let matches = recorded
+            .iter()
+            .all(|(version, check_value)| ring.matches_recorded(*version, check_value));
         if !matches {
             tracing::error!(
                 versions = ?missing,

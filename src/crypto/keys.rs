@@ -85,20 +85,9 @@ impl RootKeys {
                     .decode(encoded)
                     .map_err(|_| KeyError::BadBase64(version))?,
             );
-            let key: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| KeyError::BadLength(version, bytes.len()))?;
-            if versions.iter().any(|(v, _)| *v == version) {
-                return Err(KeyError::DuplicateVersion(version));
-            }
-            versions.push((version, Zeroizing::new(key)));
+            push_version(&mut versions, version, &bytes)?;
         }
-        if versions.is_empty() {
-            return Err(KeyError::Empty);
-        }
-        versions.sort_by_key(|(v, _)| *v);
-        Ok(RootKeys { versions })
+        RootKeys::from_versions(versions)
     }
 
     /// The root keys a key manager unwrapped: each `(version, bytes)` as it was wrapped.
@@ -108,15 +97,13 @@ impl RootKeys {
             if version == 0 {
                 return Err(KeyError::BadVersion(version.to_string()));
             }
-            let key: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| KeyError::BadLength(version, bytes.len()))?;
-            if versions.iter().any(|(v, _)| *v == version) {
-                return Err(KeyError::DuplicateVersion(version));
-            }
-            versions.push((version, Zeroizing::new(key)));
+            push_version(&mut versions, version, &bytes)?;
         }
+        RootKeys::from_versions(versions)
+    }
+
+    /// The versions gathered by [`RootKeys::parse`] or [`RootKeys::from_unwrapped`], in order.
+    fn from_versions(mut versions: Vec<(u32, Zeroizing<[u8; 32]>)>) -> Result<Self, KeyError> {
         if versions.is_empty() {
             return Err(KeyError::Empty);
         }
@@ -166,6 +153,22 @@ impl RootKeys {
             .find(|(v, _)| *v == version)
             .map(|(_, k)| &**k)
     }
+}
+
+/// Adds root key `version`, which must be 32 bytes and not given already.
+fn push_version(
+    versions: &mut Vec<(u32, Zeroizing<[u8; 32]>)>,
+    version: u32,
+    bytes: &[u8],
+) -> Result<(), KeyError> {
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| KeyError::BadLength(version, bytes.len()))?;
+    if versions.iter().any(|(v, _)| *v == version) {
+        return Err(KeyError::DuplicateVersion(version));
+    }
+    versions.push((version, Zeroizing::new(key)));
+    Ok(())
 }
 
 /// What a derived key is for. Each purpose has its own HKDF label, so no key serves two ends.
@@ -263,6 +266,15 @@ impl KeyRing {
         let mut out = Zeroizing::new(vec![0u8; len]);
         hk.expand(info, &mut out).ok()?;
         Some(SecretKey::from_bytes(&out))
+    }
+
+    /// Whether this ring holds root key `version` as the database recorded it (its key check
+    /// value).
+    pub fn matches_recorded(&self, version: i32, check_value: &str) -> bool {
+        u32::try_from(version)
+            .ok()
+            .and_then(|v| self.key_check_value(v))
+            .is_some_and(|kcv| super::constant_time_eq(kcv.as_bytes(), check_value.as_bytes()))
     }
 
     /// A short value that identifies root key `version` without revealing it, stored in the

@@ -4,7 +4,7 @@
 
 use crate::audit::{action, Actor, Entry, Outcome};
 use crate::config::KeyProviderKind;
-use crate::crypto::{constant_time_eq, KeyRing};
+use crate::crypto::KeyRing;
 use crate::db::models::{key_check, wrapped_key};
 use crate::db::DbError;
 use crate::key_manager;
@@ -80,10 +80,7 @@ pub fn rotate_root_key(
         }
     };
     for (version, recorded) in key_check::all(&mut conn)? {
-        let matches = reread
-            .key_check_value(version as u32)
-            .is_some_and(|kcv| constant_time_eq(kcv.as_bytes(), recorded.as_bytes()));
-        if !matches {
+        if !reread.matches_recorded(version, &recorded) {
             return Err(RotationError::Refused(format!(
                 "Root key version {version} is no longer in {source} as this database knows it \
                  (its key check value differs or it is missing). Nothing was rotated; restore \

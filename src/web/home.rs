@@ -132,15 +132,11 @@ async fn health(_page: Public<page::Health>, app: &State<App>) -> (Status, Json<
         .blocking(move |_, conn| {
             diesel::sql_query("SELECT 1").execute(conn)?;
             let recorded = crate::db::models::key_check::all(conn)?;
+            let keys = check_app.keys();
             let key_ok = !recorded.is_empty()
-                && recorded.iter().all(|(version, value)| {
-                    check_app
-                        .keys()
-                        .key_check_value(*version as u32)
-                        .is_some_and(|kcv| {
-                            crate::crypto::constant_time_eq(kcv.as_bytes(), value.as_bytes())
-                        })
-                });
+                && recorded
+                    .iter()
+                    .all(|(version, value)| keys.matches_recorded(*version, value));
             Ok(key_ok)
         })
         .await;
